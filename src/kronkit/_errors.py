@@ -1,0 +1,66 @@
+"""Exception and warning types raised by kronkit.
+
+Every error kronkit raises on bad input is one of the standard types (``ValueError``,
+``TypeError``, ``numpy.linalg.LinAlgError``) or a subclass defined here, so
+``except ValueError`` keeps working for callers who do not know kronkit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "ConvergenceWarning",
+    "DomainError",
+    "NotPositiveDefiniteError",
+    "SingularFactorError",
+]
+
+
+class SingularFactorError(np.linalg.LinAlgError):
+    """A Kronecker factor is singular (or numerically singular) where an inverse is needed.
+
+    Attributes
+    ----------
+    factor : int or None
+        Index of the offending factor in ``Kron.factors`` (``None`` if not known).
+    rcond : float or None
+        Estimated reciprocal condition number of that factor.
+    """
+
+    def __init__(self, message: str, *, factor: int | None = None, rcond: float | None = None):
+        super().__init__(message)
+        self.factor = factor
+        self.rcond = rcond
+
+
+class NotPositiveDefiniteError(np.linalg.LinAlgError):
+    """A factor that must be symmetric positive definite is not.
+
+    Attributes
+    ----------
+    factor : int or None
+        Index of the offending factor (``None`` if not known).
+    """
+
+    def __init__(self, message: str, *, factor: int | None = None):
+        super().__init__(message)
+        self.factor = factor
+
+
+class DomainError(ValueError):
+    """The function is undefined at the given point, e.g. ``log(beta)`` with ``beta <= 0``.
+
+    Attributes
+    ----------
+    value : float or ndarray or None
+        The offending value(s) (for :func:`kronkit.log_quad`, ``beta = alpha + q``).
+    """
+
+    def __init__(self, message: str, *, value: object = None):
+        super().__init__(message)
+        self.value = value
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative method stopped before meeting its tolerance."""
