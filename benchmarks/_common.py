@@ -1,0 +1,66 @@
+"""Shared helpers for the benchmark scripts: timing, peak memory, tables."""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5, min_total: float = 0.0) -> float:
+    """Best wall time of ``repeat`` calls (more calls while the total is below ``min_total``)."""
+    best = float("inf")
+    total = 0.0
+    n = 0
+    while n < repeat or total < min_total:
+        gc.collect()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        total += dt
+        n += 1
+        if n >= 1000:
+            break
+    return best
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MB."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / 2**20
+
+
+def fmt_time(t: float | None) -> str:
+    if t is None:
+        return "—"
+    if t < 1e-3:
+        return f"{t * 1e6:.1f} µs"
+    if t < 1:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t:.2f} s"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "—" if r is None else f"{r:,.1f}×"
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]], markdown: list[str] | None):
+    """Print a rich table; append the same table in Markdown to ``markdown`` if given."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*r)
+    Console(soft_wrap=True).print(t)
+    if markdown is not None:
+        markdown.append(f"\n**{title}**\n")
+        markdown.append("| " + " | ".join(columns) + " |")
+        markdown.append("|" + "---|" * len(columns))
+        for r in rows:
+            markdown.append("| " + " | ".join(r) + " |")

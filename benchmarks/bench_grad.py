@@ -1,0 +1,209 @@
+"""Benchmark: the seed's gradient, kronkit's closed form against its peers, in one run.
+
+    python benchmarks/bench_grad.py            # full run (several minutes)
+    python benchmarks/bench_grad.py --quick    # smoke run
+    python benchmarks/bench_grad.py --markdown out.md   # also write the tables as Markdown
+
+Compares ``kronkit.log_quad_grad`` (value + gradients for A and B, SPD factors, one y) with
+GPyTorch ``linear_operator`` (``inv_quad`` + backward to the factors; exact inside
+``max_cholesky_size(10**9)``, and its default, which switches to conjugate gradients above
+P = 800), ``jax.grad`` of the dense formula, and the seed's Kronecker-SVD route; then the
+large cases against a count of dense m×m matrix products measured in the same run, peak RSS,
+and a batch against the GFLOP/s of a plain dgemm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import best_of, fmt_ratio, fmt_time, peak_rss_mb, print_table  # noqa: E402
+
+import kronkit  # noqa: E402
+
+ALPHA = 1.0
+
+
+def spd(rng, n):
+    X = rng.standard_normal((n, n))
+    return X @ X.T / n + np.eye(n)
+
+
+def problem(m, seed=0):
+    rng = np.random.default_rng(seed)
+    return spd(rng, m), spd(rng, m), rng.standard_normal(m * m)
+
+
+def kronkit_grad(A, B, y):
+    g = kronkit.log_quad_grad(kronkit.Kron(A, B), y, alpha=ALPHA)
+    return g.A, g.B
+
+
+def lo_grad(A, B, y, exact=True):
+    import linear_operator
+    import torch
+    from linear_operator.operators import DenseLinearOperator, KroneckerProductLinearOperator
+
+    At = torch.tensor(A, requires_grad=True)
+    Bt = torch.tensor(B, requires_grad=True)
+    yt = torch.tensor(y)
+    size = 10**9 if exact else linear_operator.settings.max_cholesky_size.value()
+    with linear_operator.settings.max_cholesky_size(size), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        K = KroneckerProductLinearOperator(DenseLinearOperator(At), DenseLinearOperator(Bt))
+        lam = torch.log(ALPHA + K.inv_quad(yt))
+        lam.backward()
+    return At.grad.numpy(), Bt.grad.numpy()
+
+
+def jax_dense(m):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+
+    @jax.jit
+    def g(A, B, y):
+        def lam(A, B):
+            return jnp.log(ALPHA + y @ jnp.linalg.solve(jnp.kron(A, B), y))
+
+        return jax.grad(lam, argnums=(0, 1))(A, B)
+
+    def run(A, B, y):
+        a, b = g(A, B, y)
+        return np.asarray(a.block_until_ready()), np.asarray(b)
+
+    return run
+
+
+def seed_grad(A, B, y):
+    r = kronkit.seed_route(kronkit.Kron(A, B), y, alpha=ALPHA)
+    return r.A, r.B
+
+
+def rel(a, b):
+    return float(max(np.max(np.abs(a[0] - b[0])) / np.max(np.abs(b[0])),
+                     np.max(np.abs(a[1] - b[1])) / np.max(np.abs(b[1]))))
+
+
+def matmul8(m, seed=1):
+    rng = np.random.default_rng(seed)
+    X, Y = rng.standard_normal((2, m, m))
+    t = best_of(lambda: X @ Y, repeat=3)
+    return 8 * t
+
+
+def section_peers(sizes, quick, md):
+    rows = []
+    for m in sizes:
+        A, B, y = problem(m)
+        ref = kronkit_grad(A, B, y)
+        t_k = best_of(lambda: kronkit_grad(A, B, y), repeat=3 if m >= 1000 else 10,  # noqa: B023
+                      min_total=0.5 if m < 200 else 0.0)
+        t_lo = best_of(lambda: lo_grad(A, B, y), repeat=1 if m >= 1000 else 3)  # noqa: B023
+        err_lo = rel(lo_grad(A, B, y), ref)
+        lo_def = lo_grad(A, B, y, exact=False)
+        err_def = rel(lo_def, ref)
+        t_jax = err_jax = None
+        if m <= 64:
+            f = jax_dense(m)
+            f(A, B, y)  # compile
+            t_jax = best_of(lambda: f(A, B, y), repeat=1 if m == 64 else 3)  # noqa: B023
+            err_jax = rel(f(A, B, y), ref)
+        t_seed = err_seed = None
+        if m <= (32 if quick else 64):
+            t_seed = best_of(lambda: seed_grad(A, B, y), repeat=1)  # noqa: B023
+            err_seed = rel(seed_grad(A, B, y), ref)
+        t_8 = matmul8(m) if m >= 200 else None
+        rows.append([
+            str(m), f"{m * m:,}", fmt_time(t_k),
+            fmt_time(t_lo), fmt_ratio(t_lo / t_k), f"{err_lo:.1e}", f"{err_def:.1e}",
+            fmt_time(t_jax), fmt_ratio(t_jax / t_k if t_jax else None),
+            "—" if err_jax is None else f"{err_jax:.1e}",
+            fmt_time(t_seed), fmt_ratio(t_seed / t_k if t_seed else None),
+            "—" if err_seed is None else f"{err_seed:.1e}",
+            "—" if t_8 is None else f"{t_k / t_8:.2f}",
+        ])
+    cols = ["m=n", "P", "kronkit", "lin_op exact", "speed-up", "rel diff",
+            "lin_op default (CG) rel err", "JAX dense", "speed-up", "rel diff",
+            "seed route", "speed-up", "rel diff", "kronkit / 8 matmuls"]
+    print_table("log_quad_grad (value + ∂A + ∂B, SPD, one y) vs peers", cols, rows, md)
+
+
+def _large_child(m):
+    """Run in a subprocess: time kronkit at m=n and report its own peak RSS."""
+    A, B, y = problem(m)
+    rss0 = peak_rss_mb()
+    kronkit_grad(A, B, y)  # warm-up (factorisations are per call: a new Kron each time)
+    t = best_of(lambda: kronkit_grad(A, B, y), repeat=3)
+    print(json.dumps({"m": m, "seconds": t, "peak_rss_mb": peak_rss_mb(), "rss_inputs_mb": rss0}))
+
+
+def section_large(sizes, md):
+    rows = []
+    for m in sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", str(m)], capture_output=True,
+                             text=True, check=True)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        t8 = matmul8(m)
+        rows.append([str(m), f"{m * m:,}", fmt_time(res["seconds"]), fmt_time(t8),
+                     f"{res['seconds'] / t8:.2f}", f"{res['peak_rss_mb']:.0f} MB",
+                     f"{res['rss_inputs_mb']:.0f} MB"])
+    cols = ["m=n", "P", "kronkit", "8 dense m×m matmuls", "ratio (target ≤ 1)", "peak RSS",
+            "RSS after inputs"]
+    print_table("Large single-y gradients vs 8 dense m×m matrix products (same run)", cols, rows, md)
+
+
+def section_batch(N, m, md):
+    rng = np.random.default_rng(3)
+    A, B = spd(rng, m), spd(rng, m)
+    Y = rng.standard_normal((N, m * m))
+    K = kronkit.Kron(A, B)
+    kronkit.log_quad_grad(K, Y[:10])
+    t = best_of(lambda: kronkit.log_quad_grad(K, Y, alpha=ALPHA), repeat=3)
+    # flops of the algorithm: two triangular solves per observation for X = L_A⁻¹ W L_B⁻ᵀ,
+    # two Gram (syrk) updates for ∂A, ∂B, two triangular solves for ∂y (Z = L_A⁻ᵀ X L_B⁻¹):
+    flops = N * 6.0 * m**3
+    X1, X2 = rng.standard_normal((2, 2048, 2048))
+    t_gemm = best_of(lambda: X1 @ X2, repeat=5)
+    gemm_rate = 2 * 2048**3 / t_gemm / 1e9
+    rate = flops / t / 1e9
+    rows = [[str(N), str(m), fmt_time(t), f"{rate:.1f}", f"{gemm_rate:.1f}",
+             f"{100 * rate / gemm_rate:.0f}%"]]
+    cols = ["N", "m=n", "kronkit (sum over batch)", "GFLOP/s (6·N·m³ flops)", "dgemm GFLOP/s",
+            "fraction of dgemm (target ≥ 60%)"]
+    print_table("Batched gradient throughput", cols, rows, md)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--markdown", default=None)
+    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--sections", default="peers,large,batch")
+    args = ap.parse_args()
+    if args.child is not None:
+        _large_child(args.child)
+        return
+    md: list[str] = []
+    sections = args.sections.split(",")
+    if "peers" in sections:
+        section_peers([8, 32] if args.quick else [8, 32, 64, 200, 1000], args.quick, md)
+    if "large" in sections:
+        section_large([300] if args.quick else [1000, 3000], md)
+    if "batch" in sections:
+        section_batch(50 if args.quick else 1000, 64 if args.quick else 256, md)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()
