@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.blas import get_blas_funcs
 
 from ._checks import as_float, check_scalar
 from ._errors import DomainError
@@ -193,6 +194,88 @@ def _per_obs_gram(t: np.ndarray, k: int, d: int) -> np.ndarray:
     return M @ M.transpose(0, 2, 1)
 
 
+# ---------------------------------------------------------------------------------------
+# Two SPD factors: the hot path, written directly on BLAS (trsm / syrk) with few copies
+# ---------------------------------------------------------------------------------------
+def _rmul_tri(M: np.ndarray, f: _Factorization, inverse_transpose: bool) -> np.ndarray:
+    """``M L⁻ᵀ`` (``inverse_transpose``) or ``M L⁻¹`` for a C-contiguous 2-D ``M`` (new array).
+
+    Works on the Fortran view ``Mᵀ``: ``(M L⁻ᵀ)ᵀ = L⁻¹ Mᵀ``, one left ``trsm``, no transpose copy.
+    """
+    (trsm,) = get_blas_funcs(("trsm",), (M,))
+    out = trsm(1.0, f.lu, M.T, side=0, lower=1, trans_a=0 if inverse_transpose else 1)
+    return out.T
+
+
+def _lmul_tri(M: np.ndarray, f: _Factorization, transpose: bool) -> np.ndarray:
+    """``L⁻ᵀ M`` (``transpose``) or ``L⁻¹ M`` for a C-contiguous 2-D ``M`` (new array)."""
+    (trsm,) = get_blas_funcs(("trsm",), (M,))
+    # (L⁻¹ M)ᵀ = Mᵀ L⁻ᵀ ; (L⁻ᵀ M)ᵀ = Mᵀ L⁻¹  — a right trsm on the Fortran view Mᵀ
+    out = trsm(1.0, f.lu, M.T, side=1, lower=1, trans_a=0 if transpose else 1)
+    return out.T
+
+
+def _syrk_rows(M: np.ndarray) -> np.ndarray:
+    """``M Mᵀ`` for a C-contiguous 2-D ``M`` (full symmetric result)."""
+    (syrk,) = get_blas_funcs(("syrk",), (M,))
+    G = syrk(1.0, M.T, trans=1, lower=0)  # (Mᵀ)ᵀ(Mᵀ) = M Mᵀ, upper triangle
+    return np.triu(G) + np.triu(G, 1).T
+
+
+def _syrk_cols(M: np.ndarray) -> np.ndarray:
+    """``Mᵀ M`` for a C-contiguous 2-D ``M`` (full symmetric result)."""
+    (syrk,) = get_blas_funcs(("syrk",), (M,))
+    G = syrk(1.0, M.T, trans=0, lower=0)  # (Mᵀ)(Mᵀ)ᵀ = Mᵀ M, upper triangle
+    return np.triu(G) + np.triu(G, 1).T
+
+
+class _TwoFactorSPD:
+    """``X_i = L_A⁻¹ W_i L_B⁻ᵀ`` for a batch, stored as T of shape (p, N, q), and the gradients.
+
+    ``q_i = ‖X_i‖²``; ``∂(Σ c_i q_i)/∂A = −L_A⁻ᵀ (Σ c_i X_i X_iᵀ) L_A⁻¹`` (and likewise for B);
+    ``c_i ∂q_i/∂w_i = 2 c_i L_A⁻ᵀ X_i L_B⁻¹``. Every step is one BLAS-3 call over the whole
+    batch; the input ``W`` is not modified.
+    """
+
+    def __init__(self, fa: _Factorization, fb: _Factorization, W: np.ndarray):
+        self.fa, self.fb = fa, fb
+        self.N = N = W.shape[0]
+        self.p, self.q_dim = p, q = fa.n, fb.n
+        W = np.ascontiguousarray(W)
+        X1 = _rmul_tri(W.reshape(N * p, q), fb, inverse_transpose=True)  # W_i L_B⁻ᵀ
+        T = np.ascontiguousarray(X1.reshape(N, p, q).transpose(1, 0, 2))  # (p, N, q)
+        self.T = _lmul_tri(T.reshape(p, N * q), fa, transpose=False).reshape(p, N, q)
+        self.T = np.ascontiguousarray(self.T)
+        self.q = np.einsum("aib,aib->i", self.T, self.T)
+
+    @property
+    def X(self) -> np.ndarray:
+        return np.ascontiguousarray(self.T.transpose(1, 0, 2))
+
+    def grads(self, c: np.ndarray):
+        p, q, N, T = self.p, self.q_dim, self.N, self.T
+        s = np.sqrt(c)[None, :, None]
+        if N > 2:
+            # Gram first (one syrk over the whole batch each), then two p×p solves.
+            Ts = T * s
+            gA = -_sandwich(self.fa, _syrk_rows(Ts.reshape(p, N * q)))
+            gB = -_sandwich(self.fb, _syrk_cols(Ts.reshape(p * N, q)))
+            Ts *= s  # c_i X_i
+            YA = _lmul_tri(Ts.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ c_i X_i
+        else:
+            # Few observations: solve first, then one rank-k update (cheaper than p³ sandwiches).
+            YA = _lmul_tri(T.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ X_i
+            YB = _rmul_tri(T.reshape(p * N, q), self.fb, inverse_transpose=False)  # X_i L_B⁻¹
+            YAs = YA.reshape(p, N, q) * s
+            YBs = YB.reshape(p, N, q) * s
+            gA = -_syrk_rows(np.ascontiguousarray(YAs).reshape(p, N * q))
+            gB = -_syrk_cols(np.ascontiguousarray(YBs).reshape(p * N, q))
+            YA = (YA.reshape(p, N, q) * (s * s)).reshape(p, N * q)  # L_A⁻ᵀ c_i X_i
+        Zc = np.ascontiguousarray(YA.reshape(p, N, q).transpose(1, 0, 2))  # (N, p, q)
+        Zc = _rmul_tri(Zc.reshape(N * p, q), self.fb, inverse_transpose=False)  # c_i Z_i
+        return (gA, gB), 2.0 * np.ascontiguousarray(Zc).reshape(N, p * q)
+
+
 class _QuadState:
     """q_i = w_iᵀ S⁻¹ w_i for a batch, and the gradient of Σ_i c_i q_i in closed form."""
 
@@ -204,9 +287,13 @@ class _QuadState:
         self.W = W
         self.facs = K._factorizations("the quadratic form")
         self.spd = all(f.kind == "cholesky" for f in self.facs)
-        if self.spd:
-            self.X = K._half_solve(W, self.facs)  # (N, p1, ..., pd)
-            Xf = self.X.reshape(self.N, -1)
+        self._two = None
+        if self.spd and self.d == 2:
+            self._two = _TwoFactorSPD(self.facs[0], self.facs[1], W)
+            self.q = self._two.q
+        elif self.spd:
+            self._X = K._half_solve(W, self.facs)  # (N, p1, ..., pd)
+            Xf = self._X.reshape(self.N, -1)
             self.q = np.einsum("ij,ij->i", Xf, Xf)
         else:
             self.Z = to_tensor(K._solve(W, self.facs), self.dims)
@@ -215,9 +302,18 @@ class _QuadState:
 
     def grads(self, c: np.ndarray, per_obs: bool) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         """(∂/∂A_k of Σ c_i q_i — or per observation, c_i ∂q_i/∂w_i of shape (N, P))."""
+        if self._two is not None and not per_obs and bool(np.all(c >= 0)):
+            return self._two.grads(c)
         if self.spd:
             return self._grads_spd(c, per_obs)
         return self._grads_general(c, per_obs)
+
+    @property
+    def X(self) -> np.ndarray:
+        """``(⊗ L_k⁻¹) w`` as a tensor (N, p1, ..., pd) (SPD factors only)."""
+        if self._two is not None:
+            return self._two.X
+        return self._X
 
     def _bcast(self, c: np.ndarray) -> np.ndarray:
         return c.reshape((self.N,) + (1,) * self.d)
@@ -235,7 +331,7 @@ class _QuadState:
                 Y = _mode_solve(X, f, k, d, tri=True, trans=True)
                 if k == 0:
                     Y0 = Y
-                grads.append(-self._bcast(c)[..., :1, :1].reshape(N, 1, 1) * _per_obs_gram(Y, k, d))
+                grads.append(-c.reshape(N, 1, 1) * _per_obs_gram(Y, k, d))
                 continue
             if not nonneg:
                 Xc = X * self._bcast(c)
