@@ -24,9 +24,8 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import best_of, fmt_ratio, fmt_time, peak_rss_mb, print_table  # noqa: E402
-
-import kronkit  # noqa: E402
+import kronkit
+from _common import best_of, fmt_ratio, fmt_time, peak_rss_mb, print_table
 
 ALPHA = 1.0
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ATOL, FD_RTOL, RTOL, central_diff, dense_kron, dense_log_quad, general, spd
 from numpy.testing import assert_allclose
 
 import kronkit
+from helpers import ATOL, FD_RTOL, RTOL, central_diff, dense_kron, dense_log_quad, general, spd
 from kronkit import Kron, inv_quad_grad, log_quad, log_quad_grad, logdet_grad, seed_route
 
 CASES = [

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import dense_log_quad, spd
 from numpy.testing import assert_allclose
 
+from helpers import dense_log_quad, spd
 from kronkit import cli, log_quad_grad
 
 

@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
-from helpers import ATOL, RTOL, dense_kron, general, spd
 from numpy.testing import assert_allclose
 from scipy.sparse.linalg import LinearOperator
 
 import kronkit
+from helpers import ATOL, RTOL, dense_kron, general, spd
 from kronkit import Kron
 
 SIZES = [1, 2, 3, 5]
