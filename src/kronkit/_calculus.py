@@ -13,6 +13,7 @@ symmetric rank-k update per factor. Batches of observations are folded into the 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ import scipy.linalg as sla
 from scipy.linalg.blas import get_blas_funcs
 
 from ._checks import as_float, check_scalar
+from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._kron import Kron, _Factorization, _mode_solve, as_kron
 from ._vec import to_tensor, unfold
@@ -416,6 +418,8 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
     Raises :class:`DomainError` where ``β ≤ 0`` and :class:`SingularFactorError` for a
     singular factor.
     """
+    if is_dask_array(y):
+        return _log_quad_dask(K, y, mu, alpha)
     K, W, _, single = _prepare(K, y, mu, "log_quad")
     a = check_scalar(alpha, "alpha")
     state = _QuadState(K, W)
@@ -473,6 +477,8 @@ def log_quad_grad(
     _check_reduce(reduce)
     if method not in ("closed", "kpsvd"):
         raise ValueError(f"`method` must be 'closed' or 'kpsvd', got {method!r}")
+    if is_dask_array(y):
+        return _log_quad_grad_dask(K, y, mu, alpha, reduce, method)
     K, W, mua, single = _prepare(K, y, mu, "log_quad_grad")
     a = check_scalar(alpha, "alpha")
     if method == "kpsvd":
@@ -590,4 +596,66 @@ def _log_quad_grad_kpsvd(K: Kron, W: np.ndarray, mua, alpha: float, reduce, sing
     return LogQuadGrad(
         float(lam.sum() * scale), (gA.sum(0) * scale, gB.sum(0) * scale), gy * scale, g_mu,
         float(c.sum() * scale),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# dask arrays of observations (chunked along N): per-chunk sums, reduced in a tree
+# ---------------------------------------------------------------------------------------
+def _dask_args(K: Any, y: Any, mu: Any, alpha: Any, what: str):
+    K = as_kron(K)
+    K._require_square(what)
+    P = K.shape[1]
+    if y.ndim != 2 or y.shape[1] != P:
+        raise ValueError(f"`y` as a dask array must have shape (N, {P}), got {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"`y` must be a real numeric array, got dtype {y.dtype}")
+    if mu is not None:
+        mu = as_float(mu, "mu", ndim=1)
+        if mu.shape != (P,):
+            raise ValueError(f"`mu` must have shape ({P},) with a dask `y`, got {mu.shape}")
+    return K, row_chunks(y, "y"), mu, check_scalar(alpha, "alpha")
+
+
+def _lq_block(block, K, mu, alpha):
+    return np.atleast_1d(log_quad(K, block, mu, alpha)) if block.shape[0] else np.zeros(0)
+
+
+def _lqg_block(block, K, mu, alpha):
+    if block.shape[0] == 0:
+        zero = tuple(np.zeros((f.shape[0],) * 2) for f in K.factors)
+        return 0.0, zero, np.zeros(K.shape[1]), 0.0
+    g = log_quad_grad(K, block, mu, alpha, reduce="sum")
+    return g.value, g.factors, g.mu, g.alpha
+
+
+def _lqg_y_block(block, K, mu, alpha, scale):
+    if block.shape[0] == 0:
+        return np.zeros(block.shape)
+    return log_quad_grad(K, block, mu, alpha, reduce="sum").y * scale
+
+
+def _log_quad_dask(K, y, mu, alpha):
+    K, y, mu, a = _dask_args(K, y, mu, alpha, "log_quad")
+    return y.map_blocks(_lq_block, K, mu, a, drop_axis=1, dtype=np.float64)
+
+
+def _log_quad_grad_dask(K, y, mu, alpha, reduce, method):
+    if method != "closed":
+        raise ValueError("a dask `y` needs method='closed' (the seed route is a dense reference)")
+    if reduce is None:
+        raise ValueError(
+            "a dask `y` supports reduce='sum' or 'mean' (per-observation gradients of a large "
+            "batch would be as large as the data; map log_quad_grad over its blocks instead)"
+        )
+    K, y, mu, a = _dask_args(K, y, mu, alpha, "log_quad_grad")
+    N = y.shape[0]
+    scale = 1.0 / N if reduce == "mean" else 1.0
+    value, factors, g_mu, g_alpha = tree_reduce_chunks(
+        y, functools.partial(_lqg_block, K=K, mu=mu, alpha=a), add_nested, name="y"
+    )
+    g_y = y.map_blocks(_lqg_y_block, K, mu, a, scale, dtype=np.float64)  # lazy, row-aligned
+    return LogQuadGrad(
+        float(value) * scale, tuple(f * scale for f in factors), g_y, g_mu * scale,
+        float(g_alpha) * scale,
     )
