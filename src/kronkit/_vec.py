@@ -22,7 +22,7 @@ def to_tensor(y: np.ndarray, dims: Sequence[int]) -> np.ndarray:
 def to_vec(t: np.ndarray, d: int) -> np.ndarray:
     """Flatten the last ``d`` axes of ``t`` row-major: ``(..., p1, ..., pd) -> (..., P)``."""
     lead = t.shape[: t.ndim - d]
-    return t.reshape(*lead, -1)
+    return t.reshape(*lead, int(np.prod(t.shape[t.ndim - d :], dtype=np.int64)))
 
 
 def unfold(t: np.ndarray, k: int, d: int) -> np.ndarray:
