@@ -1,0 +1,456 @@
+"""KronNormal / KronT against scipy.stats, finite differences, JAX and sampling theory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats as st
+
+import kronkit
+from helpers import FD_RTOL, RTOL, dense_kron, spd
+from kronkit import (
+    Kron,
+    KronNormal,
+    KronNormalGrad,
+    KronT,
+    KronTGrad,
+    NotPositiveDefiniteError,
+    SingularFactorError,
+)
+
+SHAPES = [(3,), (1, 3), (2, 3), (3, 2), (5, 2), (2, 3, 2)]
+P_VALUE_FLOOR = 1e-3  # statistical tests reject below this (fixed seeds: deterministic)
+
+
+def _factors(rng, dims, cond_cap=50.0):
+    return [spd(rng, p, cond_cap=cond_cap) for p in dims]
+
+
+def _setup(rng, dims, N=4):
+    factors = _factors(rng, dims)
+    P = int(np.prod(dims))
+    mu = rng.standard_normal(P)
+    Y = mu + rng.standard_normal((N, P)) * 1.5
+    return factors, mu, Y
+
+
+# ---------------------------------------------------------------------------------------
+# Values against scipy.stats
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dims", SHAPES)
+def test_normal_logpdf_matches_scipy(rng, dims):
+    factors, mu, Y = _setup(rng, dims)
+    ref = st.multivariate_normal(mu, dense_kron(*factors))
+    dist = KronNormal(mu, factors)
+    np.testing.assert_allclose(dist.logpdf(Y), ref.logpdf(Y), rtol=RTOL)
+    val = dist.logpdf(Y[0])
+    assert isinstance(val, float)
+    np.testing.assert_allclose(val, ref.logpdf(Y[0]), rtol=RTOL)
+    np.testing.assert_allclose(dist.logpdf(Y.reshape(-1, *dims)), ref.logpdf(Y), rtol=RTOL)
+    np.testing.assert_allclose(dist.pdf(Y), ref.pdf(Y), rtol=1e-9)
+    np.testing.assert_allclose(dist.entropy(), ref.entropy(), rtol=RTOL)
+
+
+@pytest.mark.parametrize("dims", SHAPES)
+@pytest.mark.parametrize("df", [0.7, 3.0, 25.5])
+def test_t_logpdf_matches_scipy(rng, dims, df):
+    factors, mu, Y = _setup(rng, dims)
+    ref = st.multivariate_t(mu, dense_kron(*factors), df=df)
+    dist = KronT(mu, factors, df)
+    np.testing.assert_allclose(dist.logpdf(Y), ref.logpdf(Y), rtol=RTOL)
+    np.testing.assert_allclose(dist.logpdf(Y[1]), ref.logpdf(Y[1]), rtol=RTOL)
+    np.testing.assert_allclose(dist.logpdf(Y.reshape(-1, *dims)), ref.logpdf(Y), rtol=RTOL)
+    np.testing.assert_allclose(dist.entropy(), ref.entropy(), rtol=RTOL)
+
+
+def test_mean_as_tensor_and_none(rng):
+    A, B = _factors(rng, (2, 3))
+    M = rng.standard_normal((2, 3))
+    y = rng.standard_normal(6)
+    d1 = KronNormal(M, [A, B])
+    d2 = KronNormal(M.ravel(), Kron(A, B))
+    assert d1.logpdf(y) == d2.logpdf(y)
+    np.testing.assert_array_equal(d1.mean, M.ravel())
+    np.testing.assert_array_equal(KronT(None, [A, B], 3.0).loc, np.zeros(6))
+    np.testing.assert_allclose(
+        KronNormal(None, [A, B]).logpdf(y),
+        st.multivariate_normal(np.zeros(6), np.kron(A, B)).logpdf(y), rtol=RTOL,
+    )
+
+
+def test_mahalanobis_squared_and_not(rng):
+    factors, mu, Y = _setup(rng, (3, 2))
+    S = dense_kron(*factors)
+    W = Y - mu
+    delta = np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T)
+    for dist in (KronNormal(mu, factors), KronT(mu, factors, 4.0)):
+        np.testing.assert_allclose(dist.mahalanobis_sq(Y), delta, rtol=RTOL)
+        np.testing.assert_allclose(dist.mahalanobis(Y), np.sqrt(delta), rtol=RTOL)
+        from scipy.spatial.distance import mahalanobis
+
+        ref = mahalanobis(Y[0], mu, np.linalg.inv(S))
+        np.testing.assert_allclose(dist.mahalanobis(Y[0]), ref, rtol=RTOL)
+        assert isinstance(dist.mahalanobis_sq(Y[0]), float)
+
+
+def test_attributes_mean_cov(rng):
+    A, B = _factors(rng, (2, 3))
+    mu = rng.standard_normal(6)
+    n = KronNormal(mu, [A, B])
+    assert n.dim == 6 and n.dims == (2, 3)
+    assert isinstance(n.cov, Kron) and isinstance(n.scale, Kron)
+    np.testing.assert_allclose(n.cov.to_dense(), np.kron(A, B), rtol=RTOL)
+    np.testing.assert_allclose(n.logdet_scale, np.linalg.slogdet(np.kron(A, B))[1], rtol=RTOL)
+    t = KronT(mu, [A, B], 5.0)
+    assert t.df == 5.0
+    np.testing.assert_allclose(t.cov.to_dense(), 5.0 / 3.0 * np.kron(A, B), rtol=RTOL)
+    np.testing.assert_array_equal(t.mean, mu)
+    with pytest.raises(ValueError, match=r"`df` > 2.*infinite"):
+        _ = KronT(mu, [A, B], 1.5).cov
+    with pytest.raises(ValueError, match=r"`df` > 2.*undefined"):
+        _ = KronT(mu, [A, B], 0.5).cov
+    with pytest.raises(ValueError, match="`df` > 1"):
+        _ = KronT(mu, [A, B], 1.0).mean
+    assert "KronT" in repr(t) and "2×2 ⊗ 3×3" in repr(t)
+
+
+def test_vec_t_is_not_gupta_nagar_matrix_t(rng):
+    """The vec-form t differs from scipy's matrix_t, except with a single row (p = 1)."""
+    B = spd(rng, 3)
+    nu = 4.5
+    # one row: Gupta–Nagar kernel det(1 + W B⁻¹ Wᵀ/a) = 1 + δ/ν with S = (a/ν) ⊗ B
+    a = 1.7
+    Y1 = rng.standard_normal((1, 3))
+    ours = KronT(None, [np.array([[a / nu]]), B], nu).logpdf(Y1.ravel())
+    ref = st.matrix_t(row_spread=[[a]], col_spread=B, df=nu).logpdf(Y1)
+    np.testing.assert_allclose(ours, ref, rtol=RTOL)
+    # two rows: different distributions (no rescaling makes them agree at every point)
+    A = spd(rng, 2)
+    Ys = rng.standard_normal((5, 2, 3))
+    ours = KronT(None, [A / nu, B], nu).logpdf(Ys)
+    ref = np.array([st.matrix_t(row_spread=A, col_spread=B, df=nu).logpdf(Yi) for Yi in Ys])
+    diff = ours - ref
+    assert np.ptp(diff) > 1e-3  # not even equal up to a constant
+
+
+# ---------------------------------------------------------------------------------------
+# Gradients: finite differences (symmetric directions keep the factors SPD) and JAX
+# ---------------------------------------------------------------------------------------
+def _sym_fd(f, A, h=1e-6):
+    """⟨∇f, E_ij⟩ for the symmetric basis E_ij = e_ie_jᵀ + e_je_iᵀ (i < j), e_ie_iᵀ (i = j)."""
+    p = A.shape[0]
+    out = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i, p):
+            E = np.zeros((p, p))
+            E[i, j] = E[j, i] = 1.0
+            out[i, j] = out[j, i] = (f(A + h * E) - f(A - h * E)) / (2 * h)
+    return out
+
+
+def _sym_pair(G):
+    """The same contractions from a full (symmetric) gradient G."""
+    return G + G.T - np.diag(np.diag(G))
+
+
+def _fd_close(got, want):
+    scale = max(1.0, float(np.max(np.abs(want))))
+    np.testing.assert_allclose(got, want, rtol=FD_RTOL, atol=FD_RTOL * scale)
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (3,), (2, 2, 3)])
+@pytest.mark.parametrize("family", ["normal", "t"])
+def test_logpdf_grad_finite_differences(rng, dims, family):
+    factors, mu, Y = _setup(rng, dims, N=3)
+    nu = 3.7
+
+    def make(fs=factors, m=mu, df=nu):
+        return KronNormal(m, fs) if family == "normal" else KronT(m, fs, df)
+
+    def total(dist):
+        return float(np.sum(dist.logpdf(Y)))
+
+    g = make().logpdf_grad(Y)
+    assert isinstance(g, KronNormalGrad if family == "normal" else KronTGrad)
+    np.testing.assert_allclose(g.value, total(make()), rtol=RTOL)
+    for k in range(len(dims)):
+        def f(Ak, k=k):
+            fs = list(factors)
+            fs[k] = Ak
+            return total(make(fs=fs))
+
+        _fd_close(_sym_pair(g.factors[k]), _sym_fd(f, factors[k]))
+        np.testing.assert_allclose(g.factors[k], g.factors[k].T, rtol=RTOL, atol=1e-12)
+    loc = g.mean if family == "normal" else g.loc
+    fd_mu = np.array([(total(make(m=mu + 1e-6 * e)) - total(make(m=mu - 1e-6 * e))) / 2e-6
+                      for e in np.eye(mu.size)])
+    _fd_close(loc, fd_mu)
+    # ∂/∂y_i per observation
+    dist = make()
+    fd_y = np.array([[(dist.logpdf(Y[i] + 1e-6 * e) - dist.logpdf(Y[i] - 1e-6 * e)) / 2e-6
+                      for e in np.eye(mu.size)] for i in range(Y.shape[0])])
+    _fd_close(g.y, fd_y)
+    if family == "t":
+        h = 1e-6
+        fd_df = (total(make(df=nu + h)) - total(make(df=nu - h))) / (2 * h)
+        _fd_close(np.array(g.df), np.array(fd_df))
+
+
+@pytest.fixture
+def jax_x64():
+    jax = pytest.importorskip("jax")
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield jax
+    jax.config.update("jax_enable_x64", old)
+
+
+def _dense_logpdf_jax(jnp, jsp, family, factors, loc, Y, df=None):
+    S = factors[0]
+    for F in factors[1:]:
+        S = jnp.kron(S, F)
+    P = S.shape[0]
+    W = Y - loc
+    q = jnp.einsum("ij,ij->i", W, jnp.linalg.solve(S, W.T).T)
+    _, logdet = jnp.linalg.slogdet(S)
+    if family == "normal":
+        return -0.5 * (P * jnp.log(2 * jnp.pi) + logdet + q)
+    return (jsp.special.gammaln((df + P) / 2) - jsp.special.gammaln(df / 2)
+            - P / 2 * jnp.log(df * jnp.pi) - 0.5 * logdet - (df + P) / 2 * jnp.log1p(q / df))
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (3, 2, 2)])
+@pytest.mark.parametrize("family", ["normal", "t"])
+def test_logpdf_grad_matches_jax(rng, jax_x64, dims, family):
+    """Per-observation Jacobian of the dense formula; sums / means of it for the reductions."""
+    jax = jax_x64
+    import jax.numpy as jnp
+    import jax.scipy as jsp
+
+    factors, mu, Y = _setup(rng, dims, N=3)
+    N, nu, d = Y.shape[0], 6.3, len(dims)
+
+    def f_obs(*args):
+        fs, loc, Yv, df = list(args[:d]), args[d], args[d + 1], args[d + 2]
+        return _dense_logpdf_jax(jnp, jsp, family, fs, loc, Yv, df)
+
+    both = jax.jit(lambda *a: (f_obs(*a), jax.jacrev(f_obs, argnums=tuple(range(d + 3)))(*a)))
+    vals, jac = both(*factors, mu, Y, nu)
+    vals, jac = np.asarray(vals), [np.asarray(j) for j in jac]
+    jy = np.einsum("iip->ip", jac[d + 1])  # only the diagonal blocks of ∂ℓ_i/∂y_j are non-zero
+    np.testing.assert_allclose(jac[d + 1].sum(axis=1), jy, rtol=RTOL, atol=1e-12)
+    dist = KronNormal(mu, factors) if family == "normal" else KronT(mu, factors, nu)
+    for reduce, red in (
+        (None, lambda a: a),
+        ("sum", lambda a: a.sum(axis=0)),
+        ("mean", lambda a: a.mean(axis=0)),
+    ):
+        g = dist.logpdf_grad(Y, reduce=reduce)
+        close = lambda got, want: np.testing.assert_allclose(  # noqa: E731
+            got, want, rtol=RTOL, atol=1e-12 * max(1.0, float(np.max(np.abs(want)))))
+        for k in range(d):
+            close(g.factors[k], red(jac[k]))
+        close(g.mean if family == "normal" else g.loc, red(jac[d]))
+        scale_y = 1.0 / N if reduce == "mean" else 1.0
+        close(g.y, jy * scale_y)
+        close(np.asarray(g.value), red(vals))
+        if family == "t":
+            close(np.asarray(g.df), red(jac[d + 2]))
+
+
+def test_logpdf_grad_single_observation_shapes(rng):
+    factors, mu, Y = _setup(rng, (2, 3))
+    g = KronT(mu, factors, 3.0).logpdf_grad(Y[0], reduce=None)
+    assert isinstance(g.value, float) and isinstance(g.df, float)
+    assert g.loc.shape == (6,) and g.y.shape == (6,)
+    assert [F.shape for F in g.factors] == [(2, 2), (3, 3)]
+    gb = KronT(mu, factors, 3.0).logpdf_grad(Y[:1])
+    np.testing.assert_allclose(gb.factors[0], g.factors[0], rtol=RTOL)
+    np.testing.assert_allclose(gb.loc, g.loc, rtol=RTOL)
+
+
+def test_gauge_invariance_of_distributions(rng):
+    """(cA)⊗(B/c) = A⊗B: same density; the gradient satisfies ⟨∂ℓ/∂A, A⟩ = ⟨∂ℓ/∂B, B⟩."""
+    (A, B), mu, Y = _setup(rng, (2, 3))
+    for make in (lambda fs: KronNormal(mu, fs), lambda fs: KronT(mu, fs, 2.5)):
+        np.testing.assert_allclose(make([3.0 * A, B / 3.0]).logpdf(Y), make([A, B]).logpdf(Y),
+                                   rtol=RTOL)
+        g = make([A, B]).logpdf_grad(Y)
+        np.testing.assert_allclose(np.sum(g.factors[0] * A), np.sum(g.factors[1] * B), rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# Sampling: exact / asymptotic chi-square tests with a fixed seed
+# ---------------------------------------------------------------------------------------
+def _moment_test_pvalues(X, mu, S, r2, r4):
+    """p-values for mean and covariance of X (rows) against x = μ + r·g, g ~ N(0, S).
+
+    With ``u = L⁻¹(x − μ)`` (``S = LLᵀ``, dense Cholesky) the entries of u are uncorrelated
+    with ``E[u_i²] = E[r²]``. Mean: ``N‖ū‖²/E[r²] → χ²_P``. Second moments (μ known):
+    ``C = uᵀu/N``; off-diagonal ``√N C_ij`` have variance ``E[r⁴]`` and are uncorrelated;
+    the diagonal ``√N(C_ii − E[r²])`` has covariance ``2E[r⁴] I + (E[r⁴] − E[r²]²) 11ᵀ``;
+    the sum of squares of the whitened entries → χ² with P(P+1)/2 degrees of freedom.
+    """
+    N, P = X.shape
+    L = np.linalg.cholesky(S)
+    u = np.linalg.solve(L, (X - mu).T).T
+    t_mean = N * np.sum(u.mean(axis=0) ** 2) / r2
+    p_mean = st.chi2.sf(t_mean, P)
+    C = u.T @ u / N
+    iu = np.triu_indices(P, 1)
+    t_off = N * np.sum(C[iu] ** 2) / r4
+    dv = np.sqrt(N) * (np.diag(C) - r2)
+    cov_d = 2 * r4 * np.eye(P) + (r4 - r2**2) * np.ones((P, P))
+    t_diag = dv @ np.linalg.solve(cov_d, dv)
+    p_cov = st.chi2.sf(t_off + t_diag, P * (P + 1) // 2)
+    return p_mean, p_cov
+
+
+def _t_moments(nu):
+    return nu / (nu - 2), nu**2 / ((nu - 2) * (nu - 4))
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (2, 2, 2)])
+def test_normal_rvs_moments(dims):
+    rng = np.random.default_rng(7)
+    factors = _factors(rng, dims)
+    mu = rng.standard_normal(int(np.prod(dims)))
+    X = KronNormal(mu, factors).rvs(size=20000, random_state=np.random.default_rng(11))
+    assert X.shape == (20000, mu.size)
+    p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), 1.0, 1.0)
+    assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
+    # δ ~ χ²_P exactly (Kolmogorov–Smirnov)
+    delta = KronNormal(mu, factors).mahalanobis_sq(X)
+    assert st.kstest(delta, st.chi2(mu.size).cdf).pvalue > P_VALUE_FLOOR
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (2, 2, 2)])
+def test_t_rvs_moments_and_radial_law(dims):
+    rng = np.random.default_rng(8)
+    factors = _factors(rng, dims)
+    P = int(np.prod(dims))
+    mu = rng.standard_normal(P)
+    nu = 12.0
+    dist = KronT(mu, factors, nu)
+    X = dist.rvs(size=20000, random_state=12)
+    r2, r4 = _t_moments(nu)
+    p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), r2, r4)
+    assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
+    # vec-form t: one weight per draw, so δ/P ~ F(P, ν) exactly
+    delta = dist.mahalanobis_sq(X)
+    assert st.kstest(delta / P, st.f(P, nu).cdf).pvalue > P_VALUE_FLOOR
+
+
+def test_moment_test_detects_a_transposed_cholesky_factor():
+    """Power check: draws with Lᵀ in place of L (covariance ⊗ L_kᵀL_k) are rejected."""
+    rng = np.random.default_rng(9)
+    factors = _factors(rng, (2, 3))
+    z = np.random.default_rng(13).standard_normal((20000, 2, 3))
+    L1, L2 = (np.linalg.cholesky(F) for F in factors)
+    X = (L1.T @ z @ L2).reshape(20000, 6)  # (L1ᵀ ⊗ L2ᵀ) z in the row-major convention
+    _, p_cov = _moment_test_pvalues(X, np.zeros(6), dense_kron(*factors), 1.0, 1.0)
+    assert p_cov < P_VALUE_FLOOR
+
+
+def test_rvs_shapes_and_reproducibility(rng):
+    factors, mu, _ = _setup(rng, (2, 3))
+    for dist in (KronNormal(mu, factors), KronT(mu, factors, 3.0)):
+        one = dist.rvs(random_state=5)
+        assert one.shape == (6,)
+        np.testing.assert_array_equal(one, dist.rvs(random_state=np.random.default_rng(5)))
+        assert dist.rvs(size=0, random_state=1).shape == (0, 6)
+        assert dist.rvs(size=3, random_state=np.random.RandomState(0)).shape == (3, 6)
+        assert not np.array_equal(dist.rvs(2, random_state=1), dist.rvs(2, random_state=2))
+        with pytest.raises(TypeError, match="`size`"):
+            dist.rvs(size=2.5)
+        with pytest.raises(TypeError, match="`size`"):
+            dist.rvs(size=(2, 3))
+        with pytest.raises(ValueError, match="`size`"):
+            dist.rvs(size=-1)
+        with pytest.raises(TypeError, match="`random_state`"):
+            dist.rvs(random_state="seed")
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------
+def test_bad_observations(rng):
+    factors, mu, Y = _setup(rng, (2, 3))
+    for dist in (KronNormal(mu, factors), KronT(mu, factors, 2.0)):
+        with pytest.raises(ValueError, match=r"`Y` must have shape \(6,\)"):
+            dist.logpdf(np.ones(5))
+        with pytest.raises(ValueError, match=r"`Y`.*got \(4, 5\)"):
+            dist.logpdf_grad(np.ones((4, 5)))
+        with pytest.raises(ValueError, match="single tensor observation"):
+            dist.logpdf(np.ones((2, 3)))
+        bad = Y.copy()
+        bad[1, 2] = np.nan
+        with pytest.raises(ValueError, match="`Y` contains NaN"):
+            dist.logpdf(bad)
+        with pytest.raises(ValueError, match="`Y` contains NaN"):
+            dist.mahalanobis_sq(bad)
+        with pytest.raises(ValueError, match="`reduce`"):
+            dist.logpdf_grad(Y, reduce="max")
+        with pytest.raises(TypeError, match="`Y`"):
+            dist.logpdf(Y + 1j)
+
+
+@pytest.mark.parametrize("df", [0.0, -1.0, np.nan, np.inf])
+def test_bad_df(rng, df):
+    factors, mu, _ = _setup(rng, (2, 3))
+    with pytest.raises(ValueError, match="`df`"):
+        KronT(mu, factors, df)
+
+
+def test_bad_scale(rng):
+    A, B = _factors(rng, (2, 3))
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])
+    with pytest.raises(NotPositiveDefiniteError, match=r"`scale\[0\]` \(factor 0\).*Cholesky") as e:
+        KronNormal(None, [indefinite, B])
+    assert e.value.factor == 0
+    nonsym = B.copy()
+    nonsym[0, 1] += 0.5
+    with pytest.raises(NotPositiveDefiniteError, match=r"`scale\[1\]` \(factor 1\).*not symmetric") as e:
+        KronT(None, [A, nonsym], 3.0)
+    assert e.value.factor == 1
+    with pytest.raises(NotPositiveDefiniteError, match=r"`scale\[2\]`"):
+        KronNormal(None, [A, B, -np.eye(2)])
+    with pytest.raises(ValueError, match=r"`scale\[1\]` \(factor 1\) must be square"):
+        KronNormal(None, [A, np.ones((3, 2))])
+    with pytest.raises(TypeError, match="`scale`"):
+        KronNormal(None, np.kron(A, B))
+    with pytest.raises(TypeError, match="`scale`"):
+        KronNormal(None, None)
+    with pytest.raises(ValueError, match=r"`scale\[1\]` contains NaN"):
+        KronNormal(None, [A, np.full((3, 3), np.nan)])
+    tiny = np.diag([1.0, 1e-300])
+    with pytest.raises(SingularFactorError, match=r"`scale\[0\]`"):
+        KronNormal(None, [tiny, B])
+    with pytest.raises(ValueError, match=r"`mean` must have shape \(6,\) or \(2, 3\)"):
+        KronNormal(np.zeros(5), [A, B])
+    with pytest.raises(ValueError, match=r"`loc` must have shape"):
+        KronT(np.zeros((3, 2)), [A, B], 3.0)
+    with pytest.raises(ValueError, match="`mean` contains NaN"):
+        KronNormal(np.full(6, np.nan), [A, B])
+
+
+def test_inputs_not_modified(rng):
+    factors, mu, Y = _setup(rng, (2, 3))
+    copies = [F.copy() for F in factors], mu.copy(), Y.copy()
+    dist = KronT(mu, factors, 3.0)
+    dist.logpdf(Y)
+    dist.logpdf_grad(Y, reduce=None)
+    dist.rvs(3, random_state=0)
+    for F, C in zip(factors, copies[0], strict=True):
+        np.testing.assert_array_equal(F, C)
+    np.testing.assert_array_equal(mu, copies[1])
+    np.testing.assert_array_equal(Y, copies[2])
+    mu[0] += 1.0  # the distribution keeps its own copy
+    assert dist.loc[0] == copies[1][0]
+    with pytest.raises(ValueError):
+        dist.loc[0] = 0.0
+
+
+def test_exports():
+    for name in ("KronNormal", "KronT", "KronNormalGrad", "KronTGrad"):
+        assert name in kronkit.__all__ and hasattr(kronkit, name)
