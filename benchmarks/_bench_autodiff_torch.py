@@ -1,0 +1,171 @@
+"""PyTorch rows of the autodiff benchmark: ∇_(A,B) of λ = log(1 + yᵀ(A⊗B)⁻¹y), m = n.
+
+Times, in one run, forward + backward to the SPD factors (A, B) (float64, a single y,
+``torch.set_num_threads`` left at its default) of
+
+* ``torch kronkit``         — ``kronkit.torch.log_quad([A, B], y)`` (closed-form backward;
+  Cholesky fast path for SPD factors);
+* ``torch linear_operator`` — GPyTorch ``log(1 + KroneckerProductLinearOperator(
+  DenseLinearOperator(A), DenseLinearOperator(B)).inv_quad(y))`` inside
+  ``linear_operator.settings.max_cholesky_size(10**9)`` (exact Cholesky, no CG).
+
+Each timing is the best of several repeats after one warm-up call. ``rel_err`` is the largest
+``max|g − g_kronkit| / max|g_kronkit|`` over the two factor gradients.
+
+``benchmarks/bench_autodiff.py`` imports :func:`torch_rows`; run this file alone for a table
+with the speed-ups: ``python benchmarks/_bench_autodiff_torch.py [--quick] [--sizes 200,1000]
+[--threads N]``. On a busy machine, small sizes with several threads are dominated by the
+OpenMP/MKL thread wake-up (~10 ms per threaded LAPACK call, for both libraries); ``--threads 1``
+gives steadier numbers there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+CASE_KRONKIT = "torch kronkit"
+CASE_LINOP = "torch linear_operator"
+
+
+def _best_of(fn: Callable[[], object], repeats: int) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def _repeats(m: int, quick: bool) -> int:
+    if quick:
+        return 3
+    return 7 if m <= 200 else 5
+
+
+def _problem(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SPD A, B (m×m, well conditioned) and y of length m², seeded by m."""
+    rng = np.random.default_rng(m)
+
+    def spd() -> np.ndarray:
+        X = rng.standard_normal((m, m))
+        A = X @ X.T / m + np.eye(m)
+        return 0.5 * (A + A.T)
+
+    return spd(), spd(), rng.standard_normal(m * m)
+
+
+def _rel_err(g: tuple, ref: tuple) -> float:
+    return max(
+        float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+        for a, b in zip(g, ref, strict=True)
+    )
+
+
+def torch_rows(sizes: list[int], quick: bool) -> list[dict]:
+    """Rows ``{"m", "case", "seconds", "rel_err", "note"}`` for each m in ``sizes``.
+
+    ``case`` is ``"torch kronkit"`` or ``"torch linear_operator"``; linear_operator rows are
+    left out (with a printed note) if it is not installed.
+    """
+    import torch
+
+    import kronkit.torch as kt
+
+    try:
+        import linear_operator
+        from linear_operator.operators import DenseLinearOperator, KroneckerProductLinearOperator
+    except ImportError as exc:
+        print(f"note: linear_operator rows skipped ({exc})")
+        linear_operator = None
+
+    rows: list[dict] = []
+    for m in sizes:
+        A0, B0, y = (torch.from_numpy(x) for x in _problem(m))
+
+        def run_kronkit(A0=A0, B0=B0, y=y):
+            A = A0.clone().requires_grad_(True)
+            B = B0.clone().requires_grad_(True)
+            return torch.autograd.grad(kt.log_quad([A, B], y), (A, B))
+
+        ref = run_kronkit()  # warm-up and reference gradients
+        sec = _best_of(run_kronkit, _repeats(m, quick))
+        rows.append({"m": m, "case": CASE_KRONKIT, "seconds": sec, "rel_err": 0.0})
+        if linear_operator is None:
+            continue
+
+        def run_linop(A0=A0, B0=B0, y=y):
+            A = A0.clone().requires_grad_(True)
+            B = B0.clone().requires_grad_(True)
+            with linear_operator.settings.max_cholesky_size(10**9):
+                K = KroneckerProductLinearOperator(DenseLinearOperator(A), DenseLinearOperator(B))
+                loss = torch.log(1.0 + K.inv_quad(y))
+            return torch.autograd.grad(loss, (A, B))
+
+        err = _rel_err(run_linop(), ref)
+        sec = _best_of(run_linop, _repeats(m, quick))
+        rows.append({"m": m, "case": CASE_LINOP, "seconds": sec, "rel_err": err,
+                     "note": f"rel. grad diff to kronkit.torch {err:.1e}"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
+    parser.add_argument("--sizes", type=str, default=None,
+                        help="comma-separated m = n values (default 50,200,1000)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch.set_num_threads for this run (default 0: leave torch's default)")
+    args = parser.parse_args(argv)
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = [16, 32] if args.quick else [50, 200, 1000]
+
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    rows = torch_rows(sizes, args.quick)
+    sec = {(r["m"], r["case"]): r for r in rows}
+    header = ["m = n", "P", "kronkit.torch", "linear_operator", "speed-up", "rel. grad diff"]
+    body = []
+    for m in sizes:
+        kk = sec[(m, CASE_KRONKIT)]["seconds"]
+        lo = sec.get((m, CASE_LINOP))
+        body.append([
+            str(m), str(m * m), f"{kk * 1e3:.3f} ms",
+            "—" if lo is None else f"{lo['seconds'] * 1e3:.3f} ms",
+            "—" if lo is None else f"{lo['seconds'] / kk:.2f}×",
+            "—" if lo is None else f"{lo['rel_err']:.1e}",
+        ])
+    title = (f"∇_(A,B) log(1 + yᵀ(A⊗B)⁻¹y), forward + backward, float64, SPD, best of repeats "
+             f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print(" | ".join(header))
+        for b in body:
+            print(" | ".join(b))
+    else:
+        table = Table(title=title)
+        for h in header:
+            table.add_column(h, justify="right")
+        for b in body:
+            table.add_row(*b)
+        Console(width=140).print(table)
+    for m in sizes:
+        lo = sec.get((m, CASE_LINOP))
+        if m in (200, 1000) and lo is not None:
+            ratio = lo["seconds"] / sec[(m, CASE_KRONKIT)]["seconds"]
+            verdict = "met" if ratio >= 3 else "NOT met"
+            print(f"target m = {m}: linear_operator / kronkit.torch = {ratio:.2f} (≥ 3: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
