@@ -1,0 +1,341 @@
+r"""scikit-learn estimators: :class:`SeparableCovariance` and :class:`KroneckerPCA`.
+
+Both follow the scikit-learn covariance estimators (``EmpiricalCovariance``): ``__init__``
+only stores keyword arguments, ``fit(X)`` returns ``self``, fitted attributes end in ``_``,
+``score(X)`` is the mean log-likelihood. The numerical work is done by the pure functions
+:func:`kronkit.separable_mle` and :func:`kronkit.kronecker_pca`.
+
+Input. Observations are matrices: ``X`` of shape ``(N, p, q)``, or rows of length ``P = p·q``
+(``X`` of shape ``(N, P)``) with ``fit(X, shape=(p, q))``; ``x = X_i.ravel()`` (row-major).
+A 2-D ``X`` fitted **without** ``shape`` is read as ``(p, q) = (P, 1)`` — an unstructured
+covariance (``A`` is P×P, ``B = [[1]]``). That is what scikit-learn's generic tools
+(``check_estimator``, pipelines without fit parameters) see; it is never a silent reshape of
+a matrix model. After fitting, methods accept ``(n, p, q)`` or ``(n, P)``.
+
+scikit-learn is needed (``pip install kronkit[sklearn]``); ``import kronkit`` works without it
+and the classes raise ImportError when instantiated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._estimators_kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
+from ._estimators_mle import _parse_shape, separable_mle
+from ._kron import Kron
+
+try:  # scikit-learn is optional for kronkit as a whole, required for these classes
+    from sklearn.base import BaseEstimator as _BaseEstimator
+
+    _SKLEARN_ERROR: ImportError | None = None
+except ImportError as _exc:  # pragma: no cover - exercised only without scikit-learn
+    _BaseEstimator = object  # type: ignore[assignment,misc]
+    _SKLEARN_ERROR = _exc
+
+__all__ = ["KroneckerPCA", "SeparableCovariance"]
+
+
+def _require_sklearn() -> None:
+    if _SKLEARN_ERROR is not None:  # pragma: no cover
+        raise ImportError(
+            "kronkit.SeparableCovariance and kronkit.KroneckerPCA need scikit-learn: "
+            "pip install kronkit[sklearn]"
+        ) from _SKLEARN_ERROR
+
+
+class _MatrixSamplesMixin:
+    """Validation of ``(N, p, q)`` / ``(N, P)`` samples through scikit-learn's ``validate_data``."""
+
+    def _samples(self, X: Any, shape: Any, *, reset: bool) -> np.ndarray:
+        from sklearn.utils.validation import validate_data
+
+        dims3 = None
+        if getattr(X, "ndim", None) is None:
+            X = np.asarray(X)
+        if getattr(X, "ndim", None) == 3:
+            X = np.asarray(X)
+            dims3 = tuple(int(v) for v in X.shape[1:])
+            X = X.reshape(X.shape[0], -1)
+        X2 = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        N, P = X2.shape
+        if reset:
+            if dims3 is not None:
+                if shape is not None and _parse_shape(shape) != dims3:
+                    raise ValueError(f"`shape` {tuple(shape)!r} does not match `X` of shape "
+                                     f"{(N, *dims3)} (expected shape=None or {dims3})")
+                dims = dims3
+            elif shape is not None:
+                dims = _parse_shape(shape)
+                if dims[0] * dims[1] != P:
+                    raise ValueError(f"`shape` {dims} needs rows of length p*q = "
+                                     f"{dims[0] * dims[1]}, but `X` has shape {X2.shape}")
+            else:
+                dims = (P, 1)
+            self.shape_ = dims
+        else:
+            if dims3 is not None and dims3 != tuple(self.shape_):
+                raise ValueError(f"`X` has observations of shape {dims3}, but the estimator was "
+                                 f"fitted with shape {tuple(self.shape_)}")
+            if shape is not None:
+                raise TypeError("`shape` is only accepted by fit")
+        p, q = self.shape_
+        return X2.reshape(N, p, q)
+
+
+class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
+    r"""Maximum-likelihood separable covariance ``A⊗B`` (matrix normal, or vec-form t).
+
+    Parameters
+    ----------
+    distribution : {"normal", "t"}, default="normal"
+        ``"normal"``: ``vec X_i ~ N(vec M, A⊗B)`` fitted by the flip-flop algorithm.
+        ``"t"``: the vec-form multivariate t with *scale* ``A⊗B`` and one weight per
+        observation (``scipy.stats.multivariate_t(vec M, A⊗B, ν)``), fitted by ECME.
+    df : float, optional
+        Degrees of freedom ``ν`` for ``"t"``, held fixed; ``None`` estimates it.
+    assume_centered : bool, default=False
+        If true the location is zero and not estimated (e.g. data centred by group means).
+    max_iter : int, default=500
+        Maximum number of iterations.
+    tol : float, default=1e-9
+        Stop when the log-likelihood changes by at most ``tol·N·P`` in an iteration.
+    gauge : {"trace", "unit", "balanced"}, default="trace"
+        How the scale is split between the factors: ``tr(row_covariance_) = p``,
+        ``row_covariance_[0, 0] = 1``, or equal Frobenius norms. ``covariance_`` does not
+        depend on it.
+    progress : bool, default=False
+        Show a progress bar (rich) with the current log-likelihood.
+
+    Attributes
+    ----------
+    location_ : ndarray of shape (p, q)
+        ``M`` (the mean; for the t model the location, a weighted mean).
+    covariance_ : Kron
+        ``A⊗B``. For ``distribution="t"`` this is the **scale** matrix; the covariance of the
+        fitted t is ``ν/(ν−2)·covariance_`` (:meth:`get_covariance`).
+    precision_ : Kron
+        ``A⁻¹⊗B⁻¹``.
+    row_covariance_ : ndarray of shape (p, p)
+        ``A`` (row covariance), in the chosen gauge.
+    column_covariance_ : ndarray of shape (q, q)
+        ``B`` (column covariance), in the chosen gauge.
+    df_ : float
+        ``ν`` (``inf`` for the normal model).
+    loglik_ : float
+        Total log-likelihood ``Σ_i log f(x_i)`` on the training data at the fit.
+    loglik_history_ : ndarray of shape (n_iter_,)
+        Log-likelihood after each iteration.
+    n_iter_ : int
+        Iterations performed.
+    converged_ : bool
+        Whether the tolerance was met (otherwise a ``kronkit.ConvergenceWarning`` was issued).
+    weights_ : ndarray of shape (N,)
+        ``(ν+P)/(ν+δ_i)`` for the training observations (ones for the normal model).
+    shape_ : tuple (p, q)
+        Observation shape.
+    n_features_in_ : int
+        ``P = p·q``.
+
+    Notes
+    -----
+    Existence: the Gaussian MLE needs ``N > max(p/q, q/p) + 1`` (``N > max(p/q, q/p)`` with
+    ``assume_centered``), otherwise ``fit`` raises ValueError; it is unique for
+    ``N > max(p, q) + 1``. Non-convergence warns :class:`kronkit.ConvergenceWarning` (a
+    ``UserWarning``; it is not scikit-learn's ``ConvergenceWarning`` class). An iterate that
+    becomes numerically singular raises :class:`kronkit.SingularFactorError`.
+    Cost per iteration ``O(N·p·q·(p+q))``; see :func:`kronkit.separable_mle`.
+
+    Examples
+    --------
+    >>> import numpy as np, kronkit
+    >>> X = np.random.default_rng(0).standard_normal((100, 3, 4))
+    >>> est = kronkit.SeparableCovariance().fit(X)
+    >>> est.row_covariance_.shape, est.column_covariance_.shape
+    ((3, 3), (4, 4))
+    """
+
+    def __init__(
+        self,
+        *,
+        distribution: str = "normal",
+        df: float | None = None,
+        assume_centered: bool = False,
+        max_iter: int = 500,
+        tol: float = 1e-9,
+        gauge: str = "trace",
+        progress: bool = False,
+    ):
+        _require_sklearn()
+        self.distribution = distribution
+        self.df = df
+        self.assume_centered = assume_centered
+        self.max_iter = max_iter
+        self.tol = tol
+        self.gauge = gauge
+        self.progress = progress
+
+    def fit(self, X: Any, y: Any = None, shape: Any = None) -> SeparableCovariance:
+        """Fit ``A⊗B`` (and the location, and ``ν`` for the t model) by maximum likelihood.
+
+        Parameters
+        ----------
+        X : array_like of shape (N, p, q), or (N, P)
+            Observations. 2-D ``X`` needs ``shape=(p, q)``; without it ``(p, q) = (P, 1)``.
+        y : ignored
+        shape : (int, int), optional
+            ``(p, q)`` for 2-D ``X``.
+
+        Returns
+        -------
+        self
+        """
+        X3 = self._samples(X, shape, reset=True)
+        res = separable_mle(
+            X3, distribution=self.distribution, df=self.df,
+            assume_centered=self.assume_centered, max_iter=self.max_iter, tol=self.tol,
+            gauge=self.gauge, progress=self.progress,
+        )
+        self.location_ = res.location
+        self.row_covariance_ = res.row_covariance
+        self.column_covariance_ = res.column_covariance
+        self.covariance_ = res.covariance
+        self.precision_ = self.covariance_.inv()
+        self.df_ = res.df
+        self.loglik_ = res.loglik
+        self.loglik_history_ = res.loglik_history
+        self.n_iter_ = res.n_iter
+        self.converged_ = res.converged
+        self.weights_ = res.weights
+        return self
+
+    # -- the fitted distribution --------------------------------------------------------
+    def _distribution(self) -> Any:
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._distributions import KronNormal, KronT
+
+        check_is_fitted(self, "covariance_")
+        loc = self.location_.ravel()
+        if np.isinf(self.df_):
+            return KronNormal(loc, self.covariance_)
+        return KronT(loc, self.covariance_, self.df_)
+
+    def get_covariance(self) -> Kron:
+        """The covariance of the fitted distribution, as a :class:`~kronkit.Kron`.
+
+        ``covariance_`` for the normal model; ``ν/(ν−2)·covariance_`` for the t model, which
+        needs ``ν > 2`` (ValueError otherwise: the covariance is infinite or undefined).
+        """
+        return self._distribution().cov
+
+    def logpdf(self, X: Any) -> np.ndarray:
+        """Log-density of each observation under the fitted model, shape (n,).
+
+        ``X`` of shape (n, p, q) or (n, P). Normal: ``−½(P log 2π + log det(A⊗B) + δ)``; t:
+        the vec-form t log-density (see :class:`kronkit.KronT`). Cost O(n·P·(p+q)).
+        """
+        X3 = self._samples(X, None, reset=False)
+        return self._distribution().logpdf(X3.reshape(X3.shape[0], -1))
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Same as :meth:`logpdf` (the scikit-learn name)."""
+        return self.logpdf(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood of ``X`` under the fitted model, ``mean(logpdf(X))``."""
+        return float(np.mean(self.logpdf(X)))
+
+    def mahalanobis(self, X: Any) -> np.ndarray:
+        """**Squared** Mahalanobis distances ``δ_i = (x_i − m)ᵀ(A⊗B)⁻¹(x_i − m)``, shape (n,).
+
+        Squared, like ``sklearn.covariance.EmpiricalCovariance.mahalanobis`` (unlike
+        :meth:`kronkit.KronNormal.mahalanobis`); measured against ``covariance_`` (the
+        scale matrix for the t model). Cost O(n·P·(p+q)).
+        """
+        X3 = self._samples(X, None, reset=False)
+        return np.asarray(self._distribution().mahalanobis_sq(X3.reshape(X3.shape[0], -1)))
+
+
+class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
+    r"""Kronecker PCA: the sample covariance approximated by ``Σ_{k≤r} A_k⊗B_k``.
+
+    Parameters
+    ----------
+    n_terms : int, default=1
+        ``r``, the number of Kronecker terms (``≤ min(p², q²)``).
+    shrinkage : float, optional
+        Soft threshold ``τ`` on the Kronecker singular values, ``σ̃_k = max(σ_k − τ, 0)``.
+    assume_centered : bool, default=False
+        If true the mean is zero; otherwise the sample mean is subtracted.
+
+    Attributes
+    ----------
+    covariance_ : SumOfKron
+        ``Σ_k σ̃_k A_k⊗B_k`` (``matvec``/``@``, ``to_dense``, ``logdet``, ``inv_quad``).
+    singular_values_ : ndarray of shape (n_terms,)
+        Kronecker singular values ``σ_k`` of the sample covariance (before shrinkage).
+    explained_energy_ : ndarray of shape (n_terms,)
+        Cumulative ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — the curve for choosing ``r``.
+    total_energy_ : float
+        ``‖S‖_F²`` of the sample covariance ``S``.
+    n_terms_ : int
+        Terms kept after shrinkage.
+    location_ : ndarray of shape (p, q)
+    shape_ : tuple (p, q)
+    n_features_in_ : int
+
+    Notes
+    -----
+    The KPSVD is computed matrix-free by :func:`kronkit.kpsvd_samples` (never forming the
+    P×P covariance). :meth:`score` is the Gaussian log-likelihood under ``covariance_``; it
+    needs ``covariance_`` positive definite (NotPositiveDefiniteError otherwise — possible
+    when ``N`` is small or ``r`` is large, because truncation does not preserve
+    definiteness) and, for ``r ≥ 3`` terms, ``P ≤ 4096`` (it factorises the dense matrix);
+    ``r ≤ 2`` is structured, O(p³ + q³ + n·P·(p+q)).
+    """
+
+    def __init__(self, n_terms: int = 1, *, shrinkage: float | None = None,
+                 assume_centered: bool = False):
+        _require_sklearn()
+        self.n_terms = n_terms
+        self.shrinkage = shrinkage
+        self.assume_centered = assume_centered
+
+    def fit(self, X: Any, y: Any = None, shape: Any = None) -> KroneckerPCA:
+        """Compute the ``r``-term Kronecker approximation of the sample covariance of ``X``.
+
+        Parameters
+        ----------
+        X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
+        y : ignored
+        shape : (int, int), optional
+
+        Returns
+        -------
+        self
+        """
+        X3 = self._samples(X, shape, reset=True)
+        res: KroneckerPCAResult = kronecker_pca(
+            X3, self.n_terms, shrinkage=self.shrinkage, assume_centered=self.assume_centered)
+        self.covariance_: SumOfKron = res.covariance
+        self.singular_values_ = res.singular_values
+        self.explained_energy_ = res.explained_energy
+        self.total_energy_ = res.total_energy
+        self.n_terms_ = res.covariance.n_terms
+        self.location_ = res.location
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Gaussian log-density of each observation under ``N(location_, covariance_)``."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "covariance_")
+        X3 = self._samples(X, None, reset=False)
+        W = (X3 - self.location_).reshape(X3.shape[0], -1)
+        return np.asarray(self.covariance_.logpdf(W))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean Gaussian log-likelihood of ``X`` under ``N(location_, covariance_)``."""
+        return float(np.mean(self.score_samples(X)))

@@ -1,0 +1,685 @@
+"""Separable-covariance estimators against dense np.kron / scipy.stats computations.
+
+Oracles: scipy.stats.multivariate_normal / multivariate_t with np.kron(A, B); a generic
+optimiser (scipy.optimize, Cholesky parametrisation) of the dense likelihood; the dense
+sample covariance and its SVD; distribution theory (chi-square / uniform p-values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+import scipy.stats as st
+from click.testing import CliRunner
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import kronkit
+from helpers import RTOL, dense_kron, spd
+from kronkit import (
+    ConvergenceWarning,
+    KroneckerPCA,
+    NotPositiveDefiniteError,
+    SeparableCovariance,
+    SingularFactorError,
+    SumOfKron,
+    kronecker_pca,
+    separability_test,
+    separable_mle,
+)
+from kronkit._cli_fit import fit as fit_command
+
+SHAPES = [(1, 3), (2, 3), (3, 2), (3, 5), (4, 1)]
+TIGHT = 1e-14  # convergence tolerance for identities at the fixed point
+
+
+# ---------------------------------------------------------------------------------------
+# helpers: simulation and dense oracles
+# ---------------------------------------------------------------------------------------
+def simulate(rng, N, A, B, *, mean=None, df=None):
+    """N draws of (p, q) matrices with vec-covariance (or scale) np.kron(A, B)."""
+    p, q = A.shape[0], B.shape[0]
+    L = np.linalg.cholesky(dense_kron(A, B))
+    Z = rng.standard_normal((N, p * q)) @ L.T
+    if df is not None:
+        Z = Z / np.sqrt(rng.chisquare(df, N) / df)[:, None]
+    X = Z.reshape(N, p, q)
+    return X if mean is None else X + mean
+
+
+def dense_loglik(X, M, A, B, df=None):
+    N = X.shape[0]
+    S = dense_kron(A, B)
+    Y = X.reshape(N, -1)
+    if df is None or np.isinf(df):
+        return float(st.multivariate_normal(M.ravel(), S).logpdf(Y).sum())
+    return float(st.multivariate_t(M.ravel(), S, df=df).logpdf(Y).sum())
+
+
+def dense_delta(X, M, S):
+    E = X.reshape(X.shape[0], -1) - M.ravel()
+    return np.einsum("ij,ij->i", E, np.linalg.solve(S, E.T).T)
+
+
+def truth(p, q):
+    rng = np.random.default_rng(p * 10 + q)
+    return spd(rng, p), spd(rng, q)
+
+
+# ---------------------------------------------------------------------------------------
+# separable_mle: log-likelihood, fixed points, recovery
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("method", ["samples", "moments"])
+@pytest.mark.parametrize("centered", [False, True])
+def test_normal_loglik_and_fixed_point_match_dense(rng, shape, method, centered):
+    p, q = shape
+    A, B = truth(p, q)
+    X = simulate(rng, 40, A, B, mean=0.0 if centered else 1.5)
+    fit = separable_mle(X, method=method, assume_centered=centered, tol=TIGHT)
+    assert fit.converged
+    M = np.zeros((p, q)) if centered else X.mean(axis=0)
+    np.testing.assert_allclose(fit.location, M, rtol=RTOL, atol=1e-14)
+    ll = dense_loglik(X, fit.location, fit.row_covariance, fit.column_covariance)
+    np.testing.assert_allclose(fit.loglik, ll, rtol=RTOL)
+    # Fixed-point identity of the Gaussian MLE: Σ δ_i = N·P.
+    S = dense_kron(fit.row_covariance, fit.column_covariance)
+    np.testing.assert_allclose(dense_delta(X, fit.location, S).sum(), X[0].size * 40, rtol=1e-10)
+    assert np.all(fit.weights == 1.0) and np.isinf(fit.df)
+
+
+def test_samples_and_moments_routes_agree(rng):
+    A, B = truth(3, 4)
+    X = simulate(rng, 30, A, B, mean=-2.0)
+    a = separable_mle(X, method="samples", tol=TIGHT)
+    b = separable_mle(X, method="moments", tol=TIGHT)
+    np.testing.assert_allclose(a.row_covariance, b.row_covariance, rtol=1e-9)
+    np.testing.assert_allclose(a.column_covariance, b.column_covariance, rtol=1e-9)
+    np.testing.assert_allclose(a.loglik_history, b.loglik_history, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 2), (1, 4)])
+@pytest.mark.parametrize("df", [None, 4.0])
+def test_t_loglik_matches_scipy_multivariate_t(rng, shape, df):
+    p, q = shape
+    A, B = truth(p, q)
+    X = simulate(rng, 60, A, B, mean=0.7, df=5.0)
+    fit = separable_mle(X, distribution="t", df=df, tol=1e-12)
+    ll = dense_loglik(X, fit.location, fit.row_covariance, fit.column_covariance, df=fit.df)
+    np.testing.assert_allclose(fit.loglik, ll, rtol=RTOL)
+    if df is not None:
+        assert fit.df == df
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_t_fixed_point_identity_known_df(rng, centered):
+    """At the EM fixed point Σ_i w_i δ_i = N·P and M = Σ w_i X_i / Σ w_i (dense δ, w)."""
+    A, B = truth(2, 3)
+    N, nu = 80, 3.0
+    X = simulate(rng, N, A, B, mean=0.0 if centered else 1.0, df=nu)
+    fit = separable_mle(X, distribution="t", df=nu, assume_centered=centered, tol=1e-15,
+                        max_iter=5000)
+    S = dense_kron(fit.row_covariance, fit.column_covariance)
+    delta = dense_delta(X, fit.location, S)
+    w = (nu + 6) / (nu + delta)
+    np.testing.assert_allclose(np.sum(w * delta), N * 6, rtol=1e-7)
+    np.testing.assert_allclose(fit.weights, w, rtol=1e-10)
+    if not centered:
+        np.testing.assert_allclose(fit.location, np.tensordot(w, X, axes=1) / w.sum(),
+                                   rtol=1e-7, atol=1e-9)
+
+
+def test_normal_recovers_truth_for_large_n(rng):
+    A, B = truth(3, 4)
+    K = dense_kron(A, B)
+    X = simulate(rng, 3000, A, B, mean=2.0)
+    fit = separable_mle(X)
+    err = np.linalg.norm(fit.covariance.to_dense() - K) / np.linalg.norm(K)
+    assert err < 0.08  # observed ≈ 0.025 over seeds (O(1/√N))
+    assert np.max(np.abs(fit.location - 2.0)) < 0.15
+
+
+def test_t_recovers_truth_and_df_for_large_n(rng):
+    A, B = truth(3, 4)
+    K = dense_kron(A, B)
+    X = simulate(rng, 3000, A, B, mean=3.0, df=4.0)
+    fit = separable_mle(X, distribution="t")
+    err = np.linalg.norm(fit.covariance.to_dense() - K) / np.linalg.norm(K)
+    assert err < 0.08  # the scale matrix, not the covariance
+    assert abs(fit.df - 4.0) < 0.75  # observed |ν̂ − 4| ≤ 0.2 over seeds
+    assert np.max(np.abs(fit.location - 3.0)) < 0.15
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_loglik_history_is_monotone(rng, distribution):
+    A, B = truth(3, 4)
+    X = simulate(rng, 50, A, B, df=3.0)
+    fit = separable_mle(X, distribution=distribution, tol=1e-13)
+    h = fit.loglik_history
+    assert h.size == fit.n_iter
+    assert np.all(np.diff(h) >= -1e-9 * np.abs(h[:-1]))
+    assert fit.loglik == h[-1]
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_gauge_does_not_change_the_fit(rng, distribution):
+    A, B = truth(3, 4)
+    X = simulate(rng, 40, A, B, df=6.0)
+    fits = {g: separable_mle(X, distribution=distribution, gauge=g, tol=1e-12)
+            for g in ("trace", "unit", "balanced")}
+    ref = fits["trace"].covariance.to_dense()
+    for g, f in fits.items():
+        np.testing.assert_allclose(f.covariance.to_dense(), ref, rtol=RTOL, atol=0, err_msg=g)
+        np.testing.assert_allclose(f.loglik, fits["trace"].loglik, rtol=RTOL)
+    assert np.isclose(np.trace(fits["trace"].row_covariance), 3.0, rtol=RTOL)
+    assert np.isclose(fits["unit"].row_covariance[0, 0], 1.0, rtol=RTOL)
+    f = fits["balanced"]
+    assert np.isclose(np.linalg.norm(f.row_covariance), np.linalg.norm(f.column_covariance),
+                      rtol=RTOL)
+
+
+def test_t_with_huge_df_approaches_the_normal_fit(rng):
+    A, B = truth(2, 3)
+    X = simulate(rng, 50, A, B, mean=1.0)
+    g = separable_mle(X, tol=TIGHT)
+    t = separable_mle(X, distribution="t", df=1e9, tol=TIGHT)
+    np.testing.assert_allclose(t.covariance.to_dense(), g.covariance.to_dense(), rtol=1e-6)
+    np.testing.assert_allclose(t.location, g.location, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(t.loglik, g.loglik, rtol=1e-6)
+
+
+# -- against a generic optimiser of the dense likelihood --------------------------------
+def _chol(v, n):
+    L = np.zeros((n, n))
+    L[np.tril_indices(n)] = v
+    L[np.diag_indices(n)] = np.exp(np.diagonal(L))
+    return L
+
+
+def _unpack(theta, p, q, with_df):
+    P = p * q
+    M = theta[:P].reshape(p, q)
+    i = P
+    LA = _chol(theta[i : i + p * (p + 1) // 2], p)
+    i += p * (p + 1) // 2
+    LB = _chol(theta[i : i + q * (q + 1) // 2], q)
+    i += q * (q + 1) // 2
+    nu = float(np.exp(theta[i])) if with_df else None
+    return M, LA @ LA.T, LB @ LB.T, nu
+
+
+def _generic_max(X, with_df):
+    """Maximise the dense log-likelihood over (M, L_A, L_B[, log ν]) with BFGS."""
+    _, p, q = X.shape
+    x0 = np.concatenate([X.mean(axis=0).ravel(), np.zeros(p * (p + 1) // 2),
+                         np.zeros(q * (q + 1) // 2)] + ([np.array([np.log(10.0)])]
+                                                        if with_df else []))
+
+    def nll(theta):
+        M, A, B, nu = _unpack(theta, p, q, with_df)
+        try:
+            return -dense_loglik(X, M, A, B, df=nu)
+        except (np.linalg.LinAlgError, ValueError):
+            return np.inf
+
+    res = so.minimize(nll, x0, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+    return -res.fun
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_fit_is_at_least_as_good_as_a_generic_optimiser(rng, distribution):
+    A, B = truth(2, 3)
+    X = simulate(rng, 25, A, B, mean=0.5, df=4.0 if distribution == "t" else None)
+    fit = separable_mle(X, distribution=distribution, tol=1e-13, max_iter=5000)
+    ll_fit = dense_loglik(X, fit.location, fit.row_covariance, fit.column_covariance,
+                          df=fit.df)
+    np.testing.assert_allclose(ll_fit, fit.loglik, rtol=RTOL)
+    ll_opt = _generic_max(X, with_df=distribution == "t")
+    assert ll_fit >= ll_opt - 1e-6
+    assert ll_opt >= ll_fit - 1e-2  # the optimiser did its job: the comparison is not vacuous
+
+
+# -- existence, degeneracy, convergence, validation ----------------------------------------
+@pytest.mark.parametrize("centered", [False, True])
+def test_existence_threshold(rng, centered):
+    p, q = 6, 2  # max(p/q, q/p) = 3
+    A, B = truth(p, q)
+    n_min = 4 if centered else 5  # smallest N with N > 3 (+ 1 when the mean is estimated)
+    X = simulate(rng, n_min, A, B)
+    with pytest.raises(ValueError, match=rf"n_samples = {n_min - 1}.*max\(p/q, q/p\)"):
+        separable_mle(X[:-1], assume_centered=centered)
+    fit = separable_mle(X, assume_centered=centered, max_iter=5000, tol=1e-8)
+    assert np.all(np.isfinite(fit.row_covariance)) and np.isfinite(fit.loglik)
+
+
+def test_singular_data_raise_a_linalg_error_not_nan(rng):
+    A, B = truth(3, 4)
+    X = simulate(rng, 30, A, B)
+    X[:, 1, :] = 2.0  # a whole row constant: the row covariance is singular
+    for dist in ("normal", "t"):
+        with pytest.raises(np.linalg.LinAlgError, match="row covariance"):
+            separable_mle(X, distribution=dist)
+
+
+def test_singular_error_types(rng):
+    X = np.zeros((10, 2, 3))
+    X[:, 0, :] = rng.standard_normal((10, 3))
+    with pytest.raises((SingularFactorError, NotPositiveDefiniteError)):
+        separable_mle(X, assume_centered=True)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_non_convergence_warns_with_count_and_change(rng, distribution):
+    A, B = truth(3, 4)
+    X = simulate(rng, 30, A, B, df=3.0)
+    with pytest.warns(ConvergenceWarning, match=r"did not converge in 2 iterations.*last change"):
+        fit = separable_mle(X, distribution=distribution, max_iter=2, tol=0.0)
+    assert not fit.converged and fit.n_iter == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"distribution": "cauchy"}, ValueError, "`distribution`"),
+        ({"df": 3.0}, ValueError, "`df`"),
+        ({"distribution": "t", "df": -1.0}, ValueError, "`df`"),
+        ({"distribution": "t", "df": np.inf}, ValueError, "`df`"),
+        ({"gauge": "det"}, ValueError, "`gauge`"),
+        ({"max_iter": 0}, ValueError, "`max_iter`"),
+        ({"tol": -1.0}, ValueError, "`tol`"),
+        ({"method": "fast"}, ValueError, "`method`"),
+        ({"distribution": "t", "method": "moments"}, ValueError, "`method`"),
+        ({"shape": (4, 4)}, ValueError, "`shape`"),
+        ({"df_bounds": (5.0, 1.0), "distribution": "t"}, ValueError, "`df_bounds`"),
+    ],
+)
+def test_bad_arguments(rng, kwargs, err, match):
+    X = rng.standard_normal((20, 2, 3))
+    with pytest.raises(err, match=match):
+        separable_mle(X, **kwargs)
+
+
+def test_bad_data(rng):
+    with pytest.raises(ValueError, match="`X`"):
+        separable_mle(rng.standard_normal(6))
+    with pytest.raises(ValueError, match="`shape`"):
+        separable_mle(rng.standard_normal((20, 6)), shape=(4, 2))
+    X = rng.standard_normal((20, 2, 3))
+    X[3, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        separable_mle(X)
+    with pytest.raises(TypeError, match="`shape`"):
+        separable_mle(rng.standard_normal((20, 6)), shape=(2.0, 3))
+
+
+def test_two_d_input_and_input_untouched(rng):
+    A, B = truth(2, 3)
+    X = simulate(rng, 30, A, B)
+    Y = X.reshape(30, 6).copy()
+    before = Y.copy()
+    a = separable_mle(Y, shape=(2, 3), tol=TIGHT)
+    b = separable_mle(X, tol=TIGHT)
+    np.testing.assert_array_equal(Y, before)
+    np.testing.assert_allclose(a.row_covariance, b.row_covariance, rtol=RTOL)
+    # Without `shape`, 2-D data are (P, 1): the unstructured MLE, the biased sample covariance.
+    c = separable_mle(Y)
+    np.testing.assert_allclose(c.covariance.to_dense(), np.cov(Y.T, bias=True), rtol=RTOL)
+
+
+def test_progress_bar_shows_loglik(rng, capsys):
+    X = rng.standard_normal((20, 2, 3))
+    separable_mle(X, progress=True)
+    out = capsys.readouterr().out
+    assert "log-likelihood" in out
+
+
+# ---------------------------------------------------------------------------------------
+# separability test
+# ---------------------------------------------------------------------------------------
+def test_separability_statistic_against_dense(rng):
+    A, B = truth(2, 3)
+    X = simulate(rng, 50, A, B, mean=1.0)
+    res = separability_test(X)
+    Y = X.reshape(50, -1)
+    S = np.cov(Y.T, bias=True)
+    ll_u = st.multivariate_normal(Y.mean(axis=0), S).logpdf(Y).sum()
+    np.testing.assert_allclose(res.loglik_unstructured, ll_u, rtol=RTOL)
+    fit = separable_mle(X, tol=TIGHT)
+    np.testing.assert_allclose(res.loglik_separable, fit.loglik, rtol=1e-12)
+    assert res.df == 21 - (3 + 6 - 1)
+    np.testing.assert_allclose(res.statistic, 2 * (ll_u - fit.loglik), rtol=1e-8)
+    assert res.pvalue == st.chi2.sf(res.statistic, res.df) == res.pvalue_chi2
+    assert res.method == "chi2" and res.n_samples == 50
+
+
+def test_separability_pvalues_uniform_under_h0():
+    """200 separable data sets: chi-square p-values ~ U(0, 1) (KS test) for large N."""
+    rng = np.random.default_rng(7)
+    A, B = truth(2, 3)
+    pv = np.array([separability_test(simulate(rng, 400, A, B, mean=1.0)).pvalue
+                   for _ in range(200)])
+    assert st.kstest(pv, "uniform").pvalue > 0.01
+    assert abs(pv.mean() - 0.5) < 4 * np.sqrt(1 / 12 / 200)
+
+
+def test_separability_rejects_a_non_separable_covariance():
+    rng = np.random.default_rng(8)
+    A1, B1 = truth(2, 3)
+    A2, B2 = spd(rng, 2), spd(rng, 3)
+    A2[0, 1] = A2[1, 0] = -A2[0, 1]
+    S = dense_kron(A1, B1) + 3.0 * dense_kron(np.diag([1.0, 0.0]) + 0.1, B2)
+    L = np.linalg.cholesky(S)
+    X = (rng.standard_normal((300, 6)) @ L.T).reshape(300, 2, 3)
+    assert separability_test(X).pvalue < 1e-8
+
+
+def test_separability_with_groups_equals_group_centred_data(rng):
+    A, B = truth(2, 3)
+    labels = np.repeat(["a", "b", "c"], [10, 12, 8])
+    X = simulate(rng, 30, A, B) + np.repeat(rng.standard_normal((3, 2, 3)) * 5, [10, 12, 8],
+                                            axis=0)
+    Xc = X.copy()
+    for g in "abc":
+        Xc[labels == g] -= X[labels == g].mean(axis=0)
+    a = separability_test(X, groups=labels)
+    b = separability_test(Xc, assume_centered=True)
+    np.testing.assert_allclose(a.statistic, b.statistic, rtol=1e-8)
+    np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=RTOL)
+    mc = separability_test(X, groups=labels, n_simulations=5, random_state=0)
+    assert mc.method == "monte-carlo" and mc.pvalue in {k / 6 for k in range(1, 7)}
+
+
+def test_separability_statistic_is_invariant(rng):
+    """The null distribution does not depend on A, B, M (what the Monte Carlo p-value uses)."""
+    X = rng.standard_normal((30, 2, 3))
+    C, D = rng.standard_normal((2, 2)) + 2 * np.eye(2), rng.standard_normal((3, 3)) + 2 * np.eye(3)
+    Y = C @ X @ D.T + 5.0
+    np.testing.assert_allclose(separability_test(Y).statistic, separability_test(X).statistic,
+                               rtol=1e-7)
+
+
+def test_separability_monte_carlo_pvalue_is_calibrated_for_small_n():
+    rng = np.random.default_rng(9)
+    A, B = truth(2, 2)
+    n_sim = 39
+    mc, chi = [], []
+    for _ in range(60):
+        r = separability_test(simulate(rng, 12, A, B), n_simulations=n_sim, random_state=rng)
+        mc.append(r.pvalue)
+        chi.append(r.pvalue_chi2)
+        assert r.method == "monte-carlo"
+    mc = np.array(mc)
+    # Under H0 the MC p-value is (1 + K)/(n + 1), K uniform on {0..n}: mean 0.5 + 0.5/(n + 1).
+    assert abs(mc.mean() - (0.5 + 0.5 / (n_sim + 1))) < 4 * 0.29 / np.sqrt(60)
+    assert np.mean(chi) < mc.mean()  # the chi-square approximation is liberal at N = 12
+
+
+def test_separability_errors(rng):
+    with pytest.raises(ValueError, match=r"N − 1, the mean being estimated = 6.*n > P"):
+        separability_test(rng.standard_normal((7, 2, 3)))
+    with pytest.raises(ValueError, match=r"N = 6 .*n > P"):
+        separability_test(rng.standard_normal((6, 2, 3)), assume_centered=True)
+    separability_test(rng.standard_normal((7, 2, 3)), assume_centered=True)
+    with pytest.raises(ValueError, match=r"N − G with G = 3 groups = 6"):
+        separability_test(rng.standard_normal((9, 2, 3)), groups=np.repeat([0, 1, 2], 3))
+    with pytest.raises(ValueError, match="`groups`"):
+        separability_test(rng.standard_normal((9, 2, 3)), groups=[0, 1])
+    with pytest.raises(ValueError, match="`groups`"):
+        separability_test(rng.standard_normal((9, 2, 3)), groups=np.zeros(9),
+                          assume_centered=True)
+    with pytest.raises(ValueError, match="p >= 2 and q >= 2"):
+        separability_test(rng.standard_normal((30, 6)))
+    X = rng.standard_normal((9, 2, 3))
+    X[:3] -= X[:3].mean(axis=0)
+    X[3:] -= X[3:].mean(axis=0)  # centred by 2 groups: rank <= 7 > P = 6 fine
+    separability_test(X, assume_centered=True)
+    W = rng.standard_normal((9, 2, 3))
+    for g in range(3):
+        W[3 * g : 3 * g + 3] -= W[3 * g : 3 * g + 3].mean(axis=0)  # 3 groups: rank <= 6 = P
+    W[:, 0, 0] = W[:, 0, 1]  # plus one exact collinearity: rank 5 < P
+    with pytest.raises(ValueError, match=r"singular \(rank 5 < P = 6\).*group"):
+        separability_test(W, assume_centered=True)
+    with pytest.raises(ValueError, match="`n_simulations`"):
+        separability_test(rng.standard_normal((30, 2, 3)), n_simulations=0)
+
+
+# ---------------------------------------------------------------------------------------
+# SeparableCovariance (scikit-learn estimator)
+# ---------------------------------------------------------------------------------------
+@parametrize_with_checks(
+    [SeparableCovariance(), SeparableCovariance(distribution="t"), KroneckerPCA()]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_estimator_attributes_and_methods_against_dense(rng, distribution):
+    A, B = truth(2, 3)
+    X = simulate(rng, 60, A, B, mean=1.0, df=5.0)
+    est = SeparableCovariance(distribution=distribution, tol=1e-12).fit(X)
+    fit = separable_mle(X, distribution=distribution, tol=1e-12)
+    np.testing.assert_allclose(est.row_covariance_, fit.row_covariance, rtol=RTOL)
+    np.testing.assert_allclose(est.loglik_, fit.loglik, rtol=RTOL)
+    assert est.shape_ == (2, 3) and est.n_features_in_ == 6 and est.converged_
+    assert est.n_iter_ == est.loglik_history_.size
+    S = dense_kron(est.row_covariance_, est.column_covariance_)
+    np.testing.assert_allclose(est.covariance_.to_dense(), S, rtol=RTOL)
+    np.testing.assert_allclose(est.precision_.to_dense(), np.linalg.inv(S), rtol=1e-9)
+    Xn = simulate(rng, 7, A, B)
+    df = None if distribution == "normal" else est.df_
+    dist = (st.multivariate_normal(est.location_.ravel(), S) if df is None
+            else st.multivariate_t(est.location_.ravel(), S, df=df))
+    ref = dist.logpdf(Xn.reshape(7, -1))
+    np.testing.assert_allclose(est.logpdf(Xn), ref, rtol=RTOL)
+    np.testing.assert_allclose(est.logpdf(Xn.reshape(7, 6)), ref, rtol=RTOL)
+    np.testing.assert_allclose(est.score_samples(Xn), ref, rtol=RTOL)
+    np.testing.assert_allclose(est.score(Xn), ref.mean(), rtol=RTOL)
+    np.testing.assert_allclose(est.score(X), est.loglik_ / 60, rtol=1e-10)
+    np.testing.assert_allclose(est.mahalanobis(Xn), dense_delta(Xn, est.location_, S),
+                               rtol=RTOL)
+    cov = est.get_covariance().to_dense()
+    factor = 1.0 if df is None else df / (df - 2.0)
+    np.testing.assert_allclose(cov, factor * S, rtol=RTOL)
+
+
+def test_estimator_shape_handling(rng):
+    X = rng.standard_normal((30, 2, 3))
+    est = SeparableCovariance().fit(X.reshape(30, 6), shape=(2, 3))
+    assert est.shape_ == (2, 3)
+    with pytest.raises(ValueError, match="fitted with shape"):
+        est.score(rng.standard_normal((5, 3, 2)))
+    with pytest.raises(ValueError, match="features"):
+        est.score(rng.standard_normal((5, 5)))
+    with pytest.raises(ValueError, match="`shape`"):
+        SeparableCovariance().fit(X, shape=(3, 2))
+    with pytest.raises(ValueError, match="`shape`"):
+        SeparableCovariance().fit(X.reshape(30, 6), shape=(4, 2))
+    assert SeparableCovariance().fit(X.reshape(30, 6)).shape_ == (6, 1)
+
+
+def test_get_covariance_of_heavy_t_is_an_error(rng):
+    X = simulate(rng, 40, *truth(2, 2), df=1.5)
+    est = SeparableCovariance(distribution="t", df=1.5).fit(X)
+    with pytest.raises(ValueError, match="df"):
+        est.get_covariance()
+
+
+def test_estimator_warns_on_non_convergence(rng):
+    X = rng.standard_normal((30, 2, 3))
+    with pytest.warns(ConvergenceWarning):
+        est = SeparableCovariance(max_iter=1).fit(X)
+    assert est.converged_ is False
+
+
+# ---------------------------------------------------------------------------------------
+# Kronecker PCA
+# ---------------------------------------------------------------------------------------
+def _dense_kpsvd(X):
+    N, p, q = X.shape
+    E = X.reshape(N, -1) - X.reshape(N, -1).mean(axis=0)
+    S = E.T @ E / N
+    R = S.reshape(p, q, p, q).transpose(0, 2, 1, 3).reshape(p * p, q * q)
+    U, s, Vt = np.linalg.svd(R)
+    return S, U, s, Vt
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 3), (4, 2)])
+def test_kronecker_pca_against_dense_kpsvd(rng, shape):
+    p, q = shape
+    A1, B1 = truth(p, q)
+    A2, B2 = spd(rng, p), spd(rng, q)
+    S_true = dense_kron(A1, B1) + 0.3 * dense_kron(A2, B2)
+    N = 300
+    X = (rng.standard_normal((N, p * q)) @ np.linalg.cholesky(S_true).T).reshape(N, p, q)
+    S, U, s, Vt = _dense_kpsvd(X)
+    for r in (1, 2, 3):
+        kp = KroneckerPCA(n_terms=r).fit(X)
+        np.testing.assert_allclose(kp.singular_values_, s[:r], rtol=1e-8)
+        np.testing.assert_allclose(kp.total_energy_, np.sum(S**2), rtol=1e-10)
+        np.testing.assert_allclose(kp.explained_energy_, np.cumsum(s[:r] ** 2) / np.sum(s**2),
+                                   rtol=1e-8)
+        dense_r = sum(s[k] * np.kron(U[:, k].reshape(p, p), Vt[k].reshape(q, q))
+                      for k in range(r))
+        np.testing.assert_allclose(kp.covariance_.to_dense(), dense_r, atol=1e-8 * s[0])
+        A0 = kp.covariance_.terms[0].factors[0]
+        assert np.all(np.linalg.eigvalsh(A0) > 0)  # leading term SPD
+        # score: Gaussian log-likelihood under the r-term covariance (structured for r <= 2)
+        Xn = rng.standard_normal((5, p, q))
+        ref = st.multivariate_normal(X.mean(axis=0).ravel(), kp.covariance_.to_dense())
+        np.testing.assert_allclose(kp.score_samples(Xn), ref.logpdf(Xn.reshape(5, -1)),
+                                   rtol=1e-9)
+        np.testing.assert_allclose(kp.score(Xn), ref.logpdf(Xn.reshape(5, -1)).mean(),
+                                   rtol=1e-9)
+
+
+def test_kronecker_pca_shrinkage_soft_thresholds(rng):
+    X = rng.standard_normal((100, 3, 3))
+    base = kronecker_pca(X, 3)
+    tau = 0.5 * (base.singular_values[1] + base.singular_values[2])
+    shr = kronecker_pca(X, 3, shrinkage=tau)
+    assert shr.covariance.n_terms == 2
+    for k in range(2):
+        K0 = base.covariance.terms[k].to_dense()
+        K1 = shr.covariance.terms[k].to_dense()
+        np.testing.assert_allclose(K1, K0 * (base.singular_values[k] - tau)
+                                   / base.singular_values[k], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(shr.singular_values, base.singular_values)
+    with pytest.raises(ValueError, match="removes every term"):
+        kronecker_pca(X, 2, shrinkage=10 * base.singular_values[0])
+    with pytest.raises(ValueError, match="`shrinkage`"):
+        kronecker_pca(X, 2, shrinkage=-1.0)
+    with pytest.raises(ValueError, match="`n_terms`"):
+        kronecker_pca(X, 10)
+
+
+def test_kronecker_pca_score_needs_positive_definite(rng):
+    X = rng.standard_normal((5, 3, 3))  # N < P: singular sample covariance
+    kp = KroneckerPCA(n_terms=9).fit(X)
+    assert not kp.covariance_.is_positive_definite
+    with pytest.raises(NotPositiveDefiniteError, match="positive definite"):
+        kp.score(X)
+
+
+def test_sum_of_kron_operations_against_dense(rng):
+    terms = [(spd(rng, 2), spd(rng, 3)), (0.2 * spd(rng, 2), 0.3 * spd(rng, 3)),
+             (0.1 * spd(rng, 2), 0.1 * spd(rng, 3))]
+    for r in (1, 2, 3):
+        S = SumOfKron(terms[:r])
+        D = sum(np.kron(a, b) for a, b in terms[:r])
+        Y = rng.standard_normal((4, 6))
+        np.testing.assert_allclose(S.to_dense(), D, rtol=RTOL)
+        np.testing.assert_allclose(S @ Y, Y @ D.T, rtol=RTOL)
+        np.testing.assert_allclose(S.trace(), np.trace(D), rtol=RTOL)
+        np.testing.assert_allclose(S.diag(), np.diagonal(D), rtol=RTOL)
+        np.testing.assert_allclose(S.logdet(), np.linalg.slogdet(D)[1], rtol=RTOL)
+        np.testing.assert_allclose(S.inv_quad(Y), np.einsum("ij,ij->i", Y, np.linalg.solve(D, Y.T).T),
+                                   rtol=1e-9)
+        np.testing.assert_allclose(S.logpdf(Y), st.multivariate_normal(np.zeros(6), D).logpdf(Y),
+                                   rtol=1e-10)
+    # indefinite second term, structured route detects it
+    bad = SumOfKron([terms[0], (-3.0 * np.eye(2), np.eye(3))])
+    with pytest.raises(NotPositiveDefiniteError):
+        bad.logdet()
+    with pytest.raises(ValueError, match="terms"):
+        SumOfKron([])
+    with pytest.raises(ValueError, match=r"terms\[1\]"):
+        SumOfKron([terms[0], (np.eye(3), np.eye(2))])
+
+
+# ---------------------------------------------------------------------------------------
+# kronkit fit (command line)
+# ---------------------------------------------------------------------------------------
+def test_cli_fit_npy_and_csv(rng, tmp_path):
+    A, B = truth(2, 3)
+    X = simulate(rng, 40, A, B, mean=1.0)
+    np.save(tmp_path / "d.npy", X)
+    np.savetxt(tmp_path / "d.csv", X.reshape(40, 6), delimiter=",")
+    runner = CliRunner()
+    res = runner.invoke(fit_command, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "f.npz"),
+                                      "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "log-likelihood" in res.output and "p-value" in res.output
+    fit = separable_mle(X)
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
+        np.testing.assert_allclose(z["row_covariance"], fit.row_covariance, rtol=1e-10)
+        np.testing.assert_allclose(z["loglik"], fit.loglik, rtol=1e-12)
+        assert str(z["model"]) == "normal" and list(z["shape"]) == [2, 3]
+        assert z["separability_df"] == 13
+    res = runner.invoke(fit_command, [str(tmp_path / "d.csv"), "--shape", "2,3", "--model", "t",
+                                      "--df", "5", "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    assert "ECME" in res.output  # the progress bar
+    with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
+        assert z["df"] == 5.0
+
+
+def test_cli_fit_plot(rng, tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "d.npy", rng.standard_normal((30, 2, 2)))
+    res = CliRunner().invoke(fit_command, [str(tmp_path / "d.npy"), "--out",
+                                           str(tmp_path / "f.npz"), "--plot",
+                                           str(tmp_path / "f.png"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_fit_errors(rng, tmp_path):
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "f.npz")]
+    np.save(tmp_path / "flat.npy", rng.standard_normal((30, 6)))
+    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), *out])
+    assert res.exit_code != 0 and "--shape" in res.output
+    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "4,2", *out])
+    assert res.exit_code != 0 and "rows of length 8" in res.output
+    res = runner.invoke(fit_command, [str(tmp_path / "missing.npy"), *out])
+    assert res.exit_code != 0 and "no such file" in res.output
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    res = runner.invoke(fit_command, [str(tmp_path / "obj.npy"), *out])
+    assert res.exit_code != 0 and "could not read" in res.output
+    (tmp_path / "bad.csv").write_text("1,2,x\n3,4\n")
+    res = runner.invoke(fit_command, [str(tmp_path / "bad.csv"), "--shape", "1,3", *out])
+    assert res.exit_code != 0 and "could not read" in res.output
+    np.save(tmp_path / "few.npy", rng.standard_normal((3, 6, 2)))
+    res = runner.invoke(fit_command, [str(tmp_path / "few.npy"), *out])
+    assert res.exit_code != 0 and "too few" in res.output
+    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "2,3", "--df", "3",
+                                      *out])
+    assert res.exit_code != 0 and "--df" in res.output
+    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "2;3", *out])
+    assert res.exit_code != 0 and "'p,q'" in res.output
+
+
+def test_cli_fit_small_n_reports_no_test(rng, tmp_path):
+    np.save(tmp_path / "d.npy", rng.standard_normal((6, 2, 3)))
+    res = CliRunner().invoke(fit_command, [str(tmp_path / "d.npy"), "--out",
+                                           str(tmp_path / "f.npz"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "n/a" in res.output and "n > P" in res.output
+
+
+def test_public_names():
+    for name in ("SeparableCovariance", "KroneckerPCA", "separable_mle", "separability_test",
+                 "SeparableMLEResult", "SeparabilityTestResult", "KroneckerPCAResult",
+                 "SumOfKron", "kronecker_pca"):
+        assert name in kronkit.__all__ and hasattr(kronkit, name)
