@@ -232,48 +232,71 @@ def _syrk_cols(M: np.ndarray) -> np.ndarray:
 
 
 class _TwoFactorSPD:
-    """``X_i = L_A⁻¹ W_i L_B⁻ᵀ`` for a batch, stored as T of shape (p, N, q), and the gradients.
+    """Two SPD factors, a batch of N observations: q_i and the gradients of Σ c_i q_i.
 
-    ``q_i = ‖X_i‖²``; ``∂(Σ c_i q_i)/∂A = −L_A⁻ᵀ (Σ c_i X_i X_iᵀ) L_A⁻¹`` (and likewise for B);
-    ``c_i ∂q_i/∂w_i = 2 c_i L_A⁻ᵀ X_i L_B⁻¹``. Every step is one BLAS-3 call over the whole
-    batch; the input ``W`` is not modified.
+    Few observations (N < 4): with ``X_i = L_A⁻¹ W_i L_B⁻ᵀ`` (two triangular solves),
+    ``q_i = ‖X_i‖²``, ``∂/∂A = −Σ c_i (L_A⁻ᵀX_i)(L_A⁻ᵀX_i)ᵀ`` (a solve and a symmetric rank-k
+    update), and ``Z_i = (L_A⁻ᵀ X_i) L_B⁻¹`` reuses the first solve: about 7.7 m³ flops for m = n,
+    on square BLAS-3 calls where triangular solves run as fast as GEMM.
+
+    Many observations: triangular solves with a very wide right-hand side run far below GEMM
+    speed, so the batch uses the cached inverses and GEMM only (8·N·p·q·(p+q)/2 flops):
+    ``Z_i = A⁻¹ (W_i B⁻¹)``, ``q_i = W_i : Z_i``, and, because ``A Z_i = W_i B⁻¹``,
+    ``Σ c_i Z_i B Z_iᵀ = (Σ c_i Z_i W_iᵀ) A⁻¹`` and ``Σ c_i Z_iᵀ A Z_i = (Σ c_i Z_iᵀ W_i) B⁻¹``.
+    The input ``W`` is never modified.
     """
+
+    BATCH_MIN = 4
 
     def __init__(self, fa: _Factorization, fb: _Factorization, W: np.ndarray):
         self.fa, self.fb = fa, fb
         self.N = N = W.shape[0]
         self.p, self.q_dim = p, q = fa.n, fb.n
-        W = np.ascontiguousarray(W)
-        X1 = _rmul_tri(W.reshape(N * p, q), fb, inverse_transpose=True)  # W_i L_B⁻ᵀ
-        T = np.ascontiguousarray(X1.reshape(N, p, q).transpose(1, 0, 2))  # (p, N, q)
-        self.T = _lmul_tri(T.reshape(p, N * q), fa, transpose=False).reshape(p, N, q)
-        self.T = np.ascontiguousarray(self.T)
-        self.q = np.einsum("aib,aib->i", self.T, self.T)
-
-    @property
-    def X(self) -> np.ndarray:
-        return np.ascontiguousarray(self.T.transpose(1, 0, 2))
+        self.W3 = W3 = np.ascontiguousarray(W).reshape(N, p, q)
+        self.batched = N >= self.BATCH_MIN
+        if self.batched:
+            Binv = fb.inverse_view()
+            V = (W3.reshape(N * p, q) @ Binv).reshape(N, p, q)  # W_i B⁻¹
+            self.Z = np.matmul(fa.inverse_view(), V)  # A⁻¹ W_i B⁻¹ (one GEMM per observation)
+            del V
+            self.q = np.einsum("nij,nij->n", W3, self.Z)
+        else:
+            X1 = _rmul_tri(W3.reshape(N * p, q), fb, inverse_transpose=True)  # W_i L_B⁻ᵀ
+            T = np.ascontiguousarray(X1.reshape(N, p, q).transpose(1, 0, 2))  # (p, N, q)
+            self.T = np.ascontiguousarray(
+                _lmul_tri(T.reshape(p, N * q), fa, transpose=False).reshape(p, N, q)
+            )
+            self.q = np.einsum("aib,aib->i", self.T, self.T)
 
     def grads(self, c: np.ndarray):
+        if self.batched:
+            return self._grads_batched(c)
+        return self._grads_few(c)
+
+    def _grads_batched(self, c: np.ndarray):
+        N, p, q, W3 = self.N, self.p, self.q_dim, self.W3
+        Z2c, self.Z = self.Z, None  # scaled in place (a fresh array costs page faults)
+        Z2c *= (2.0 * c)[:, None, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
+        GB = Z2c.reshape(N * p, q).T @ W3.reshape(N * p, q)  # 2 Σ c_i Z_iᵀ W_i
+        GA = np.zeros((p, p), dtype=Z2c.dtype)
+        step = max(1, (1 << 19) // (p * q))  # a few observations per batched GEMM call
+        for s in range(0, N, step):
+            GA += np.matmul(Z2c[s : s + step], W3[s : s + step].transpose(0, 2, 1)).sum(axis=0)
+        gA = GA @ self.fa.inverse_view()
+        gB = GB @ self.fb.inverse_view()
+        gA = -0.25 * (gA + gA.T)
+        gB = -0.25 * (gB + gB.T)
+        return (gA, gB), Z2c.reshape(N, p * q)
+
+    def _grads_few(self, c: np.ndarray):
         p, q, N, T = self.p, self.q_dim, self.N, self.T
         s = np.sqrt(c)[None, :, None]
-        if N > 2:
-            # Gram first (one syrk over the whole batch each), then two p×p solves.
-            Ts = T * s
-            gA = -_sandwich(self.fa, _syrk_rows(Ts.reshape(p, N * q)))
-            gB = -_sandwich(self.fb, _syrk_cols(Ts.reshape(p * N, q)))
-            Ts *= s  # c_i X_i
-            YA = _lmul_tri(Ts.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ c_i X_i
-        else:
-            # Few observations: solve first, then one rank-k update (cheaper than p³ sandwiches).
-            YA = _lmul_tri(T.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ X_i
-            YB = _rmul_tri(T.reshape(p * N, q), self.fb, inverse_transpose=False)  # X_i L_B⁻¹
-            YAs = YA.reshape(p, N, q) * s
-            YBs = YB.reshape(p, N, q) * s
-            gA = -_syrk_rows(np.ascontiguousarray(YAs).reshape(p, N * q))
-            gB = -_syrk_cols(np.ascontiguousarray(YBs).reshape(p * N, q))
-            YA = (YA.reshape(p, N, q) * (s * s)).reshape(p, N * q)  # L_A⁻ᵀ c_i X_i
-        Zc = np.ascontiguousarray(YA.reshape(p, N, q).transpose(1, 0, 2))  # (N, p, q)
+        YA = _lmul_tri(T.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ X_i
+        YB = _rmul_tri(T.reshape(p * N, q), self.fb, inverse_transpose=False)  # X_i L_B⁻¹
+        gA = -_syrk_rows(np.ascontiguousarray(YA.reshape(p, N, q) * s).reshape(p, N * q))
+        gB = -_syrk_cols(np.ascontiguousarray(YB.reshape(p, N, q) * s).reshape(p * N, q))
+        YA = YA.reshape(p, N, q) * (s * s)  # L_A⁻ᵀ c_i X_i
+        Zc = np.ascontiguousarray(YA.transpose(1, 0, 2))  # (N, p, q)
         Zc = _rmul_tri(Zc.reshape(N * p, q), self.fb, inverse_transpose=False)  # c_i Z_i
         return (gA, gB), 2.0 * np.ascontiguousarray(Zc).reshape(N, p * q)
 
@@ -290,6 +313,7 @@ class _QuadState:
         self.facs = K._factorizations("the quadratic form")
         self.spd = all(f.kind == "cholesky" for f in self.facs)
         self._two = None
+        self._X: np.ndarray | None = None
         if self.spd and self.d == 2:
             self._two = _TwoFactorSPD(self.facs[0], self.facs[1], W)
             self.q = self._two.q
@@ -312,9 +336,9 @@ class _QuadState:
 
     @property
     def X(self) -> np.ndarray:
-        """``(⊗ L_k⁻¹) w`` as a tensor (N, p1, ..., pd) (SPD factors only)."""
-        if self._two is not None:
-            return self._two.X
+        """``(⊗ L_k⁻¹) w`` as a tensor (N, p1, ..., pd) (SPD factors; computed on first use)."""
+        if self._X is None:
+            self._X = self.K._half_solve(self.W, self.facs)
         return self._X
 
     def _bcast(self, c: np.ndarray) -> np.ndarray:

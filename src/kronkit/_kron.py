@@ -32,11 +32,12 @@ class _Factorization:
     :class:`SingularFactorError` when a solve is asked for.
     """
 
-    __slots__ = ("index", "kind", "lower", "lu", "n", "piv", "rcond", "symmetric")
+    __slots__ = ("_inv", "index", "kind", "lower", "lu", "n", "piv", "rcond", "symmetric")
 
     def __init__(self, A: np.ndarray, index: int):
         self.index = index
         self.n = A.shape[0]
+        self._inv: np.ndarray | None = None
         scale = float(np.max(np.abs(A))) if A.size else 0.0
         self.symmetric = bool(
             np.array_equal(A, A.T)
@@ -101,11 +102,20 @@ class _Factorization:
                                     check_finite=False)
 
     def inverse(self) -> np.ndarray:
-        eye = np.eye(self.n, dtype=self.lu.dtype)
-        inv = self.solve(eye)
-        if self.kind == "cholesky":
-            inv = 0.5 * (inv + inv.T)
-        return inv
+        """``A⁻¹`` through the factorisation (computed once, cached; a fresh copy each call)."""
+        if self._inv is None:
+            eye = np.eye(self.n, dtype=self.lu.dtype)
+            inv = self.solve(eye)
+            if self.kind == "cholesky":
+                inv = 0.5 * (inv + inv.T)
+            inv.setflags(write=False)
+            self._inv = inv
+        return self._inv.copy()
+
+    def inverse_view(self) -> np.ndarray:
+        """The cached ``A⁻¹`` itself (read-only; for internal products)."""
+        self.inverse()
+        return self._inv
 
     def chol(self) -> np.ndarray:
         """The lower Cholesky factor ``L`` (zeros above the diagonal)."""
