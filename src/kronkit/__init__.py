@@ -26,13 +26,32 @@ from ._kron import Kron as Kron
 
 # --- kpsvd (issue 3) ---------------------------------------------------------------------
 from ._kpsvd import KPSVDResult as KPSVDResult
+from ._kpsvd import NearestKronResult as NearestKronResult
+from ._kpsvd import StructureWarning as StructureWarning
 from ._kpsvd import kpsvd as kpsvd
+from ._kpsvd import kpsvd_samples as kpsvd_samples
+from ._kpsvd import nearest_kron as nearest_kron
 from ._kpsvd import rearrange as rearrange
 from ._kpsvd import unrearrange as unrearrange
 
 # --- distributions and hvp (issue 4) ------------------------------------------------------
+from ._distributions import KronNormal as KronNormal
+from ._distributions import KronNormalGrad as KronNormalGrad
+from ._distributions import KronT as KronT
+from ._distributions import KronTGrad as KronTGrad
+from ._hvp import LogQuadHVP as LogQuadHVP
+from ._hvp import log_quad_hvp as log_quad_hvp
 
 # --- estimators (issue 5) -----------------------------------------------------------------
+from ._estimators import KroneckerPCA as KroneckerPCA
+from ._estimators import SeparableCovariance as SeparableCovariance
+from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
+from ._estimators_kpca import SumOfKron as SumOfKron
+from ._estimators_kpca import kronecker_pca as kronecker_pca
+from ._estimators_mle import SeparabilityTestResult as SeparabilityTestResult
+from ._estimators_mle import SeparableMLEResult as SeparableMLEResult
+from ._estimators_mle import separability_test as separability_test
+from ._estimators_mle import separable_mle as separable_mle
 
 __all__ = [
     "ConvergenceWarning",
@@ -40,19 +59,38 @@ __all__ = [
     "InvQuadGrad",
     "KPSVDResult",
     "Kron",
+    "KronNormal",
+    "KronNormalGrad",
+    "KronT",
+    "KronTGrad",
+    "KroneckerPCA",
+    "KroneckerPCAResult",
     "LogQuadGrad",
+    "LogQuadHVP",
+    "NearestKronResult",
     "NotPositiveDefiniteError",
     "SeedRoute",
+    "SeparabilityTestResult",
+    "SeparableCovariance",
+    "SeparableMLEResult",
     "SingularFactorError",
+    "StructureWarning",
+    "SumOfKron",
     "__version__",
     "frob",
     "inv_quad_grad",
     "kpsvd",
+    "kpsvd_samples",
+    "kronecker_pca",
     "log_quad",
     "log_quad_grad",
+    "log_quad_hvp",
     "logdet_grad",
+    "nearest_kron",
     "partial_contraction",
     "rearrange",
     "seed_route",
+    "separability_test",
+    "separable_mle",
     "unrearrange",
 ]

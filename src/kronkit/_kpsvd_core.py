@@ -1,0 +1,679 @@
+"""Internals of the Kronecker-product SVD: operators for R(M), structure bases, the SVD engine.
+
+Everything here is private. The public functions in :mod:`kronkit._kpsvd` validate their input
+once and hand clean arrays to the pieces below.
+
+The rearranged-operator protocol
+--------------------------------
+An *R-operator* stands for the rearrangement ``R(M)`` of shape ``(a, b)`` with
+``a = m1*n1`` and ``b = m2*n2``. It has the attributes ``shape``, ``dtype`` and ``sqnorm``
+(``‖R‖_F² = ‖M‖_F²``, or ``None`` when unknown) and the methods ``matmat(X)`` (``R @ X`` for
+``X`` of shape ``(b, k)``) and ``rmatmat(Y)`` (``R^H @ Y`` for ``Y`` of shape ``(a, k)``).
+The classes are :class:`DenseR` (an explicit ndarray or scipy sparse matrix), :class:`LowRankR`
+(``R = F G^T``: a sum of Kronecker terms), :class:`OperatorR` (built from the products of a
+``scipy.sparse.linalg.LinearOperator`` M), :class:`SamplesR` (the sample covariance of matrix
+samples, never formed) and :class:`ProjectedR` (``Q_A^T R Q_B`` for orthonormal bases of a
+linear structure). Any object with the same attributes (for example a dask-backed samples
+operator built from :func:`samples_matvec` / :func:`samples_rmatvec`) works with
+:func:`top_svd`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from ._errors import ConvergenceWarning
+
+# ----------------------------------------------------------------------------------------
+# shapes
+# ----------------------------------------------------------------------------------------
+
+
+def parse_shapes(shapes: Any, *, d: int | None = None, name: str = "shapes"
+                 ) -> tuple[tuple[int, int], ...]:
+    """``((m1, n1), (m2, n2), ...)`` from ``shapes``; an int ``m`` is a square ``(m, m)`` block."""
+    want = "((m1, n1), (m2, n2))" if d == 2 else "((m1, n1), (m2, n2), ...)"
+    if isinstance(shapes, (str, bytes)) or not hasattr(shapes, "__len__"):
+        raise TypeError(f"`{name}` must be a sequence like {want}, got {shapes!r}")
+    entries = list(shapes)
+    if d is not None and len(entries) != d:
+        raise ValueError(f"`{name}` must have {d} entries {want}, got {len(entries)}: {shapes!r}")
+    if len(entries) < 2:
+        raise ValueError(f"`{name}` must have at least 2 entries {want}, got {shapes!r}")
+    out = []
+    for k, s in enumerate(entries):
+        if isinstance(s, (bool, np.bool_)):
+            raise TypeError(f"`{name}[{k}]` must be an int or an (m, n) pair, got {s!r}")
+        if isinstance(s, (int, np.integer)):
+            pair: tuple[Any, ...] = (s, s)
+        elif isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
+            raise TypeError(f"`{name}[{k}]` must be an int or an (m, n) pair, got {s!r}")
+        else:
+            pair = tuple(s)
+        if len(pair) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in pair
+        ):
+            raise TypeError(f"`{name}[{k}]` must be an int or a pair of ints (m, n), got {s!r}")
+        if min(pair) < 1:
+            raise ValueError(f"`{name}[{k}]` must be positive, got {tuple(int(v) for v in pair)}")
+        out.append((int(pair[0]), int(pair[1])))
+    return tuple(out)
+
+
+def prod(xs: Sequence[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def to_tensor(M: np.ndarray, shapes: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The d-way rearrangement: ``T[(i1, j1), ..., (id, jd)] = M[(i1..id), (j1..jd)]``.
+
+    ``T`` has shape ``(m1*n1, ..., md*nd)``; for d = 2 it is ``R(M)``. A copy.
+    """
+    d = len(shapes)
+    ms = [s[0] for s in shapes]
+    ns = [s[1] for s in shapes]
+    perm = [ax for k in range(d) for ax in (k, d + k)]
+    T = M.reshape(*ms, *ns).transpose(perm)
+    return np.ascontiguousarray(T).reshape([m * n for m, n in shapes])
+
+
+# ----------------------------------------------------------------------------------------
+# R-operators
+# ----------------------------------------------------------------------------------------
+
+
+class DenseR:
+    """``R`` held explicitly (ndarray, or scipy sparse matrix)."""
+
+    kind = "dense"
+
+    def __init__(self, R: Any, sqnorm: float | None = None):
+        self.R = R
+        self.shape = tuple(R.shape)
+        self.dtype = np.dtype(R.dtype)
+        self.is_sparse = sp.issparse(R)
+        if sqnorm is None:
+            data = R.data if self.is_sparse else R
+            sqnorm = float(np.vdot(data, data).real)
+        self.sqnorm = float(sqnorm)
+        self._RH = R.conj().T if np.iscomplexobj(R) else R.T
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.R @ X)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        return np.asarray(self._RH @ Y)
+
+    def dense(self) -> np.ndarray:
+        return self.R.toarray() if self.is_sparse else self.R
+
+
+class LowRankR:
+    """``R = F @ G.T``: the rearrangement of ``Σ_k A_k ⊗ B_k`` with ``F[:, k] = vec(A_k)``."""
+
+    kind = "lowrank"
+
+    def __init__(self, F: np.ndarray, G: np.ndarray):
+        self.F = F
+        self.G = G
+        self.shape = (F.shape[0], G.shape[0])
+        self.dtype = np.result_type(F.dtype, G.dtype)
+        self._svd: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._core: np.ndarray | None = None
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return self.F @ (self.G.T @ X)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        return self.G.conj() @ (self.F.conj().T @ Y)
+
+    def _qr(self):
+        if self._core is None:
+            Qf, Rf = np.linalg.qr(self.F)
+            Qg, Rg = np.linalg.qr(self.G)
+            self._Qf, self._Qg = Qf, Qg
+            self._core = Rf @ Rg.T  # R = Qf core Qg^T
+        return self._Qf, self._core, self._Qg
+
+    @property
+    def sqnorm(self) -> float:
+        _, C, _ = self._qr()
+        return float(np.vdot(C, C).real)
+
+    def exact_svd(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All singular triples: two thin QRs and the SVD of the small core (K×K at most)."""
+        if self._svd is None:
+            Qf, C, Qg = self._qr()
+            W, s, Zh = np.linalg.svd(C, full_matrices=False)
+            self._svd = (Qf @ W, s, Zh @ Qg.T)
+        return self._svd
+
+
+class OperatorR:
+    """``R(M)`` from the products of a LinearOperator ``M`` of shape ``(m1*m2, n1*n2)``.
+
+    ``R vec(V) = vec([<M_ij, V>]_ij)``: with ``V = Σ_l s_l u_l w_l^T`` (its SVD, rank ρ),
+    ``[<M_ij, V>] = Σ_l s_l (I ⊗ u_l)^T M (I_{n1} ⊗ w_l)``, i.e. ``n1`` products with ``M`` per
+    term. ``R^T vec(U) = vec(Σ_ij U_ij M_ij)``: with ``U = Σ_l t_l x_l y_l^T``,
+    ``Σ_l t_l (x_l ⊗ I)^T M (y_l ⊗ I_{n2})``, i.e. ``n2`` products per term. One product with
+    ``R`` therefore costs ``n1·min(m2, n2)`` (``R^T``: ``n2·min(m1, n1)``) products with ``M``
+    and ``O(m1·m2·max(n1, n2))`` workspace; ``M`` itself is never formed.
+    """
+
+    kind = "operator"
+
+    def __init__(self, M: Any, shapes: Sequence[tuple[int, int]]):
+        self.M = M
+        (self.m1, self.n1), (self.m2, self.n2) = shapes
+        self.shape = (self.m1 * self.n1, self.m2 * self.n2)
+        self.dtype = np.dtype(M.dtype) if np.dtype(M.dtype).kind in "fc" else np.dtype(float)
+        self.sqnorm = None
+        self.n_products = 0
+
+    def _apply(self, Z: np.ndarray) -> np.ndarray:
+        self.n_products += Z.shape[1]
+        out = np.asarray(self.M.matmat(Z))
+        if out.shape != (self.m1 * self.m2, Z.shape[1]):
+            raise ValueError(
+                f"`M.matmat` returned shape {out.shape}, expected {(self.m1 * self.m2, Z.shape[1])}"
+            )
+        return out
+
+    def _rvec(self, x: np.ndarray) -> np.ndarray:
+        m1, n1, m2, n2 = self.m1, self.n1, self.m2, self.n2
+        V = x.reshape(m2, n2)
+        Uv, sv, Wh = np.linalg.svd(V, full_matrices=False)
+        out = np.zeros((m1, n1), dtype=np.result_type(self.dtype, x.dtype))
+        eye = np.eye(n1)
+        for l in range(sv.size):
+            if sv[l] == 0.0:
+                break
+            Z = np.kron(eye, Wh[l][:, None])  # column j = e_j ⊗ w_l, shape (n1*n2, n1)
+            Y = self._apply(Z).reshape(m1, m2, n1)
+            out += sv[l] * np.einsum("iaj,a->ij", Y, Uv[:, l])
+        return out.ravel()
+
+    def _rtvec(self, y: np.ndarray) -> np.ndarray:
+        m1, n1, m2, n2 = self.m1, self.n1, self.m2, self.n2
+        U = y.reshape(m1, n1)
+        Xu, su, Yh = np.linalg.svd(U, full_matrices=False)
+        out = np.zeros((m2, n2), dtype=np.result_type(self.dtype, y.dtype))
+        eye = np.eye(n2)
+        for l in range(su.size):
+            if su[l] == 0.0:
+                break
+            Z = np.kron(Yh[l][:, None], eye)  # column b = y_l ⊗ e_b, shape (n1*n2, n2)
+            Y = self._apply(Z).reshape(m1, m2, n2)
+            out += su[l] * np.einsum("iab,i->ab", Y, Xu[:, l])
+        return out.ravel()
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([self._rvec(X[:, c]) for c in range(X.shape[1])], axis=1)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        # R^H y = conj(R^T conj(y))
+        cols = [np.conj(self._rtvec(np.conj(Y[:, c]))) for c in range(Y.shape[1])]
+        return np.stack(cols, axis=1)
+
+
+# -- samples ------------------------------------------------------------------------------
+
+SAMPLE_CHUNK_ELEMENTS = 1 << 22  # about 32 MB of float64 per chunk
+
+
+def samples_layout(X: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Samples ``X`` of shape ``(n, p, q)`` minus ``mean`` as a contiguous ``(p, n, q)`` array.
+
+    The kernels :func:`samples_matvec` and :func:`samples_rmatvec` take this layout: both
+    products are then single GEMMs with no further copies. One allocation of ``n·p·q``.
+    """
+    n, p, q = X.shape
+    out = np.empty((p, n, q), dtype=np.float64)
+    src = X.transpose(1, 0, 2)
+    if mean is None:
+        out[...] = src
+    else:
+        np.subtract(src, mean[:, None, :], out=out)
+    return out
+
+
+def samples_matvec(Xt: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``Σ_n X_n V X_n^T`` (p×p, unnormalised) for a batch ``Xt`` in ``(p, n, q)`` layout.
+
+    ``V`` is ``(q, q)``. Two GEMMs, ``2·n·p·q·(p+q)`` flops, workspace ``n·p·q``. With
+    ``M = Σ_n vec(X_n) vec(X_n)^T`` this is ``R(M) vec(V)`` (reshaped), a per-chunk partial sum.
+    """
+    p, n, q = Xt.shape
+    Z = Xt.reshape(p * n, q) @ V  # Z[a, n, d] = (X_n V)[a, d]
+    return Z.reshape(p, n * q) @ Xt.reshape(p, n * q).T
+
+
+def samples_rmatvec(Xt: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """``Σ_n X_n^T U X_n`` (q×q, unnormalised) for a batch ``Xt`` in ``(p, n, q)`` layout.
+
+    ``U`` is ``(p, p)``; this is ``R(M)^T vec(U)`` (reshaped). Two GEMMs, workspace ``n·p·q``.
+    """
+    p, n, q = Xt.shape
+    W = (U @ Xt.reshape(p, n * q)).reshape(p * n, q)  # W[a, n, d] = (U X_n)[a, d]
+    return Xt.reshape(p * n, q).T @ W
+
+
+def samples_gram(Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+    """Cross Gram block ``G[n, m] = <X_n, X_m>`` for two batches in ``(p, n, q)`` layout."""
+    return np.tensordot(Xa, Xb, axes=([0, 2], [0, 2]))
+
+
+class SamplesR:
+    """``R(M)`` for ``M = (1/N) Σ_n vec(X_n) vec(X_n)^T`` (``X_n`` already centred), never formed.
+
+    ``R(M) = (1/N) Σ_n X_n ⊗ X_n`` (``p²×q²``); ``R vec(V) = vec((1/N) Σ X_n V X_n^T)`` and
+    ``R^T vec(U) = vec((1/N) Σ X_n^T U X_n)``. The samples are held as chunks of ``(p, c, q)``
+    layout (see :func:`samples_layout`); each product is two GEMMs per chunk, cost
+    ``O(N·p·q·(p+q))``, memory ``O(N·p·q + p² + q²)``.
+    """
+
+    kind = "samples"
+
+    def __init__(self, chunks: Sequence[np.ndarray], n_total: int):
+        self.chunks = list(chunks)
+        self.p, _, self.q = self.chunks[0].shape
+        self.n_total = int(n_total)
+        self.shape = (self.p * self.p, self.q * self.q)
+        self.dtype = np.dtype(np.float64)
+        self._sqnorm: float | None = None
+        self.n_products = 0
+
+    def _one(self, x: np.ndarray, left: bool) -> np.ndarray:
+        self.n_products += 1
+        if np.iscomplexobj(x):
+            return self._one(x.real, left) + 1j * self._one(x.imag, left)
+        if left:
+            V = x.reshape(self.q, self.q)
+            acc = sum(samples_matvec(c, V) for c in self.chunks)
+        else:
+            U = x.reshape(self.p, self.p)
+            acc = sum(samples_rmatvec(c, U) for c in self.chunks)
+        return np.ravel(acc) / self.n_total
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([self._one(X[:, c], True) for c in range(X.shape[1])], axis=1)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        # R is real, so R^H = R^T
+        return np.stack([self._one(Y[:, c], False) for c in range(Y.shape[1])], axis=1)
+
+    @property
+    def sqnorm(self) -> float:
+        """``‖M‖_F² = ‖G‖_F² / N²`` with the ``N×N`` Gram matrix, or ``‖X^T X‖_F²/N²``.
+
+        Cost ``O(N·p·q·min(N, p·q))``, memory ``O(min(N, p·q)²)`` (never above ``N·p·q``).
+        """
+        if self._sqnorm is None:
+            P = self.p * self.q
+            total = 0.0
+            if self.n_total <= P:
+                for i, a in enumerate(self.chunks):
+                    for j in range(i, len(self.chunks)):
+                        g = samples_gram(a, self.chunks[j])
+                        total += (1.0 if i == j else 2.0) * float(np.vdot(g, g))
+            else:
+                C = np.zeros((P, P))
+                for c in self.chunks:
+                    flat = c.transpose(1, 0, 2).reshape(c.shape[1], P)
+                    C += flat.T @ flat
+                total = float(np.vdot(C, C))
+            self._sqnorm = total / float(self.n_total) ** 2
+        return self._sqnorm
+
+
+def chunk_samples(X: np.ndarray, mean: np.ndarray | None,
+                  chunk_elements: int = SAMPLE_CHUNK_ELEMENTS) -> list[np.ndarray]:
+    """Split samples ``(N, p, q)`` into centred ``(p, c, q)`` chunks of about ``chunk_elements``."""
+    N, p, q = X.shape
+    c = max(1, min(N, chunk_elements // max(1, p * q)))
+    return [samples_layout(X[s : s + c], mean) for s in range(0, N, c)]
+
+
+class ProjectedR:
+    """``Q_A^T R Q_B`` for real orthonormal bases (ndarray or sparse, columns orthonormal)."""
+
+    kind = "projected"
+
+    def __init__(self, base: Any, QA: Any, QB: Any):
+        self.base, self.QA, self.QB = base, QA, QB
+        self.shape = (QA.shape[1], QB.shape[1])
+        self.dtype = base.dtype
+        self.sqnorm = None
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.QA.T @ self.base.matmat(np.asarray(self.QB @ X)))
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        return np.asarray(self.QB.T @ self.base.rmatmat(np.asarray(self.QA @ Y)))
+
+
+def project(op: Any, QA: Any, QB: Any) -> Any:
+    """The operator of ``Q_A^T R Q_B`` in coordinates (dense and low-rank stay explicit)."""
+    if isinstance(op, DenseR):
+        left = QA.T @ op.R  # sparse @ (dense or sparse)
+        if sp.issparse(left):
+            left = left.toarray()
+        core = np.asarray((QB.T @ np.asarray(left).T).T)
+        return DenseR(core)
+    if isinstance(op, LowRankR):
+        return LowRankR(np.asarray(QA.T @ op.F), np.asarray(QB.T @ op.G))
+    return ProjectedR(op, QA, QB)
+
+
+def densify(op: Any, block: int = 64) -> np.ndarray:
+    """The explicit ``R`` from ``min(a, b)`` products with ``op`` (identity in column blocks)."""
+    a, b = op.shape
+    if isinstance(op, DenseR):
+        return op.dense()
+    if a <= b:
+        out = np.empty((a, b), dtype=op.dtype)
+        for s in range(0, a, block):
+            e = min(a, s + block)
+            E = np.zeros((a, e - s), dtype=op.dtype)
+            E[np.arange(s, e), np.arange(e - s)] = 1.0
+            out[s:e] = op.rmatmat(E).conj().T
+        return out
+    out = np.empty((a, b), dtype=op.dtype)
+    for s in range(0, b, block):
+        e = min(b, s + block)
+        E = np.zeros((b, e - s), dtype=op.dtype)
+        E[np.arange(s, e), np.arange(e - s)] = 1.0
+        out[:, s:e] = op.matmat(E)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# structure bases: real orthonormal columns, sparse (m*n, d) in row-major vec order
+# ----------------------------------------------------------------------------------------
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _sparse_basis(size: int, rows: np.ndarray, cols: np.ndarray, w: np.ndarray, d: int):
+    return sp.csr_matrix((w.astype(float), (rows, cols)), shape=(size, d))
+
+
+def symmetric_basis(m: int):
+    """Orthonormal basis of symmetric m×m matrices (dimension m(m+1)/2)."""
+    i, j = np.triu_indices(m)
+    cols = np.arange(i.size)
+    off = i != j
+    rows = np.concatenate([i * m + j, (j * m + i)[off]])
+    c = np.concatenate([cols, cols[off]])
+    w = np.concatenate([np.where(off, _SQRT_HALF, 1.0), np.full(int(off.sum()), _SQRT_HALF)])
+    return _sparse_basis(m * m, rows, c, w, i.size)
+
+
+def skew_basis(m: int):
+    """Orthonormal basis of skew-symmetric m×m matrices (dimension m(m-1)/2)."""
+    i, j = np.triu_indices(m, 1)
+    cols = np.arange(i.size)
+    rows = np.concatenate([i * m + j, j * m + i])
+    w = np.concatenate([np.full(i.size, _SQRT_HALF), np.full(i.size, -_SQRT_HALF)])
+    return _sparse_basis(m * m, rows, np.concatenate([cols, cols]), w, i.size)
+
+
+def _grouped_basis(m: int, n: int, key: np.ndarray, keep: np.ndarray | None = None):
+    """Basis whose columns are the normalised indicators of the groups ``key`` (m×n array)."""
+    flat = key.ravel()
+    idx = np.arange(m * n)
+    if keep is not None:
+        idx = idx[keep.ravel()]
+        flat = flat[keep.ravel()]
+    uniq, col = np.unique(flat, return_inverse=True)
+    counts = np.bincount(col)
+    return _sparse_basis(m * n, idx, col, 1.0 / np.sqrt(counts[col]), uniq.size)
+
+
+def linear_basis(spec: Any, m: int, n: int, name: str):
+    """The basis of one factor's linear structure, or ``None`` for no constraint."""
+    I, J = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
+    if spec is None or (isinstance(spec, str) and spec == "general"):
+        return None
+    if isinstance(spec, str):
+        square_only = {"symmetric", "skew", "circulant"}
+        if spec in square_only and m != n:
+            raise ValueError(f"`{name}`={spec!r} needs a square factor, got shape {(m, n)}")
+        if spec == "symmetric":
+            return symmetric_basis(m)
+        if spec == "skew":
+            if m < 2:
+                raise ValueError(f"`{name}`='skew' needs a factor of size >= 2, got {(m, n)}")
+            return skew_basis(m)
+        if spec == "toeplitz":
+            return _grouped_basis(m, n, J - I)
+        if spec == "hankel":
+            return _grouped_basis(m, n, I + J)
+        if spec == "circulant":
+            return _grouped_basis(m, n, (J - I) % m)
+        if spec == "diagonal":
+            return _grouped_basis(m, n, I * n + J, keep=(I == J))
+        if spec == "upper":
+            return _grouped_basis(m, n, I * n + J, keep=(J >= I))
+        if spec == "lower":
+            return _grouped_basis(m, n, I * n + J, keep=(J <= I))
+        raise ValueError(
+            f"`{name}` must be one of 'general', 'symmetric', 'skew', 'toeplitz', 'hankel', "
+            f"'circulant', 'diagonal', 'upper', 'lower', ('banded', lower, upper) or a basis "
+            f"array of shape ({m * n}, d), got {spec!r}"
+        )
+    if isinstance(spec, tuple) and len(spec) == 3 and spec[0] == "banded":
+        lo, up = spec[1], spec[2]
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+                   for v in (lo, up)):
+            raise ValueError(f"`{name}`=('banded', lower, upper) needs ints >= 0, got {spec!r}")
+        keep = (J - I >= -int(lo)) & (J - I <= int(up))
+        return _grouped_basis(m, n, I * n + J, keep=keep)
+    if isinstance(spec, np.ndarray) or sp.issparse(spec):
+        Q = spec.toarray() if sp.issparse(spec) else spec
+        if Q.ndim != 2 or Q.shape[0] != m * n or Q.shape[1] < 1:
+            raise ValueError(f"`{name}` basis must have shape ({m * n}, d) with d >= 1, "
+                             f"got {Q.shape}")
+        if Q.dtype.kind not in "biuf":
+            raise TypeError(f"`{name}` basis must be real, got dtype {Q.dtype}")
+        Q = np.asarray(Q, dtype=float)
+        if not np.isfinite(Q).all():
+            raise ValueError(f"`{name}` basis contains NaN or Inf")
+        Qo, Rr = np.linalg.qr(Q)
+        dg = np.abs(np.diagonal(Rr))
+        if dg.size == 0 or dg.min() <= 1e-10 * max(dg.max(), np.finfo(float).tiny):
+            raise ValueError(f"`{name}` basis columns must be linearly independent "
+                             f"(rank < {Q.shape[1]})")
+        return Qo
+    raise TypeError(f"`{name}` must be a structure name, ('banded', lower, upper) or a basis "
+                    f"array, got {type(spec).__name__}")
+
+
+# ----------------------------------------------------------------------------------------
+# the SVD engine
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SVDOut:
+    U: np.ndarray  # (a, r)
+    s: np.ndarray  # (r,), descending
+    Vh: np.ndarray  # (r, b)
+    all_s: np.ndarray | None  # the full spectrum when it was computed
+    method: str
+
+
+DEFAULT_TOL = 1e-12
+
+
+def full_is_cheaper(op: Any, k: int) -> bool:
+    """Heuristic choice between a full SVD and an iterative one for the top ``k`` triples."""
+    m = min(op.shape)
+    if k >= m - 1:  # svds needs k < min(shape)
+        return True
+    if isinstance(op, DenseR) and not op.is_sparse:
+        return m <= 64 or 6 * k >= m
+    # forming R costs m products; Lanczos needs at least ncv ~ max(2k+1, 20) of them, usually 2-4x
+    return m <= 2 * max(2 * k + 1, 20)
+
+
+def _sorted(U: np.ndarray, s: np.ndarray, Vh: np.ndarray):
+    order = np.argsort(-s, kind="stable")
+    return U[:, order], s[order], Vh[order]
+
+
+def _full(R: np.ndarray, k: int | None, method: str) -> SVDOut:
+    U, s, Vh = np.linalg.svd(R, full_matrices=False)
+    r = s.size if k is None else k
+    return SVDOut(U[:, :r], s[:r], Vh[:r], s, method)
+
+
+def top_svd(op: Any, k: int | None, *, method: str = "auto", tol: float = DEFAULT_TOL,
+            rng: np.random.Generator, maxiter: int | None = None) -> SVDOut:
+    """Top ``k`` singular triples of the R-operator ``op`` (all of them when ``k`` is None).
+
+    ``method``: ``"auto"`` (full SVD when cheaper, else Lanczos), ``"dense"`` (explicit R and
+    LAPACK), ``"lanczos"`` (ARPACK via ``scipy.sparse.linalg.svds``), ``"randomized"``
+    (block subspace iteration with a convergence test). A low-rank operator is always exact.
+    """
+    if isinstance(op, LowRankR):
+        U, s, Vh = op.exact_svd()
+        r = s.size if k is None else min(k, s.size)
+        if k is not None and k > s.size:  # more terms asked than stored: pad with null vectors
+            U, s, Vh = _pad(U, s, Vh, k, op.shape, op.dtype)
+            r = k
+        return SVDOut(U[:, :r], s[:r], Vh[:r], s, "lowrank")
+    if k is None or method == "dense" or (method == "auto" and full_is_cheaper(op, k)) \
+            or k >= min(op.shape) - 1:
+        return _full(densify(op), k, "dense")
+    if method == "randomized":
+        return _randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
+    return _lanczos(op, k, tol=tol, rng=rng, maxiter=maxiter)
+
+
+def _pad(U, s, Vh, k, shape, dtype):
+    """Complete ``U``/``Vh`` with orthonormal columns/rows (zero singular values) up to ``k``."""
+    a, b = shape
+    extra = k - s.size
+    Uf = sla.null_space(U.conj().T) if U.shape[1] else np.eye(a, dtype=dtype)
+    Vf = sla.null_space(Vh) if Vh.shape[0] else np.eye(b, dtype=dtype)
+    U2 = np.concatenate([U, Uf[:, :extra]], axis=1)
+    Vh2 = np.concatenate([Vh, Vf[:, :extra].conj().T], axis=0)
+    return U2, np.concatenate([s, np.zeros(extra)]), Vh2
+
+
+def _as_linop(op: Any):
+    from scipy.sparse.linalg import LinearOperator
+
+    if isinstance(op, DenseR):
+        return op.R
+
+    def mv(x):
+        return op.matmat(np.asarray(x).reshape(-1, 1)).ravel()
+
+    def rmv(y):
+        return op.rmatmat(np.asarray(y).reshape(-1, 1)).ravel()
+
+    return LinearOperator(op.shape, matvec=mv, rmatvec=rmv, matmat=op.matmat,
+                          rmatmat=op.rmatmat, dtype=op.dtype)
+
+
+def _start(rng: np.random.Generator, n: int, dtype: np.dtype) -> np.ndarray:
+    v = rng.standard_normal(n)
+    if np.dtype(dtype).kind == "c":
+        v = v + 1j * rng.standard_normal(n)
+    return v
+
+
+def _lanczos(op: Any, k: int, *, tol: float, rng: np.random.Generator,
+             maxiter: int | None) -> SVDOut:
+    """ARPACK (``scipy.sparse.linalg.svds``): Lanczos on the smaller normal matrix
+    (``R^H R`` or ``R R^H``) with tolerance ``tol``, then Rayleigh–Ritz. Falls back to
+    randomized subspace iteration on a Krylov breakdown (rank of ``R`` below ``k``) and, with a
+    ConvergenceWarning, when ARPACK does not converge.
+    """
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
+
+    A = _as_linop(op)
+    v0 = _start(rng, min(op.shape), op.dtype)
+    try:
+        U, s, Vh = svds(A, k=k, tol=tol, v0=v0, maxiter=maxiter)
+    except ArpackNoConvergence:
+        warnings.warn(
+            f"Lanczos (ARPACK) did not converge for the top {k} Kronecker singular values "
+            f"(tol={tol:g}); falling back to randomized subspace iteration",
+            ConvergenceWarning, stacklevel=3,
+        )
+        return _randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
+    except ArpackError:
+        # e.g. "starting vector is zero": the Krylov space is exhausted (R has rank < k).
+        return _randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
+    U, s, Vh = _sorted(U, s, Vh)
+    return SVDOut(U, s, Vh, None, "lanczos")
+
+
+def _orth(Y: np.ndarray) -> np.ndarray:
+    return np.linalg.qr(Y)[0]
+
+
+def _randomized(op: Any, k: int, *, tol: float, rng: np.random.Generator,
+                maxiter: int | None, oversample: int | None = None) -> SVDOut:
+    """Block subspace iteration from a Gaussian start with ``k + max(k, 10)`` columns.
+
+    Each iteration costs one block product with ``R^H`` and one with ``R``. It stops when the
+    top-``k`` Ritz triples have residuals ``‖R v_k - σ_k u_k‖ <= tol·σ_k`` (plus a rounding
+    floor ``10·sqrt(max(a, b))·eps·σ_1``), the same criterion as ARPACK's; warns
+    (ConvergenceWarning) after ``maxiter`` (default 200) iterations.
+    """
+    a, b = op.shape
+    m = min(a, b)
+    l = min(m, k + (oversample if oversample is not None else max(k, 10)))
+    maxiter = 200 if maxiter is None else int(maxiter)
+    Omega = _start(rng, b * l, op.dtype).reshape(b, l)
+    Q = _orth(op.matmat(Omega))
+    converged = False
+    for _ in range(maxiter):
+        Z = op.rmatmat(Q)  # R^H Q (b × l);  Q^H R = Z^H = W S Vh
+        W, s, Vh = np.linalg.svd(Z.conj().T, full_matrices=False)
+        U = Q @ W
+        Y = op.matmat(Vh.conj().T)  # R v_j, also the next block of the iteration
+        res = np.linalg.norm(Y[:, :k] - U[:, :k] * s[:k], axis=0)
+        floor = 10.0 * math.sqrt(max(a, b)) * np.finfo(float).eps * (float(s[0]) if s.size else 0.0)
+        if np.all(res <= tol * s[:k] + floor):
+            converged = True
+            break
+        Q = _orth(Y)
+    if not converged:
+        warnings.warn(
+            f"randomized subspace iteration did not reach tol={tol:g} in {maxiter} iterations",
+            ConvergenceWarning, stacklevel=3,
+        )
+    return SVDOut(U[:, :k], s[:k], Vh[:k], None, "randomized")
+
+
+def rng_from(random_state: Any) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng(random_state)
+    raise TypeError(f"`random_state` must be None, an int or a numpy Generator, "
+                    f"got {random_state!r}")
+
+
+def check_method(method: Any) -> str:
+    allowed = ("auto", "dense", "lanczos", "randomized")
+    if method not in allowed:
+        raise ValueError(f"`method` must be one of {allowed}, got {method!r}")
+    return str(method)
+
