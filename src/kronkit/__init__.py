@@ -7,11 +7,6 @@ row-major flattening of a ``(p, q)`` matrix ``Y``, so ``Kron(A, B) @ Y.ravel()``
 
 __version__ = "0.1.0"
 
-# --- foundation: operator, errors, Frobenius algebra, the seed function -----------------
-from ._errors import ConvergenceWarning as ConvergenceWarning
-from ._errors import DomainError as DomainError
-from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
-from ._errors import SingularFactorError as SingularFactorError
 from ._calculus import InvQuadGrad as InvQuadGrad
 from ._calculus import LogQuadGrad as LogQuadGrad
 from ._calculus import SeedRoute as SeedRoute
@@ -20,11 +15,25 @@ from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
 from ._calculus import logdet_grad as logdet_grad
 from ._calculus import seed_route as seed_route
+from ._distributions import KronNormal as KronNormal
+from ._distributions import KronNormalGrad as KronNormalGrad
+from ._distributions import KronT as KronT
+from ._distributions import KronTGrad as KronTGrad
+from ._errors import ConvergenceWarning as ConvergenceWarning
+from ._errors import DomainError as DomainError
+from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
+from ._errors import SingularFactorError as SingularFactorError
+from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
+from ._estimators_kpca import SumOfKron as SumOfKron
+from ._estimators_kpca import kronecker_pca as kronecker_pca
+from ._estimators_mle import SeparabilityTestResult as SeparabilityTestResult
+from ._estimators_mle import SeparableMLEResult as SeparableMLEResult
+from ._estimators_mle import separability_test as separability_test
+from ._estimators_mle import separable_mle as separable_mle
 from ._frobenius import frob as frob
 from ._frobenius import partial_contraction as partial_contraction
-from ._kron import Kron as Kron
-
-# --- kpsvd (issue 3) ---------------------------------------------------------------------
+from ._hvp import LogQuadHVP as LogQuadHVP
+from ._hvp import log_quad_hvp as log_quad_hvp
 from ._kpsvd import KPSVDResult as KPSVDResult
 from ._kpsvd import NearestKronResult as NearestKronResult
 from ._kpsvd import StructureWarning as StructureWarning
@@ -33,25 +42,26 @@ from ._kpsvd import kpsvd_samples as kpsvd_samples
 from ._kpsvd import nearest_kron as nearest_kron
 from ._kpsvd import rearrange as rearrange
 from ._kpsvd import unrearrange as unrearrange
+from ._kron import Kron as Kron
 
-# --- distributions and hvp (issue 4) ------------------------------------------------------
-from ._distributions import KronNormal as KronNormal
-from ._distributions import KronNormalGrad as KronNormalGrad
-from ._distributions import KronT as KronT
-from ._distributions import KronTGrad as KronTGrad
-from ._hvp import LogQuadHVP as LogQuadHVP
-from ._hvp import log_quad_hvp as log_quad_hvp
+# The scikit-learn estimators are imported on first use, so that ``import kronkit`` does not
+# import scikit-learn (an optional dependency: ``pip install kronkit[sklearn]``).
+_LAZY = {"SeparableCovariance": "._estimators", "KroneckerPCA": "._estimators"}
 
-# --- estimators (issue 5) -----------------------------------------------------------------
-from ._estimators import KroneckerPCA as KroneckerPCA
-from ._estimators import SeparableCovariance as SeparableCovariance
-from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
-from ._estimators_kpca import SumOfKron as SumOfKron
-from ._estimators_kpca import kronecker_pca as kronecker_pca
-from ._estimators_mle import SeparabilityTestResult as SeparabilityTestResult
-from ._estimators_mle import SeparableMLEResult as SeparableMLEResult
-from ._estimators_mle import separability_test as separability_test
-from ._estimators_mle import separable_mle as separable_mle
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kronkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ConvergenceWarning",
