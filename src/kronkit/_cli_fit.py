@@ -27,12 +27,9 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
 
 
 def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
-    from ._io import ArrayFileError, load_array
+    from ._io import load_cli_array
 
-    try:
-        arr = load_array(path, "DATA")
-    except ArrayFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="DATA") from exc
+    arr = load_cli_array(path, "DATA")
     arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim == 3:
         if shape is not None and shape != arr.shape[1:]:

@@ -41,12 +41,9 @@ def parse_shapes_option(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def _load_matrix(path: str) -> np.ndarray:
-    from ._io import ArrayFileError, load_array
+    from ._io import load_cli_array
 
-    try:
-        M = load_array(path, "MATRIX")
-    except ArrayFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="MATRIX") from exc
+    M = load_cli_array(path, "MATRIX")
     if M.ndim != 2:
         raise click.BadParameter(f"{path} must hold a 2-D matrix, got shape {M.shape}",
                                  param_hint="MATRIX")

@@ -54,3 +54,13 @@ def load_array(path: str | os.PathLike[str], name: str = "file") -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise ArrayFileError(f"{name}: {base} must hold a real numeric array, got dtype {arr.dtype}")
     return arr
+
+
+def load_cli_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
+    """:func:`load_array` for the command line: a bad file is a ``click.BadParameter``."""
+    import click
+
+    try:
+        return load_array(path, name)
+    except ArrayFileError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from exc

@@ -148,12 +148,9 @@ def demo() -> None:
 
 
 def _load(path: str, name: str) -> np.ndarray:
-    from ._io import ArrayFileError, load_array
+    from ._io import load_cli_array
 
-    try:
-        return load_array(path, name)
-    except ArrayFileError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from exc
+    return load_cli_array(path, name)
 
 
 @main.command()
