@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -57,7 +58,7 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], markdown:
         t.add_column(c)
     for r in rows:
         t.add_row(*r)
-    Console(soft_wrap=True).print(t)
+    Console(soft_wrap=True, width=max(160, shutil.get_terminal_size().columns)).print(t)
     if markdown is not None:
         markdown.append(f"\n**{title}**\n")
         markdown.append("| " + " | ".join(columns) + " |")
