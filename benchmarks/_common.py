@@ -29,7 +29,19 @@ def best_of(fn: Callable[[], object], repeat: int = 5, min_total: float = 0.0) -
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MB."""
+    """Peak resident set size of this process, in MB.
+
+    On Linux this reads ``VmHWM`` from ``/proc/self/status``: unlike ``ru_maxrss``, which Linux
+    carries across ``execve`` (a child started by a large parent would report the parent's
+    peak), it belongs to the current program only.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 1024.0 if sys.platform != "darwin" else r / 2**20
 
