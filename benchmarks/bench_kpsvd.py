@@ -9,7 +9,7 @@ Three cases, one run each (the dense peers take minutes at full size):
    against forming the 10⁴×10⁴ sample covariance, rearranging it and ``np.linalg.svd``.
 3. ``samples-large`` — ``kronkit.kpsvd_samples`` at p = q = 316, N = 200: a dense covariance
    would be 99856² float64 (80 GB), so only kronkit runs; it runs in a subprocess so that the
-   peak RSS reported (``resource.getrusage``) is its own.
+   peak RSS reported (``VmHWM``) is its own.
 
 The test matrices have a decaying Kronecker spectrum (the top five terms separated from the
 rest, as in a real covariance with a few Kronecker components plus noise). Each row reports
@@ -146,22 +146,6 @@ def case_samples(N: int, p: int, skip_peers: bool) -> list[str]:
     ]
 
 
-def _hwm_mb() -> float:
-    """This process's peak RSS in MB: ``VmHWM`` of /proc/self/status (Linux), else getrusage.
-
-    ``ru_maxrss`` would not do in the subprocess: Linux carries the parent's resident size at
-    fork into it across ``exec``; ``VmHWM`` belongs to the new address space only.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return peak_rss_mb()
-
-
 def _reset_hwm() -> bool:
     """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False where not possible."""
     try:
@@ -180,14 +164,14 @@ def _child_large(N: int, p: int) -> None:
     """
     import kronkit
 
-    rss_imports = _hwm_mb()
+    rss_imports = peak_rss_mb()
     X = sample_problem(N, p, p)
-    rss_data = _hwm_mb()
+    rss_data = peak_rss_mb()
     reset = _reset_hwm()
     t0 = time.perf_counter()
     res = kronkit.kpsvd_samples(X, RANK, random_state=0)
     t = time.perf_counter() - t0
-    print(json.dumps({"time": t, "peak_rss_mb": _hwm_mb(), "rss_imports_mb": rss_imports,
+    print(json.dumps({"time": t, "peak_rss_mb": peak_rss_mb(), "rss_imports_mb": rss_imports,
                       "rss_after_data_mb": rss_data, "hwm_reset": reset, "s": res.s.tolist(),
                       "rel_error": res.rel_error, "method": res.method}))
 
