@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ._dask import is_dask_array
 from ._estimators_kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
-from ._estimators_mle import _parse_shape, separable_mle
+from ._estimators_mle import _parse_shape, as_dask_samples, separable_mle
 from ._kron import Kron
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
@@ -48,7 +49,9 @@ def _require_sklearn() -> None:
 class _MatrixSamplesMixin:
     """Validation of ``(N, p, q)`` / ``(N, P)`` samples through scikit-learn's ``validate_data``."""
 
-    def _samples(self, X: Any, shape: Any, *, reset: bool) -> np.ndarray:
+    def _samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
+        if is_dask_array(X):
+            return self._dask_samples(X, shape, reset=reset)
         from sklearn.utils.validation import validate_data
 
         dims3 = None
@@ -82,6 +85,32 @@ class _MatrixSamplesMixin:
                 raise TypeError("`shape` is only accepted by fit")
         p, q = self.shape_
         return X2.reshape(N, p, q)
+
+    def _dask_samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
+        """A dask array of observations, validated lazily: (N, p, q) chunked along N."""
+        if reset:
+            X3 = as_dask_samples(X, shape)
+            self.shape_ = tuple(int(v) for v in X3.shape[1:])
+            self.n_features_in_ = self.shape_[0] * self.shape_[1]
+            return X3
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "shape_")
+        if shape is not None:
+            raise TypeError("`shape` is only accepted by fit")
+        p, q = self.shape_
+        if X.ndim == 3 and tuple(X.shape[1:]) != (p, q):
+            raise ValueError(f"`X` has observations of shape {tuple(X.shape[1:])}, but the "
+                             f"estimator was fitted with shape {(p, q)}")
+        if X.ndim == 2 and X.shape[1] != p * q:
+            raise ValueError(f"`X` has {X.shape[1]} features, but the estimator was fitted with "
+                             f"{p * q} = p·q features")
+        return as_dask_samples(X, (p, q))
+
+
+def _logpdf_block(W: np.ndarray, cov: SumOfKron) -> np.ndarray:
+    """Gaussian log-density of the centred rows ``W`` (n, P) of one block."""
+    return np.asarray(cov.logpdf(W)).reshape(W.shape[0]) if W.shape[0] else np.zeros(0)
 
 
 class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
@@ -183,6 +212,9 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         ----------
         X : array_like of shape (N, p, q), or (N, P)
             Observations. 2-D ``X`` needs ``shape=(p, q)``; without it ``(p, q) = (P, 1)``.
+            A ``dask.array`` chunked along N is fitted chunk by chunk where the chunks live
+            (see :func:`kronkit.separable_mle` and ``docs/dask.md``); nothing of the size of
+            ``X`` is gathered.
         y : ignored
         shape : (int, int), optional
             ``(p, q)`` for 2-D ``X``.
@@ -234,7 +266,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         """Log-density of each observation under the fitted model, shape (n,).
 
         ``X`` of shape (n, p, q) or (n, P). Normal: ``−½(P log 2π + log det(A⊗B) + δ)``; t:
-        the vec-form t log-density (see :class:`kronkit.KronT`). Cost O(n·P·(p+q)).
+        the vec-form t log-density (see :class:`kronkit.KronT`). Cost O(n·P·(p+q)). A dask
+        ``X`` gives a lazy dask array (n,).
         """
         X3 = self._samples(X, None, reset=False)
         return self._distribution().logpdf(X3.reshape(X3.shape[0], -1))
@@ -255,7 +288,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         scale matrix for the t model). Cost O(n·P·(p+q)).
         """
         X3 = self._samples(X, None, reset=False)
-        return np.asarray(self._distribution().mahalanobis_sq(X3.reshape(X3.shape[0], -1)))
+        d = self._distribution().mahalanobis_sq(X3.reshape(X3.shape[0], -1))
+        return d if is_dask_array(d) else np.asarray(d)
 
 
 class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
@@ -276,10 +310,11 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
         ``Σ_k σ̃_k A_k⊗B_k`` (``matvec``/``@``, ``to_dense``, ``logdet``, ``inv_quad``).
     singular_values_ : ndarray of shape (n_terms,)
         Kronecker singular values ``σ_k`` of the sample covariance (before shrinkage).
-    explained_energy_ : ndarray of shape (n_terms,)
-        Cumulative ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — the curve for choosing ``r``.
-    total_energy_ : float
-        ``‖S‖_F²`` of the sample covariance ``S``.
+    explained_energy_ : ndarray of shape (n_terms,) or None
+        Cumulative ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — the curve for choosing ``r``. ``None`` for a
+        dask ``X`` with ``P > 1024`` (``‖S‖_F`` would need P×P partial sums per chunk).
+    total_energy_ : float or None
+        ``‖S‖_F²`` of the sample covariance ``S`` (``None`` as above).
     n_terms_ : int
         Terms kept after shrinkage.
     location_ : ndarray of shape (p, q)
@@ -309,6 +344,8 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
         Parameters
         ----------
         X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
+            A ``dask.array`` chunked along N is processed where its chunks live (see
+            :func:`kronkit.kronecker_pca`).
         y : ignored
         shape : (int, int), optional
 
@@ -328,12 +365,17 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Gaussian log-density of each observation under ``N(location_, covariance_)``."""
+        """Gaussian log-density of each observation under ``N(location_, covariance_)``.
+
+        A dask ``X`` gives a lazy dask array (n,).
+        """
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "covariance_")
         X3 = self._samples(X, None, reset=False)
         W = (X3 - self.location_).reshape(X3.shape[0], -1)
+        if is_dask_array(W):  # lazy, one block at a time where the blocks live
+            return W.map_blocks(_logpdf_block, self.covariance_, drop_axis=1, dtype=np.float64)
         return np.asarray(self.covariance_.logpdf(W))
 
     def score(self, X: Any, y: Any = None) -> float:

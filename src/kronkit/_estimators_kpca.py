@@ -18,8 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._checks import as_float, check_scalar
+from ._dask import is_dask_array
 from ._errors import NotPositiveDefiniteError
-from ._estimators_mle import as_samples
+from ._estimators_mle import as_dask_samples, as_samples, chunked_mean
 from ._kron import Kron, _Factorization
 
 __all__ = ["KroneckerPCAResult", "SumOfKron", "kronecker_pca"]
@@ -268,19 +269,20 @@ class KroneckerPCAResult(NamedTuple):
         the first term's factors are symmetric positive definite when the sample covariance is.
     singular_values : ndarray of shape (r,)
         The Kronecker singular values ``σ_k`` of the sample covariance (before shrinkage).
-    explained_energy : ndarray of shape (r,)
+    explained_energy : ndarray of shape (r,), or None
         ``Σ_{j≤k} σ_j² / ‖S‖_F²``: the fraction of the squared Frobenius norm of the sample
-        covariance captured by the first ``k`` terms.
-    total_energy : float
-        ``‖S‖_F² = (1/N²) Σ_{n,m} (e_nᵀ e_m)²``.
+        covariance captured by the first ``k`` terms. ``None`` when ``‖S‖_F`` was not
+        computed: a dask ``X`` with ``P > 1024`` (it needs P×P partial sums per chunk).
+    total_energy : float or None
+        ``‖S‖_F² = (1/N²) Σ_{n,m} (e_nᵀ e_m)²`` (``None`` as for ``explained_energy``).
     location : ndarray of shape (p, q)
         The sample mean (zeros with ``assume_centered``).
     """
 
     covariance: SumOfKron
     singular_values: np.ndarray
-    explained_energy: np.ndarray
-    total_energy: float
+    explained_energy: np.ndarray | None
+    total_energy: float | None
     location: np.ndarray
 
 
@@ -308,6 +310,7 @@ def kronecker_pca(
     ----------
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
         Observations; not modified. 2-D ``X`` without ``shape`` is ``(p, q) = (P, 1)``.
+        A ``dask.array`` chunked along N is processed where its chunks live (see Notes).
     n_terms : int
         ``r``, the number of Kronecker terms (``1 ≤ r ≤ min(p², q²)``).
     shrinkage : float, optional
@@ -331,9 +334,15 @@ def kronecker_pca(
     the P×P matrix. ``‖S‖_F²`` comes from the ``min(N, P)``-sized Gram matrix of the samples,
     O(N·P·min(N, P)). Dense equivalent: ``kpsvd(np.cov(X.reshape(N, -1).T, bias=True),
     ((p, p), (q, q)), rank=r)``.
+
+    For a dask ``X``: one pass for the mean, then :func:`kronkit.kpsvd_samples` with each chunk
+    centred where it lives — one pass per block product, only p×p / q×q partial sums travel
+    (the same SVD as in memory); ``‖S‖_F`` (for ``explained_energy``) costs one more pass
+    with P×P partial sums and is skipped above ``P = 1024``.
     """
-    Xs = as_samples(X, shape)
-    N, p, q = Xs.shape
+    chunked = is_dask_array(X)
+    Xs = as_dask_samples(X, shape) if chunked else as_samples(X, shape)
+    N, p, q = (int(v) for v in Xs.shape)
     r = _check_n_terms(n_terms, p, q)
     if N < 2 and not assume_centered:
         raise ValueError(f"`X` has n_samples = {N}; a sample covariance with the mean estimated "
@@ -345,17 +354,31 @@ def kronecker_pca(
             raise ValueError(f"`shrinkage` must be >= 0 (a soft threshold), got {tau}")
     from ._kpsvd import kpsvd_samples
 
-    M = np.zeros((p, q)) if assume_centered else Xs.mean(axis=0)
+    M = np.zeros((p, q)) if assume_centered else None
     # structure="psd": symmetric terms, the leading one with SPD factors (tr A_0 > 0).
-    res = kpsvd_samples(Xs - M, r, center=False, structure="psd")
-    total = float(res.norm or 0.0) ** 2  # ‖S‖_F², from the Gram matrix of the samples
-    if not total > 0:
+    if chunked:
+        from ._kpsvd import _kpsvd_samples_chunked
+        from ._kpsvd_core import DEFAULT_TOL
+
+        if M is None:
+            M = chunked_mean(Xs)  # one pass (and the NaN/Inf check)
+        # the mean is subtracted inside each product's chunk layout
+        res = _kpsvd_samples_chunked(Xs, r, center=not assume_centered, mean=M, method="auto",
+                                     random_state=None, tol=DEFAULT_TOL, structure="psd",
+                                     maxiter=None)
+    else:
+        if M is None:
+            M = Xs.mean(axis=0)
+        res = kpsvd_samples(Xs - M, r, center=False, structure="psd")
+    # ‖S‖_F², from the Gram matrix of the samples (None: a dask X with P > 1024)
+    total = None if res.norm is None else float(res.norm) ** 2
+    s = np.asarray(res.s, dtype=np.float64)
+    if not (s[0] > 0 if total is None else total > 0):
         raise ValueError("the sample covariance of `X` is zero (all observations equal after "
                          "centring); there is nothing to approximate")
-    s = np.asarray(res.s, dtype=np.float64)
     A = np.asarray(res.A, dtype=np.float64)
     B = np.asarray(res.B, dtype=np.float64)
-    energy = np.cumsum(s**2) / total
+    energy = None if total is None else np.cumsum(s**2) / total
     st = s if tau is None else np.maximum(s - tau, 0.0)
     keep = np.flatnonzero(st > 0)
     if keep.size == 0:
@@ -364,4 +387,4 @@ def kronecker_pca(
             f"{s.max():.6g}); use a smaller threshold"
         )
     cov = SumOfKron([Kron(st[k] * A[k], B[k]) for k in keep])
-    return KroneckerPCAResult(cov, s.copy(), energy, float(total), M.copy())
+    return KroneckerPCAResult(cov, s.copy(), energy, total, M.copy())

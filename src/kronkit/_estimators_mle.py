@@ -13,17 +13,30 @@ Model. Observations are ``N`` matrices ``X_i`` of shape ``(p, q)`` (equivalently
   weights ``w_i = (ν+P)/(ν+δ_i)``, ``δ_i = ‖L_A⁻¹ E_i L_B⁻ᵀ‖_F²``; ``M ← Σ w_i X_i/Σ w_i``;
   one weighted flip-flop sweep (the flip-flop of ``√w_i E_i``); and, when ``df`` is not fixed,
   ``ν`` maximising the *observed* log-likelihood with the other parameters held
-  (``scipy.optimize.minimize_scalar`` on ``log ν`` over ``df_bounds``).
+  (``scipy.optimize.minimize_scalar`` on ``log ν`` over ``df_bounds``, then refined to a root
+  of ``∂ℓ/∂ν`` so that ``ν`` is a smooth function of the data, not of the search's path).
 
 Every step is a triangular solve with a Cholesky factor of ``A`` or ``B`` applied to all
 observations at once (one BLAS-3 call on a ``(p, N·q)`` or ``(N·p, q)`` unfolding) and one
 symmetric rank-k update; an iteration costs ``O(N·p·q·(p+q) + p³ + q³)`` against the
 ``O(N·P² + P³)`` of the same iteration written with ``np.kron(A, B)``.
+
+Chunked data. Each statistic is a sum over observations, computed by a per-chunk kernel
+(:func:`_row_stat`, :func:`_col_stat`, :func:`_delta_kernel` on residuals in ``(p, n, q)``
+layout). In memory (:class:`_InMemorySamples`) the whole data set is one chunk; for a
+``dask.array`` (:class:`_DaskSamples`) the kernels run where the chunks live and only the
+p×p / q×q sums travel, reduced in a tree. The iteration is the same either way. A flip-flop
+sweep is two passes over chunked data, because the column statistic ``Σ E_iᵀA⁻¹E_i`` needs
+the ``A`` that the row statistic of the same sweep produces. Computing both statistics from
+one pass at the current ``(A, B)`` (a Jacobi-style sweep) was measured and rejected: it is
+two interleaved flip-flop chains, so it needs the same number of passes to reach a given
+tolerance, at twice the arithmetic per pass (``docs/dask.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 from collections.abc import Iterator
@@ -33,6 +46,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from ._checks import as_float, check_scalar
+from ._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
 from ._kron import Kron, _Factorization
 
@@ -193,6 +207,44 @@ def as_samples(X: Any, shape: Any = None, name: str = "X") -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float64)  # may share memory with `X`
 
 
+def as_dask_samples(X: Any, shape: Any = None, name: str = "X") -> Any:
+    """Validate samples given as a dask array: shape (N, p, q), chunked along N only.
+
+    Same shape rules as :func:`as_samples`; chunks along the other axes are merged (a rechunk
+    in the graph, nothing computed). Values (NaN/Inf) are checked by the first pass.
+    """
+    kind = X.dtype.kind
+    if kind == "c":
+        raise TypeError(f"`{name}` is complex ({X.dtype}); the estimators take real data")
+    if kind not in "biuf":
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype {X.dtype}")
+    if X.ndim == 3:
+        if shape is not None and _parse_shape(shape) != tuple(X.shape[1:]):
+            raise ValueError(
+                f"`shape` {tuple(shape)!r} does not match `{name}` of shape {X.shape} "
+                f"(expected shape=None or {tuple(X.shape[1:])})"
+            )
+        out = row_chunks(X, name)
+    elif X.ndim == 2:
+        P = X.shape[1]
+        p, q = (P, 1) if shape is None else _parse_shape(shape)
+        if p * q != P:
+            raise ValueError(
+                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
+                f"{X.shape}"
+            )
+        out = row_chunks(X, name).reshape(X.shape[0], p, q)
+    else:
+        raise ValueError(
+            f"`{name}` must have shape (N, p, q), or (N, P) with `shape=(p, q)`, got shape "
+            f"{X.shape}"
+        )
+    if min(out.shape) == 0:
+        raise ValueError(f"`{name}` must hold at least one non-empty observation, got shape "
+                         f"{X.shape}")
+    return out
+
+
 def existence_threshold(p: int, q: int) -> float:
     """``max(p/q, q/p)``: the Gaussian MLE of ``A⊗B`` exists (a.s.) for ``n > threshold``.
 
@@ -294,25 +346,213 @@ def _inv_lower(f: _Factorization) -> np.ndarray:
     return np.tril(inv)
 
 
-def _sweep(Et: np.ndarray, fB: _Factorization, it: int):
-    """One flip-flop sweep on (weighted) residuals ``Et`` in ``(p, N, q)`` layout.
+# -- per-chunk statistics: the in-memory path is the one-chunk case ----------------------
+def _layout(X: np.ndarray, M: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
+    """Samples ``X`` (n, p, q) as residuals ``√w_i (X_i − M)`` in a contiguous ``(p, n, q)`` array.
 
-    ``A = Σ_i (E_i L_B⁻ᵀ)(E_i L_B⁻ᵀ)ᵀ/(N q)``, then ``B = Σ_i G_iᵀ G_i/(N p)`` with
-    ``G_i = L_A⁻¹ E_i``. In the ``(p, N, q)`` layout each product is one GEMM on a
-    ``(p·N, q)`` or ``(p, N·q)`` view and each sum one symmetric rank-k update — no copies.
-    Returns ``A, B, fA, fB_new, G`` (``G`` in ``(p, N, q)`` layout).
+    In this layout each statistic below is one GEMM on a ``(p·n, q)`` or ``(p, n·q)`` view and
+    one symmetric rank-k update — no further copies. One allocation of ``n·p·q`` float64.
     """
-    p, N, q = Et.shape
-    F = Et.reshape(p * N, q) @ _inv_lower(fB).T  # rows of E_i L_B^{-T}
-    Fm = F.reshape(p, N * q)
-    A = (Fm @ Fm.T) / (N * q)
-    del F, Fm
+    n, p, q = X.shape
+    out = np.empty((p, n, q))
+    src = X.transpose(1, 0, 2)
+    if M is None:
+        out[...] = src
+    else:
+        np.subtract(src, M[:, None, :], out=out)
+    if w is not None:
+        out *= np.sqrt(w)[None, :, None]
+    return out
+
+
+def _row_stat(Et: np.ndarray, LBi: np.ndarray) -> np.ndarray:
+    """``Σ_i E_i B⁻¹ E_iᵀ = Σ_i (E_i L_B⁻ᵀ)(E_i L_B⁻ᵀ)ᵀ`` (p×p) for ``Et`` in (p, n, q) layout.
+
+    ``LBi = L_B⁻¹``. Cost ``n·p·q·(p+q)`` multiply-adds (one GEMM, one rank-k update).
+    """
+    p, n, q = Et.shape
+    Fm = (Et.reshape(p * n, q) @ LBi.T).reshape(p, n * q)  # rows of E_i L_B^{-T}
+    return Fm @ Fm.T
+
+
+def _col_stat(Et: np.ndarray, LAi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ_i E_iᵀ A⁻¹ E_i = Σ_i G_iᵀ G_i`` (q×q) with ``G_i = L_A⁻¹ E_i``; also ``G`` (p, n, q)."""
+    p, n, q = Et.shape
+    G = LAi @ Et.reshape(p, n * q)
+    Gm = G.reshape(p * n, q)
+    return Gm.T @ Gm, G.reshape(p, n, q)
+
+
+def _delta_kernel(G: np.ndarray, LBi: np.ndarray) -> np.ndarray:
+    """``δ_i = ‖G_i L_B⁻ᵀ‖_F² = tr(A⁻¹ E_i B⁻¹ E_iᵀ)`` from ``G_i = L_A⁻¹ E_i`` (p, n, q); shape (n,)."""
+    p, n, q = G.shape
+    H = (G.reshape(p * n, q) @ LBi.T).reshape(p, n, q)
+    return np.einsum("anb,anb->n", H, H)
+
+
+def _scan_chunk(block: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(Σ_i X_i, number of non-finite entries)`` of a chunk (n, p, q)."""
+    b = np.asarray(block, dtype=np.float64)
+    bad = int(b.size - np.count_nonzero(np.isfinite(b)))
+    return b.sum(axis=0), bad
+
+
+def _row_chunk(block: np.ndarray, w: np.ndarray | None, *, M: np.ndarray, LBi: np.ndarray,
+               with_mean: bool) -> Any:
+    """Row statistic of one chunk; with ``with_mean`` also ``Σ w_i`` and ``Σ w_i (X_i − M)``."""
+    Et = _layout(block, M, w)
+    S = _row_stat(Et, LBi)
+    if not with_mean or w is None:
+        return S
+    return S, float(np.sum(w)), np.einsum("anb,n->ab", Et, np.sqrt(w))
+
+
+def _col_chunk(block: np.ndarray, w: np.ndarray | None, *, M: np.ndarray,
+               LAi: np.ndarray) -> np.ndarray:
+    return _col_stat(_layout(block, M, w), LAi)[0]
+
+
+def _delta_chunk(block: np.ndarray, *, M: np.ndarray, LAi: np.ndarray,
+                 LBi: np.ndarray) -> np.ndarray:
+    return _delta_kernel(_col_stat(_layout(block, M), LAi)[1], LBi)
+
+
+def _moment_chunk(block: np.ndarray, *, M: np.ndarray) -> np.ndarray:
+    """``Σ_i vec(X_i − M) vec(X_i − M)ᵀ`` (P×P) of one chunk."""
+    E = (np.asarray(block, dtype=np.float64) - M).reshape(block.shape[0], -1)
+    return E.T @ E
+
+
+class _InMemorySamples:
+    """Observations held in memory: the whole data set is one chunk.
+
+    The residuals ``E_i = X_i − M`` are laid out once in ``(p, N, q)`` layout (:func:`_layout`);
+    the t model also keeps the raw data in that layout (its weighted mean moves) and the
+    weighted residuals ``√w_i E_i``. Every statistic is the per-chunk kernel on the whole array.
+    """
+
+    def __init__(self, X: np.ndarray, assume_centered: bool, *, weighted: bool, laid_out: bool):
+        self.N, self.p, self.q = X.shape
+        self.M = _mean(X, assume_centered)
+        self._X = X
+        # raw data in (p, N, q) layout (t model only), residuals, weighted residuals: arrays,
+        # or None where the route does not use them
+        self._Xt: Any = np.ascontiguousarray(X.transpose(1, 0, 2)) if weighted else None
+        self._E: Any = _layout(X, self.M) if laid_out else None
+        self._Es: Any = self._E
+        self._w: np.ndarray | None = None
+        self._keep_G = weighted
+        self._G: np.ndarray | None = None
+        self._LAi: Any = None
+
+    def reweight(self, w: np.ndarray, update_mean: bool) -> None:
+        """Use weights ``w`` (N,) from now on; with ``update_mean`` move ``M`` to ``Σ w_i X_i/Σ w_i``."""
+        if update_mean:
+            self.M = np.einsum("anb,n->ab", self._Xt, w) / w.sum()
+            self._E = self._Xt - self.M[:, None, :]
+        self._w = w
+        self._Es = self._E * np.sqrt(w)[None, :, None]
+        self._G = None
+
+    def row_stat(self, LBi: np.ndarray) -> np.ndarray:
+        """``Σ_i w_i (X_i − M) B⁻¹ (X_i − M)ᵀ`` (p×p)."""
+        return _row_stat(self._Es, LBi)
+
+    def col_stat(self, LAi: np.ndarray) -> np.ndarray:
+        """``Σ_i w_i (X_i − M)ᵀ A⁻¹ (X_i − M)`` (q×q)."""
+        S, G = _col_stat(self._Es, LAi)
+        self._LAi = LAi
+        self._G = G if self._keep_G else None
+        return S
+
+    def delta(self, LBi: np.ndarray) -> np.ndarray:
+        """``δ_i`` (N,) for the row factor of the last :meth:`col_stat` and ``B = L_B L_Bᵀ``."""
+        G = self._G if self._G is not None else _col_stat(self._Es, self._LAi)[1]
+        self._G = None
+        d = _delta_kernel(G, LBi)  # δ_i·w_i for the weighted residuals
+        return d / self._w if self._w is not None else d
+
+    def second_moment(self) -> np.ndarray:
+        """``Σ_i vec(X_i − M) vec(X_i − M)ᵀ`` (P×P)."""
+        return _moment_chunk(self._X, M=self.M)
+
+
+def chunked_mean(X: Any, name: str = "X") -> np.ndarray:
+    """``Σ_i X_i / N`` of a dask array (N, p, q) in one pass, which also rejects NaN/Inf."""
+    total, bad = tree_reduce_chunks(X, _scan_chunk, add_nested, name=name)
+    if bad:
+        raise ValueError(f"`{name}` contains NaN or Inf ({bad} non-finite entr"
+                         f"{'y' if bad == 1 else 'ies'})")
+    return total / X.shape[0]
+
+
+class _DaskSamples:
+    """Observations as a dask array (N, p, q) chunked along N: every statistic is one pass.
+
+    Each pass maps a per-chunk kernel (the same ones as :class:`_InMemorySamples`) over the
+    chunks where they live and sums the p×p / q×q results in a tree; per-observation weights
+    (t model) travel to the tasks and ``δ`` (N numbers) comes back. The constructor's pass
+    computes the mean and checks for NaN/Inf. The t model's weighted mean is folded into the
+    next row statistic: with ``D_i = X_i − M_old`` and ``Δ = Σ w_i D_i / Σ w_i``,
+    ``Σ w_i (D_i − Δ) C (D_i − Δ)ᵀ = Σ w_i D_i C D_iᵀ − (Σ w_i) Δ C Δᵀ``.
+    """
+
+    def __init__(self, X: Any, assume_centered: bool):
+        self.X = X
+        self.N, self.p, self.q = (int(v) for v in X.shape)
+        mean = chunked_mean(X)
+        self.passes = 1
+        self.M = np.zeros((self.p, self.q)) if assume_centered else mean
+        self._w: np.ndarray | None = None
+        self._recentre = False
+        self._LAi: Any = None  # the row factor of the last column statistic
+
+    def _reduce(self, fn: Any, **kw: Any) -> Any:
+        self.passes += 1
+        return tree_reduce_chunks(self.X, functools.partial(fn, **kw), add_nested,
+                                  aligned=(self._w,))
+
+    def reweight(self, w: np.ndarray, update_mean: bool) -> None:
+        self._w = w
+        self._recentre = update_mean
+
+    def row_stat(self, LBi: np.ndarray) -> np.ndarray:
+        out = self._reduce(_row_chunk, M=self.M, LBi=LBi, with_mean=self._recentre)
+        if not self._recentre:
+            return out
+        S, W, D = out
+        shift = D / W  # M_new − M_old
+        self.M = self.M + shift
+        self._recentre = False
+        K = shift @ LBi.T
+        return S - W * (K @ K.T)
+
+    def col_stat(self, LAi: np.ndarray) -> np.ndarray:
+        self._LAi = LAi
+        return self._reduce(_col_chunk, M=self.M, LAi=LAi)
+
+    def delta(self, LBi: np.ndarray) -> np.ndarray:
+        self.passes += 1
+        return concat_chunks(self.X, functools.partial(_delta_chunk, M=self.M, LAi=self._LAi,
+                                                       LBi=LBi))
+
+    def second_moment(self) -> np.ndarray:
+        self.passes += 1
+        return tree_reduce_chunks(self.X, functools.partial(_moment_chunk, M=self.M), add_nested)
+
+
+def _sweep(data: Any, fB: _Factorization, it: int):
+    """One flip-flop sweep: ``A = Σ_i w_i E_i B⁻¹E_iᵀ/(N q)``, then ``B = Σ_i w_i E_iᵀA⁻¹E_i/(N p)``.
+
+    ``data`` is :class:`_InMemorySamples` or :class:`_DaskSamples`; the second statistic needs
+    the new ``A``, so a sweep is two passes over chunked data. Returns ``A, B, fA, fB_new``.
+    """
+    N, p, q = data.N, data.p, data.q
+    A = data.row_stat(_inv_lower(fB)) / (N * q)
     fA = _factor(A, 0, it)
-    G = _inv_lower(fA) @ Et.reshape(p, N * q)  # L_A^{-1} E_i, (p, N·q)
-    Gm = G.reshape(p * N, q)
-    B = (Gm.T @ Gm) / (N * p)
+    B = data.col_stat(_inv_lower(fA)) / (N * p)
     fB_new = _factor(B, 1, it)
-    return A, B, fA, fB_new, G.reshape(p, N, q)
+    return A, B, fA, fB_new
 
 
 def _t_loglik(nu: float, delta: np.ndarray, logdet: float, P: int) -> float:
@@ -329,10 +569,35 @@ def _df_step(delta: np.ndarray, logdet: float, P: int, bounds: tuple[float, floa
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
     res = minimize_scalar(lambda u: -_t_loglik(math.exp(u), delta, logdet, P),
                           bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-    nu = float(math.exp(res.x))
+    nu = _polish_df(float(res.x), delta, P, lo, hi)
     if nu_old is not None and _t_loglik(nu_old, delta, logdet, P) > _t_loglik(nu, delta, logdet, P):
         return nu_old
     return nu
+
+
+def _df_score(nu: float, delta: np.ndarray, P: int) -> float:
+    """``∂ℓ/∂ν`` of the t log-likelihood at fixed ``δ`` (see :meth:`kronkit.KronT.logpdf_grad`)."""
+    from scipy.special import digamma
+
+    N = delta.size
+    return float(0.5 * N * (digamma(0.5 * (nu + P)) - digamma(0.5 * nu) - P / nu)
+                 + np.sum(0.5 * (nu + P) * delta / (nu * (nu + delta)) - 0.5 * np.log1p(delta / nu)))
+
+
+def _polish_df(u: float, delta: np.ndarray, P: int, lo: float, hi: float) -> float:
+    """Refine the bounded search's ``log ν`` (good to ~1e-9) to a root of the score.
+
+    The bounded search stops at ``xatol``, and where it stops depends on rounding in ``δ``;
+    the root of ``∂ℓ/∂ν`` in a small bracket around it is a smooth function of ``δ``, so fits
+    of the same data summed in a different order (e.g. chunked) agree to rounding.
+    """
+    from scipy.optimize import brentq
+
+    a, b = max(lo, u - 1e-6), min(hi, u + 1e-6)
+    fa, fb = _df_score(math.exp(a), delta, P), _df_score(math.exp(b), delta, P)
+    if a < b and fa > 0 > fb:
+        u = brentq(lambda v: _df_score(math.exp(v), delta, P), a, b, xtol=1e-15, rtol=1e-15)
+    return float(math.exp(u))
 
 
 def _apply_gauge(A: np.ndarray, B: np.ndarray, gauge: str) -> tuple[np.ndarray, np.ndarray]:
@@ -403,45 +668,37 @@ def _mean(X: np.ndarray, assume_centered: bool) -> np.ndarray:
 
 
 class _NormalSamples:
-    """Gaussian flip-flop on the samples: O(N·p·q·(p+q)) per iteration, memory O(N·p·q)."""
+    """Gaussian flip-flop on the samples: O(N·p·q·(p+q)) per iteration (two passes if chunked)."""
 
-    def __init__(self, X: np.ndarray, assume_centered: bool):
-        N, p, q = X.shape
-        self.N, self.p, self.q = N, p, q
-        self.M = _mean(X, assume_centered)
-        # (p, N, q) layout: every product below is one GEMM on a view
-        self.Et = np.empty((p, N, q))
-        np.subtract(X.transpose(1, 0, 2), self.M[:, None, :], out=self.Et)
-        self.fB = _factor(np.eye(q), 1, 0)
-        self.const = N * p * q * (_LOG_2PI + 1.0)
+    def __init__(self, data: Any):
+        self.data = data
+        self.N, self.p, self.q = data.N, data.p, data.q
+        self.fB = _factor(np.eye(self.q), 1, 0)
+        self.const = self.N * self.p * self.q * (_LOG_2PI + 1.0)
 
     def step(self, it: int) -> float:
-        self.A, self.B, fA, self.fB, _ = _sweep(self.Et, self.fB, it)
+        self.A, self.B, fA, self.fB = _sweep(self.data, self.fB, it)
         # After the B-step Σ_i δ_i = tr(B⁻¹ Σ_i G_iᵀG_i) = N·p·q exactly.
         logdet = self.q * _logdet(fA) + self.p * _logdet(self.fB)
         return -0.5 * (self.const + self.N * logdet)
 
     def result(self):
-        return self.M, self.A, self.B, math.inf, np.ones(self.N)
+        return self.data.M, self.A, self.B, math.inf, np.ones(self.N)
 
 
 class _NormalMoments(_NormalSamples):
     """Gaussian flip-flop on the rearranged sample covariance ``R(S) = (1/N) Σ E_i⊗E_i``.
 
     ``A ← unvec(R(S) vec(B⁻¹))/q`` and ``B ← unvec(R(S)ᵀ vec(A⁻¹))/p``: O(N·P²) once to form
-    ``S`` (P×P memory), then O(P² + p³ + q³) per iteration.
+    ``S`` (P×P memory; one pass if chunked), then O(P² + p³ + q³) per iteration.
     """
 
-    def __init__(self, X: np.ndarray, assume_centered: bool):
-        N, p, q = X.shape
-        self.N, self.p, self.q = N, p, q
-        self.M = _mean(X, assume_centered)
-        E = (X - self.M).reshape(N, p * q)
-        S = (E.T @ E) / N
+    def __init__(self, data: Any):
+        super().__init__(data)
+        p, q = self.p, self.q
+        S = data.second_moment() / self.N
         self.R = np.ascontiguousarray(S.reshape(p, q, p, q).transpose(0, 2, 1, 3)).reshape(
             p * p, q * q)
-        self.fB = _factor(np.eye(q), 1, 0)
-        self.const = N * p * q * (_LOG_2PI + 1.0)
 
     def step(self, it: int) -> float:
         p, q = self.p, self.q
@@ -454,40 +711,32 @@ class _NormalMoments(_NormalSamples):
 
 
 class _TSamples:
-    """ECME for the vec-form t: weights, weighted mean, weighted flip-flop sweep, ν-step."""
+    """ECME for the vec-form t: weights, weighted mean, weighted flip-flop sweep, ν-step.
 
-    def __init__(self, X: np.ndarray, assume_centered: bool, nu_fixed: float | None,
+    Chunked data: three passes per iteration (weighted mean with the row statistic, column
+    statistic, ``δ``); ``δ`` (N numbers) comes back for the ν-step and the weights go out.
+    """
+
+    def __init__(self, data: Any, assume_centered: bool, nu_fixed: float | None,
                  df_bounds: tuple[float, float]):
-        N, p, q = X.shape
-        self.N, self.p, self.q, self.P = N, p, q, p * q
+        self.data = data
+        self.N, self.p, self.q = data.N, data.p, data.q
+        self.P = self.p * self.q
         self.assume_centered = assume_centered
         self.nu_fixed = nu_fixed
         self.df_bounds = df_bounds
-        self.Xt = np.ascontiguousarray(X.transpose(1, 0, 2))  # (p, N, q) layout
-        self.M = _mean(X, assume_centered)
-        self.Et = self.Xt - self.M[:, None, :]
-        self.fB = _factor(np.eye(q), 1, 0)
+        self.fB = _factor(np.eye(self.q), 1, 0)
         self.nu = math.inf
-        self.delta = np.zeros(N)  # set by the first step
+        self.delta = np.zeros(self.N)  # set by the first step
 
     def step(self, it: int) -> float:
-        N, p, q, P = self.N, self.p, self.q, self.P
-        weights = None
-        if it == 1:  # a Gaussian sweep to start
-            Es = self.Et
-        else:
+        p, q, P = self.p, self.q, self.P
+        if it > 1:  # the first iteration is a Gaussian sweep
             weights = (self.nu + P) / (self.nu + self.delta)
-            if not self.assume_centered:
-                self.M = np.einsum("anb,n->ab", self.Xt, weights) / weights.sum()
-                self.Et = self.Xt - self.M[:, None, :]
-            Es = self.Et * np.sqrt(weights)[None, :, None]
-        self.A, self.B, fA, self.fB, G = _sweep(Es, self.fB, it)
-        del Es
+            self.data.reweight(weights, update_mean=not self.assume_centered)
+        self.A, self.B, fA, self.fB = _sweep(self.data, self.fB, it)
         logdet = q * _logdet(fA) + p * _logdet(self.fB)
-        H = (G.reshape(p * N, q) @ _inv_lower(self.fB).T).reshape(p, N, q)
-        delta = np.einsum("anb,anb->n", H, H)  # δ_i·w_i for the weighted residuals
-        if weights is not None:
-            delta /= weights
+        delta = self.data.delta(_inv_lower(self.fB))
         self.delta = delta
         if self.nu_fixed is not None:
             self.nu = self.nu_fixed
@@ -497,10 +746,10 @@ class _TSamples:
 
     def result(self):
         weights = (self.nu + self.P) / (self.nu + self.delta)
-        return self.M, self.A, self.B, self.nu, weights
+        return self.data.M, self.A, self.B, self.nu, weights
 
 
-def _choose_method(method: str, distribution: str, p: int, q: int) -> str:
+def _choose_method(method: str, distribution: str, p: int, q: int, chunked: bool = False) -> str:
     if distribution == "t":
         if method == "moments":
             raise ValueError("`method`='moments' is only for distribution='normal' (the t "
@@ -508,6 +757,8 @@ def _choose_method(method: str, distribution: str, p: int, q: int) -> str:
         return "samples"
     if method != "auto":
         return method
+    if chunked:  # the moment route would move P×P partial sums between workers
+        return "samples"
     P = p * q
     return "moments" if (P <= MOMENTS_MAX_P and P <= 20 * (p + q)) else "samples"
 
@@ -557,6 +808,9 @@ def separable_mle(
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
         Observations (matrices ``X_i``; row-major ``x_i = X_i.ravel()``). Not modified. A 2-D
         ``X`` without ``shape`` is read as ``(p, q) = (P, 1)``: the unstructured fit.
+        A ``dask.array`` chunked along N is fitted where its chunks live, with the active dask
+        scheduler (threads, ``dask.distributed``, …): same iterates as in memory, one pass
+        over the data per statistic (see Notes); ``X`` is never gathered.
     shape : (int, int), optional
         ``(p, q)`` for 2-D ``X``.
     distribution : {"normal", "t"}
@@ -585,7 +839,9 @@ def separable_mle(
         the size of ``X``; ``"moments"`` forms the P×P sample covariance once (O(N·P²)) and
         iterates on its rearrangement, O(P² + p³ + q³) per iteration. ``"auto"`` takes
         ``"moments"`` when ``P <= 4096`` and ``P <= 20·(p+q)``. The t model always uses
-        ``"samples"`` (its weights change every iteration).
+        ``"samples"`` (its weights change every iteration). For a dask ``X``, ``"auto"`` is
+        ``"samples"``; ``"moments"`` there is one pass whose per-chunk P×P sums travel, then
+        no more passes — worth it for small ``P`` when passes are expensive.
     progress : bool
         Show a progress bar (rich) with the current log-likelihood.
 
@@ -628,6 +884,14 @@ def separable_mle(
     The dense equivalent forms ``np.kron(A, B)`` (P×P) and costs ``O(N·P² + P³)`` per
     iteration (``O(P³)`` for the normal model given the sample covariance).
 
+    Dask ``X`` (chunked along N): one pass up front (mean, and a NaN/Inf check); then per
+    iteration two passes for the normal model (row statistic, then column statistic with the
+    new ``A``) and three for the t model (weighted mean folded into the row statistic, column
+    statistic, ``δ``). Per pass the tasks return p×p or q×q sums (and the t model's ``δ``, N
+    numbers, which the ν-step and the next weights need; the weights go back out). The
+    log-likelihood of the normal model needs no pass. The chunk sums are added in a
+    different order than in memory, so results agree with the NumPy path to rounding.
+
     Examples
     --------
     >>> import numpy as np, kronkit
@@ -641,17 +905,23 @@ def separable_mle(
         distribution, df, gauge, max_iter, tol, df_bounds)
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
-    Xs = as_samples(X, shape)
-    N, p, q = Xs.shape
+    chunked = is_dask_array(X)
+    Xs = as_dask_samples(X, shape) if chunked else as_samples(X, shape)
+    N, p, q = (int(v) for v in Xs.shape)
     check_existence(N, p, q, bool(assume_centered))
-    route = _choose_method(method, distribution, p, q)
+    route = _choose_method(method, distribution, p, q, chunked)
     assume_centered = bool(assume_centered)
-    if distribution == "t":
-        stepper: Any = _TSamples(Xs, assume_centered, nu_fixed, df_bounds)
-    elif route == "moments":
-        stepper = _NormalMoments(Xs, assume_centered)
+    if chunked:
+        data: Any = _DaskSamples(Xs, assume_centered)
     else:
-        stepper = _NormalSamples(Xs, assume_centered)
+        data = _InMemorySamples(Xs, assume_centered, weighted=distribution == "t",
+                                laid_out=route == "samples")
+    if distribution == "t":
+        stepper: Any = _TSamples(data, assume_centered, nu_fixed, df_bounds)
+    elif route == "moments":
+        stepper = _NormalMoments(data)
+    else:
+        stepper = _NormalSamples(data)
     label = "flip-flop (normal)" if distribution == "normal" else "ECME (t)"
     bar = _ProgressBar(bool(progress), max_iter, label)
     threshold = tol * N * p * q

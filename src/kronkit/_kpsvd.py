@@ -25,9 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._checks import as_float
+from ._dask import is_dask_array
 from ._errors import ConvergenceWarning
 from ._kpsvd_core import (
     DEFAULT_TOL,
+    ChunkedSamplesR,
     DenseR,
     LowRankR,
     OperatorR,
@@ -851,7 +853,7 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
     Parameters
     ----------
     X : array_like of shape (N, p, q)
-        Real samples.
+        Real samples; or a ``dask.array`` of that shape chunked along N (see Notes).
     rank : int
         Number of terms, ``1 <= rank <= min(p², q²)``.
     center : bool
@@ -877,7 +879,23 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
     one centred copy of ``X`` in ``(p, N, q)`` layout plus a chunk-sized workspace — never the
     ``(pq)²`` covariance. Dense equivalent: ``Xc = X - X.mean(0)``,
     ``M = Xc.reshape(N, -1).T @ Xc.reshape(N, -1) / N``, ``kpsvd(M, ((p, p), (q, q)), rank)``.
+
+    A ``dask.array`` ``X`` is never gathered: every block product with ``R(M)`` is one pass
+    over the data, its per-chunk partial sums (p×p or q×q per column) added in a tree
+    (:class:`~kronkit._kpsvd_core.ChunkedSamplesR`), with the active dask scheduler.
+    ``center=True`` adds one pass up front for the mean (which also checks for NaN/Inf).
+    ``‖M‖_F`` needs the P×P matrix: for ``P <= CHUNKED_NORM_MAX_P`` (1024) it costs one more
+    pass whose per-chunk P×P sums travel; above that ``norm`` and ``residual`` are ``None``.
+    ``method`` chooses as in memory: the dense route (``min(p², q²)`` products in blocks of 64
+    columns, one pass per block) or Lanczos (one pass per product, two per Krylov step).
+    ``method="randomized"`` (block subspace iteration: two passes per iteration, each with
+    ``rank + max(rank, 10)`` columns) makes fewer passes but more products — the better choice
+    when reading the data costs more than the products (small ``p``, ``q``; slow storage).
     """
+    if is_dask_array(X):
+        return _kpsvd_samples_chunked(X, rank, center=center, method=method,
+                                      random_state=random_state, tol=tol, structure=structure,
+                                      maxiter=maxiter)
     Xa = as_float(X, "X", ndim=3, dtype=np.float64)
     N, p, q = Xa.shape
     if min(N, p, q) < 1:
@@ -897,6 +915,83 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
                          "(a centred covariance has negative entries in general)")
     mean = Xa.mean(axis=0) if center else None
     op = SamplesR(chunk_samples(Xa, mean), N)
+    return _decompose(op, shp, k, method=method, tol=tol, rtol=None, rng=rng,
+                      maxiter=maxiter, level=level, bases=bases)
+
+
+#: ``kpsvd_samples`` of a dask array computes ``‖M‖_F`` (P×P partial sums per chunk) only up to
+#: this P; above it ``norm`` and ``residual`` are None.
+CHUNKED_NORM_MAX_P = 1024
+
+
+def _scan_block(block: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """``(Σ_n X_n, number of non-finite entries, min)`` of one chunk (n, p, q)."""
+    b = np.asarray(block, dtype=np.float64)
+    bad = int(b.size - np.count_nonzero(np.isfinite(b)))
+    return b.sum(axis=0), bad, float(b.min()) if b.size else math.inf
+
+
+def _scan_combine(a, b):
+    return a[0] + b[0], a[1] + b[1], min(a[2], b[2])
+
+
+def _gram_block(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+    """``Σ_n vec(X_n − mean) vec(X_n − mean)^T`` (P×P) of one chunk."""
+    E = np.asarray(block, dtype=np.float64)
+    if mean is not None:
+        E = E - mean
+    E = E.reshape(E.shape[0], -1)
+    return E.T @ E
+
+
+def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, random_state: Any,
+                           tol: float, structure: Any, maxiter: int | None,
+                           mean: np.ndarray | None = None) -> KPSVDResult:
+    """:func:`kpsvd_samples` for a dask array (N, p, q) chunked along N.
+
+    ``mean`` (with ``center=True``): the mean, already computed by the caller (with the NaN/Inf
+    check); it saves the first pass and is subtracted inside each product's chunk layout.
+    """
+    from functools import partial
+
+    from ._dask import row_chunks, tree_reduce_chunks
+
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"`X` must be a real numeric array, got dtype {X.dtype}")
+    if X.ndim != 3:
+        raise ValueError(f"`X` must be 3-D, got shape {X.shape}")
+    Xd = row_chunks(X, "X")
+    N, p, q = (int(v) for v in Xd.shape)
+    if min(N, p, q) < 1:
+        raise ValueError(f"`X` must have shape (N, p, q) with N, p, q >= 1, got {Xd.shape}")
+    if rank is None:
+        raise TypeError("`rank` must be a positive int for kpsvd_samples, got None")
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"`center` must be a bool, got {center!r}")
+    shp = ((p, p), (q, q))
+    method = check_method(method)
+    tol = _check_tol(tol, "tol")
+    rng = rng_from(random_state)
+    level, bases = _parse_structure(structure, shp)
+    k = _check_rank(rank, _max_rank(shp, level, bases))
+    if not center:
+        mean = None
+    if (center and mean is None) or level == "nonnegative":  # one pass: mean, NaN/Inf, min
+        total, bad, xmin = tree_reduce_chunks(Xd, _scan_block, _scan_combine)
+        if bad:
+            raise ValueError(f"`X` contains NaN or Inf ({bad} non-finite entr"
+                             f"{'y' if bad == 1 else 'ies'})")
+        if level == "nonnegative" and (center or xmin < 0):
+            raise ValueError("`structure`='nonnegative' for samples needs center=False and "
+                             "X >= 0 (a centred covariance has negative entries in general)")
+        mean = total / N if center else None
+    sq = None
+    if p * q <= CHUNKED_NORM_MAX_P:
+        C = tree_reduce_chunks(Xd, partial(_gram_block, mean=mean), np.add)
+        sq = float(np.vdot(C, C)) / float(N) ** 2
+        if not math.isfinite(sq):
+            raise ValueError("`X` contains NaN or Inf (its sample covariance is not finite)")
+    op = ChunkedSamplesR(Xd, mean, sq)
     return _decompose(op, shp, k, method=method, tol=tol, rtol=None, rng=rng,
                       maxiter=maxiter, level=level, bases=bases)
 

@@ -337,6 +337,67 @@ class SamplesR:
         return self._sqnorm
 
 
+def _chunk_products(block: np.ndarray, *, mean: np.ndarray | None, mats: np.ndarray,
+                    left: bool) -> np.ndarray:
+    """Per-chunk partial sums ``Σ_n X_n V X_n^T`` (``left``) or ``Σ_n X_n^T U X_n`` for a stack.
+
+    ``block`` is ``(n, p, q)``; ``mats`` is ``(k, q, q)`` or ``(k, p, p)``; returns ``(k, p, p)``
+    or ``(k, q, q)``, unnormalised. The same kernels as :class:`SamplesR`.
+    """
+    Xt = samples_layout(np.asarray(block, dtype=np.float64), mean)
+    kernel = samples_matvec if left else samples_rmatvec
+    return np.stack([kernel(Xt, V) for V in mats])
+
+
+class ChunkedSamplesR:
+    """``R(M)`` of the sample covariance of samples held as a dask array (N, p, q), chunked along N.
+
+    Same products as :class:`SamplesR`, ``R vec(V) = vec((1/N) Σ_n X_n V X_n^T)`` and
+    ``R^T vec(U) = vec((1/N) Σ_n X_n^T U X_n)``, but each block product (all columns of ``X``
+    at once) is **one pass** over the data: every chunk is centred and laid out where it lives
+    (:func:`samples_layout`), its partial sums come back (``k`` matrices of p×p or q×q) and are
+    added in a tree (:func:`kronkit._dask.tree_reduce_chunks`). ``sqnorm`` is given by the
+    caller (``None`` when not computed). ``passes`` counts the passes made.
+    """
+
+    kind = "samples"
+
+    def __init__(self, X: Any, mean: np.ndarray | None, sqnorm: float | None):
+        self.X = X
+        self.n_total, self.p, self.q = (int(v) for v in X.shape)
+        self.mean = mean
+        self.shape = (self.p * self.p, self.q * self.q)
+        self.dtype = np.dtype(np.float64)
+        self.sqnorm = sqnorm
+        self.n_products = 0
+        self.passes = 0
+
+    def _pass(self, cols: np.ndarray, left: bool) -> np.ndarray:
+        from functools import partial
+
+        from ._dask import add_nested, tree_reduce_chunks
+
+        k = cols.shape[1]
+        self.n_products += k
+        self.passes += 1
+        parts = [cols.real] + ([cols.imag] if np.iscomplexobj(cols) else [])
+        side = self.q if left else self.p
+        mats = np.concatenate([np.ascontiguousarray(c.T).reshape(k, side, side) for c in parts])
+        fn = partial(_chunk_products, mean=self.mean, mats=mats, left=left)
+        out = tree_reduce_chunks(self.X, fn, add_nested)
+        if not np.isfinite(out).all():
+            raise ValueError("`X` contains NaN or Inf (a product with the sample covariance "
+                             "is not finite)")
+        out = out.reshape(len(parts) * k, -1).T / self.n_total
+        return out[:, :k] + 1j * out[:, k:] if len(parts) == 2 else out
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return self._pass(np.asarray(X), True)
+
+    def rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        return self._pass(np.asarray(Y), False)  # R is real, so R^H = R^T
+
+
 def chunk_samples(X: np.ndarray, mean: np.ndarray | None,
                   chunk_elements: int = SAMPLE_CHUNK_ELEMENTS) -> list[np.ndarray]:
     """Split samples ``(N, p, q)`` into centred ``(p, c, q)`` chunks of about ``chunk_elements``."""
