@@ -288,6 +288,15 @@ class TestBadInput:
         assert_allclose(Y, copies[1])
         assert_allclose(mu, copies[2])
 
+    def test_read_only_inputs_batched_spd(self, rng):
+        fs, Y, _, a = _problem(rng, "spd", (3, 4), n_obs=6)
+        Y.setflags(write=False)
+        Y0 = Y.copy()
+        g = log_quad_grad(fs, Y, alpha=a)
+        assert_allclose(Y, Y0)
+        loop = [log_quad_grad(fs, Y[i], alpha=a) for i in range(6)]
+        assert_allclose(g.A, sum(r.A for r in loop), rtol=RTOL)
+
     def test_bad_reduce_and_method(self):
         with pytest.raises(ValueError, match="`reduce`"):
             log_quad_grad([np.eye(2), np.eye(3)], np.ones(6), reduce="max")

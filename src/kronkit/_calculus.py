@@ -141,7 +141,8 @@ def _prepare(K: Any, y: Any, mu: Any, what: str) -> tuple[Kron, np.ndarray, np.n
         if mua.ndim == 2 and ya.ndim == 1:
             raise ValueError(f"`mu` must have shape ({P},) for a single `y`, got {mua.shape}")
     dt = np.result_type(K.dtype, ya.dtype, *(() if mua is None else (mua.dtype,)))
-    W = ya.astype(dt, copy=True) if mua is None else (ya - mua).astype(dt, copy=False)
+    # W is only read downstream, so y itself is used when no μ is given (no copy of the data)
+    W = ya.astype(dt, copy=False) if mua is None else (ya - mua).astype(dt, copy=False)
     return K, np.atleast_2d(W), mua, ya.ndim == 1
 
 
@@ -255,11 +256,17 @@ class _TwoFactorSPD:
         self.W3 = W3 = np.ascontiguousarray(W).reshape(N, p, q)
         self.batched = N >= self.BATCH_MIN
         if self.batched:
-            Binv = fb.inverse_view()
-            V = (W3.reshape(N * p, q) @ Binv).reshape(N, p, q)  # W_i B⁻¹
-            self.Z = np.matmul(fa.inverse_view(), V)  # A⁻¹ W_i B⁻¹ (one GEMM per observation)
-            del V
-            self.q = np.einsum("nij,nij->n", W3, self.Z)
+            # Blocks of a few observations: the temporaries stay small and in cache, and each
+            # block is a handful of large GEMM calls (no Python loop over observations).
+            self.step = max(1, (1 << 19) // (p * q))
+            Ainv, Binv = fa.inverse_view(), fb.inverse_view()
+            self.Z = np.empty_like(W3)
+            self.q = np.empty(N, dtype=W3.dtype)
+            for s in range(0, N, self.step):
+                Wb = W3[s : s + self.step]
+                Vb = (Wb.reshape(-1, q) @ Binv).reshape(Wb.shape)  # W_i B⁻¹
+                Zb = np.matmul(Ainv, Vb, out=self.Z[s : s + self.step])  # A⁻¹ W_i B⁻¹
+                self.q[s : s + self.step] = np.einsum("nij,nij->n", Wb, Zb)
         else:
             X1 = _rmul_tri(W3.reshape(N * p, q), fb, inverse_transpose=True)  # W_i L_B⁻ᵀ
             T = np.ascontiguousarray(X1.reshape(N, p, q).transpose(1, 0, 2))  # (p, N, q)
@@ -276,12 +283,13 @@ class _TwoFactorSPD:
     def _grads_batched(self, c: np.ndarray):
         N, p, q, W3 = self.N, self.p, self.q_dim, self.W3
         Z2c, self.Z = self.Z, None  # scaled in place (a fresh array costs page faults)
-        Z2c *= (2.0 * c)[:, None, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
-        GB = Z2c.reshape(N * p, q).T @ W3.reshape(N * p, q)  # 2 Σ c_i Z_iᵀ W_i
         GA = np.zeros((p, p), dtype=Z2c.dtype)
-        step = max(1, (1 << 19) // (p * q))  # a few observations per batched GEMM call
-        for s in range(0, N, step):
-            GA += np.matmul(Z2c[s : s + step], W3[s : s + step].transpose(0, 2, 1)).sum(axis=0)
+        GB = np.zeros((q, q), dtype=Z2c.dtype)
+        for s in range(0, N, self.step):
+            Zb, Wb = Z2c[s : s + self.step], W3[s : s + self.step]
+            Zb *= (2.0 * c[s : s + self.step])[:, None, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
+            GB += Zb.reshape(-1, q).T @ Wb.reshape(-1, q)  # 2 Σ c_i Z_iᵀ W_i
+            GA += np.matmul(Zb, Wb.transpose(0, 2, 1)).sum(axis=0)  # 2 Σ c_i Z_i W_iᵀ
         gA = GA @ self.fa.inverse_view()
         gB = GB @ self.fb.inverse_view()
         gA = -0.25 * (gA + gA.T)
