@@ -10,21 +10,28 @@ import time
 from collections.abc import Callable
 
 
-def best_of(fn: Callable[[], object], repeat: int = 5, min_total: float = 0.0) -> float:
-    """Best wall time of ``repeat`` calls (more calls while the total is below ``min_total``)."""
+def best_of(fn: Callable[[], object], repeat: int = 5, target: float = 0.05) -> float:
+    """Seconds per call of ``fn``: the best of ``repeat`` timings, timeit-style.
+
+    Fast functions are called in a loop of ``number`` calls (chosen so that one loop takes about
+    ``target`` seconds) with the garbage collector off, and the loop time is divided by
+    ``number``; slow ones are called once per repeat. The same procedure times every library.
+    """
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    number = max(1, int(target / max(once, 1e-7)))
     best = float("inf")
-    total = 0.0
-    n = 0
-    while n < repeat or total < min_total:
+    for _ in range(repeat):
         gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        best = min(best, dt)
-        total += dt
-        n += 1
-        if n >= 1000:
-            break
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / number)
+        finally:
+            gc.enable()
     return best
 
 

@@ -100,35 +100,40 @@ def matmul8(m, seed=1):
 
 
 def section_peers(sizes, quick, md):
+    """Each library is timed in its own phase (kronkit for every size first, then each peer),
+    so that no library's idle worker threads (torch's OpenMP pool, XLA's, OpenBLAS's) compete
+    with the one being timed."""
+    probs = {m: problem(m) for m in sizes}
+    ref = {m: kronkit_grad(*probs[m]) for m in sizes}
+    t_k = {m: best_of(lambda m=m: kronkit_grad(*probs[m]), repeat=3 if m >= 1000 else 10)
+           for m in sizes}
+    t_8 = {m: matmul8(m) for m in sizes if m >= 200}
+    t_lo, err_lo, err_def = {}, {}, {}
+    for m in sizes:
+        t_lo[m] = best_of(lambda m=m: lo_grad(*probs[m]), repeat=1 if m >= 1000 else 3)
+        err_lo[m] = rel(lo_grad(*probs[m]), ref[m])
+        err_def[m] = rel(lo_grad(*probs[m], exact=False), ref[m])
+    t_jax, err_jax = {}, {}
+    for m in [m for m in sizes if m <= 64]:
+        f = jax_dense(m)
+        f(*probs[m])  # compile
+        t_jax[m] = best_of(lambda m=m, f=f: f(*probs[m]), repeat=1 if m == 64 else 3)
+        err_jax[m] = rel(f(*probs[m]), ref[m])
+    t_seed, err_seed = {}, {}
+    for m in [m for m in sizes if m <= (32 if quick else 64)]:
+        t_seed[m] = best_of(lambda m=m: seed_grad(*probs[m]), repeat=1)
+        err_seed[m] = rel(seed_grad(*probs[m]), ref[m])
     rows = []
     for m in sizes:
-        A, B, y = problem(m)
-        ref = kronkit_grad(A, B, y)
-        t_k = best_of(lambda: kronkit_grad(A, B, y), repeat=3 if m >= 1000 else 10,  # noqa: B023
-                      min_total=0.5 if m < 200 else 0.0)
-        t_lo = best_of(lambda: lo_grad(A, B, y), repeat=1 if m >= 1000 else 3)  # noqa: B023
-        err_lo = rel(lo_grad(A, B, y), ref)
-        lo_def = lo_grad(A, B, y, exact=False)
-        err_def = rel(lo_def, ref)
-        t_jax = err_jax = None
-        if m <= 64:
-            f = jax_dense(m)
-            f(A, B, y)  # compile
-            t_jax = best_of(lambda: f(A, B, y), repeat=1 if m == 64 else 3)  # noqa: B023
-            err_jax = rel(f(A, B, y), ref)
-        t_seed = err_seed = None
-        if m <= (32 if quick else 64):
-            t_seed = best_of(lambda: seed_grad(A, B, y), repeat=1)  # noqa: B023
-            err_seed = rel(seed_grad(A, B, y), ref)
-        t_8 = matmul8(m) if m >= 200 else None
+        tk = t_k[m]
         rows.append([
-            str(m), f"{m * m:,}", fmt_time(t_k),
-            fmt_time(t_lo), fmt_ratio(t_lo / t_k), f"{err_lo:.1e}", f"{err_def:.1e}",
-            fmt_time(t_jax), fmt_ratio(t_jax / t_k if t_jax else None),
-            "—" if err_jax is None else f"{err_jax:.1e}",
-            fmt_time(t_seed), fmt_ratio(t_seed / t_k if t_seed else None),
-            "—" if err_seed is None else f"{err_seed:.1e}",
-            "—" if t_8 is None else f"{t_k / t_8:.2f}",
+            str(m), f"{m * m:,}", fmt_time(tk),
+            fmt_time(t_lo[m]), fmt_ratio(t_lo[m] / tk), f"{err_lo[m]:.1e}", f"{err_def[m]:.1e}",
+            fmt_time(t_jax.get(m)), fmt_ratio(t_jax[m] / tk if m in t_jax else None),
+            f"{err_jax[m]:.1e}" if m in err_jax else "—",
+            fmt_time(t_seed.get(m)), fmt_ratio(t_seed[m] / tk if m in t_seed else None),
+            f"{err_seed[m]:.1e}" if m in err_seed else "—",
+            f"{tk / t_8[m]:.2f}" if m in t_8 else "—",
         ])
     cols = ["m=n", "P", "kronkit", "lin_op exact", "speed-up", "rel diff",
             "lin_op default (CG) rel err", "JAX dense", "speed-up", "rel diff",
