@@ -35,6 +35,16 @@ def best_of(fn: Callable[[], object], repeat: int = 5, target: float = 0.05) -> 
     return best
 
 
+def timed(fn: Callable[[], object], repeat: int = 3) -> tuple[float, object]:
+    """(best wall time of ``repeat`` calls, result of the last call) — for slow functions."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MB.
 

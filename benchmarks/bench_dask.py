@@ -43,7 +43,7 @@ import numpy as np
 import kronkit
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import fmt_time, peak_rss_mb, print_table
+from _common import fmt_time, peak_rss_mb, print_table, timed
 
 
 def _quiet_fit(X, n_iter):
@@ -54,15 +54,6 @@ def _quiet_fit(X, n_iter):
 
 def _rel(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-def _timed(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,12 +83,12 @@ def in_memory(sizes, n_iter, n_chunks, repeat, md):
         X = rng.standard_normal((N, p, q)) * np.outer(a, b) + 1.0
         chunk = -(-N // n_chunks)
         times, checks = {}, {}
-        times["NumPy (BLAS default threads)"], ref = _timed(partial(fit, X), repeat)
+        times["NumPy (BLAS default threads)"], ref = timed(partial(fit, X), repeat)
         with threadpool_limits(1):
-            times["NumPy (1 BLAS thread)"], _ = _timed(partial(fit, X), repeat)
+            times["NumPy (1 BLAS thread)"], _ = timed(partial(fit, X), repeat)
             Xd = da.from_array(X, chunks=(chunk, p, q))
             with dask.config.set(scheduler="threads"):
-                times[f"dask threads ({n_chunks} chunks)"], res = _timed(partial(fit, Xd), repeat)
+                times[f"dask threads ({n_chunks} chunks)"], res = timed(partial(fit, Xd), repeat)
                 checks[f"dask threads ({n_chunks} chunks)"] = _rel(key(res), key(ref))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -109,7 +100,7 @@ def in_memory(sizes, n_iter, n_chunks, repeat, md):
 
                 wait(Xp)
                 label = "LocalCluster (2 workers × 1 thread)"
-                times[label], res = _timed(partial(fit, Xp), repeat)
+                times[label], res = timed(partial(fit, Xp), repeat)
                 checks[label] = _rel(key(res), key(ref))
         base = min(times["NumPy (BLAS default threads)"], times["NumPy (1 BLAS thread)"])
         what = f"{name}, N×p×q = {N}×{p}×{q} ({N * p * q * 8 / 2**20:.0f} MB)"

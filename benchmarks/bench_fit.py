@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 import time
 import warnings
 
@@ -25,10 +27,13 @@ import numpy as np
 import scipy.linalg as sla
 from rich.console import Console
 from rich.table import Table
+
+sys.path.insert(0, os.path.dirname(__file__))
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 
 import kronkit
+from _common import timed
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -115,16 +120,6 @@ def _kronkit_hist(X, n_iter, **kw):
         return list(kronkit.separable_mle(X, max_iter=n_iter, tol=0.0, **kw).loglik_history)
 
 
-def _best(f, repeat):
-    """(best wall time, result of the last call)."""
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def per_iteration(run, k1: int, k2: int, repeat: int) -> tuple[float, float]:
     """(seconds per iteration, seconds of set-up + first k1 iterations).
 
@@ -132,8 +127,8 @@ def per_iteration(run, k1: int, k2: int, repeat: int) -> tuple[float, float]:
     difference in iterations actually made (a fit may stop early once ℓ stops changing).
     NaN if both runs stopped at the same iteration.
     """
-    t1, h1 = _best(lambda: run(k1), repeat)
-    t2, h2 = _best(lambda: run(k2), repeat)
+    t1, h1 = timed(lambda: run(k1), repeat)
+    t2, h2 = timed(lambda: run(k2), repeat)
     done = len(h2) - len(h1)
     return (max(t2 - t1, 0.0) / done if done > 0 else float("nan")), t1
 

@@ -839,6 +839,24 @@ def kpsvd(M: Any, shapes: Any, rank: int | None = None, *, structure: Any = None
                       maxiter=maxiter, level=level, bases=bases)
 
 
+def _samples_args(shape, rank, center, method, tol, random_state, structure):
+    """Validate the arguments shared by the NumPy and dask paths of :func:`kpsvd_samples`."""
+    N, p, q = shape
+    if min(N, p, q) < 1:
+        raise ValueError(f"`X` must have shape (N, p, q) with N, p, q >= 1, got {tuple(shape)}")
+    if rank is None:
+        raise TypeError("`rank` must be a positive int for kpsvd_samples, got None")
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"`center` must be a bool, got {center!r}")
+    shp = ((p, p), (q, q))
+    method = check_method(method)
+    tol = _check_tol(tol, "tol")
+    rng = rng_from(random_state)
+    level, bases = _parse_structure(structure, shp)
+    k = _check_rank(rank, _max_rank(shp, level, bases))
+    return shp, method, tol, rng, level, bases, k
+
+
 def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto",
                   random_state: Any = None, tol: float = DEFAULT_TOL, structure: Any = None,
                   maxiter: int | None = None) -> KPSVDResult:
@@ -898,18 +916,8 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
                                       maxiter=maxiter)
     Xa = as_float(X, "X", ndim=3, dtype=np.float64)
     N, p, q = Xa.shape
-    if min(N, p, q) < 1:
-        raise ValueError(f"`X` must have shape (N, p, q) with N, p, q >= 1, got {Xa.shape}")
-    if rank is None:
-        raise TypeError("`rank` must be a positive int for kpsvd_samples, got None")
-    if not isinstance(center, (bool, np.bool_)):
-        raise TypeError(f"`center` must be a bool, got {center!r}")
-    shp = ((p, p), (q, q))
-    method = check_method(method)
-    tol = _check_tol(tol, "tol")
-    rng = rng_from(random_state)
-    level, bases = _parse_structure(structure, shp)
-    k = _check_rank(rank, _max_rank(shp, level, bases))
+    shp, method, tol, rng, level, bases, k = _samples_args(
+        (N, p, q), rank, center, method, tol, random_state, structure)
     if level == "nonnegative" and (center or Xa.min() < 0):
         raise ValueError("`structure`='nonnegative' for samples needs center=False and X >= 0 "
                          "(a centred covariance has negative entries in general)")
@@ -962,18 +970,8 @@ def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, rand
         raise ValueError(f"`X` must be 3-D, got shape {X.shape}")
     Xd = row_chunks(X, "X")
     N, p, q = (int(v) for v in Xd.shape)
-    if min(N, p, q) < 1:
-        raise ValueError(f"`X` must have shape (N, p, q) with N, p, q >= 1, got {Xd.shape}")
-    if rank is None:
-        raise TypeError("`rank` must be a positive int for kpsvd_samples, got None")
-    if not isinstance(center, (bool, np.bool_)):
-        raise TypeError(f"`center` must be a bool, got {center!r}")
-    shp = ((p, p), (q, q))
-    method = check_method(method)
-    tol = _check_tol(tol, "tol")
-    rng = rng_from(random_state)
-    level, bases = _parse_structure(structure, shp)
-    k = _check_rank(rank, _max_rank(shp, level, bases))
+    shp, method, tol, rng, level, bases, k = _samples_args(
+        (N, p, q), rank, center, method, tol, random_state, structure)
     if not center:
         mean = None
     if (center and mean is None) or level == "nonnegative":  # one pass: mean, NaN/Inf, min
