@@ -172,6 +172,36 @@ def _parse_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
     return p, q
 
 
+def _sample_shape(arr_shape: tuple[int, ...], shape: Any, name: str) -> tuple[int, int, int]:
+    """The ``(N, p, q)`` that samples of shape ``arr_shape`` stand for (rules in as_samples)."""
+    arr_shape = tuple(int(v) for v in arr_shape)
+    if len(arr_shape) == 3:
+        if shape is not None and _parse_shape(shape) != arr_shape[1:]:
+            raise ValueError(
+                f"`shape` {tuple(shape)!r} does not match `{name}` of shape {arr_shape} "
+                f"(expected shape=None or {arr_shape[1:]})"
+            )
+        out = arr_shape
+    elif len(arr_shape) == 2:
+        P = arr_shape[1]
+        p, q = (P, 1) if shape is None else _parse_shape(shape)
+        if p * q != P:
+            raise ValueError(
+                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
+                f"{arr_shape}"
+            )
+        out = (arr_shape[0], p, q)
+    else:
+        raise ValueError(
+            f"`{name}` must have shape (N, p, q), or (N, P) with `shape=(p, q)`, got shape "
+            f"{arr_shape}"
+        )
+    if min(out) == 0:
+        raise ValueError(f"`{name}` must hold at least one non-empty observation, got shape "
+                         f"{arr_shape}")
+    return out
+
+
 def as_samples(X: Any, shape: Any = None, name: str = "X") -> np.ndarray:
     """Validate samples: a C-contiguous float64 array of shape (N, p, q) (read-only use).
 
@@ -180,31 +210,8 @@ def as_samples(X: Any, shape: Any = None, name: str = "X") -> np.ndarray:
     is read as ``(p, q) = (P, 1)``: an unstructured covariance (``A`` is P×P, ``B`` = [[1]]).
     """
     arr = as_float(X, name, dtype=np.float64)
-    if arr.ndim == 3:
-        if shape is not None and _parse_shape(shape) != arr.shape[1:]:
-            raise ValueError(
-                f"`shape` {tuple(shape)!r} does not match `{name}` of shape {arr.shape} "
-                f"(expected shape=None or {arr.shape[1:]})"
-            )
-        out = arr
-    elif arr.ndim == 2:
-        P = arr.shape[1]
-        p, q = (P, 1) if shape is None else _parse_shape(shape)
-        if p * q != P:
-            raise ValueError(
-                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
-                f"{arr.shape}"
-            )
-        out = arr.reshape(arr.shape[0], p, q)
-    else:
-        raise ValueError(
-            f"`{name}` must have shape (N, p, q), or (N, P) with `shape=(p, q)`, got shape "
-            f"{arr.shape}"
-        )
-    if out.shape[0] == 0 or out.shape[1] == 0 or out.shape[2] == 0:
-        raise ValueError(f"`{name}` must hold at least one non-empty observation, got shape "
-                         f"{arr.shape}")
-    return np.ascontiguousarray(out, dtype=np.float64)  # may share memory with `X`
+    dims = _sample_shape(arr.shape, shape, name)
+    return np.ascontiguousarray(arr.reshape(dims), dtype=np.float64)  # may share memory with `X`
 
 
 def as_dask_samples(X: Any, shape: Any = None, name: str = "X") -> Any:
@@ -218,31 +225,9 @@ def as_dask_samples(X: Any, shape: Any = None, name: str = "X") -> Any:
         raise TypeError(f"`{name}` is complex ({X.dtype}); the estimators take real data")
     if kind not in "biuf":
         raise TypeError(f"`{name}` must be a real numeric array, got dtype {X.dtype}")
-    if X.ndim == 3:
-        if shape is not None and _parse_shape(shape) != tuple(X.shape[1:]):
-            raise ValueError(
-                f"`shape` {tuple(shape)!r} does not match `{name}` of shape {X.shape} "
-                f"(expected shape=None or {tuple(X.shape[1:])})"
-            )
-        out = row_chunks(X, name)
-    elif X.ndim == 2:
-        P = X.shape[1]
-        p, q = (P, 1) if shape is None else _parse_shape(shape)
-        if p * q != P:
-            raise ValueError(
-                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
-                f"{X.shape}"
-            )
-        out = row_chunks(X, name).reshape(X.shape[0], p, q)
-    else:
-        raise ValueError(
-            f"`{name}` must have shape (N, p, q), or (N, P) with `shape=(p, q)`, got shape "
-            f"{X.shape}"
-        )
-    if min(out.shape) == 0:
-        raise ValueError(f"`{name}` must hold at least one non-empty observation, got shape "
-                         f"{X.shape}")
-    return out
+    Xr = row_chunks(X, name) if X.ndim in (2, 3) else X  # rejects unknown chunk sizes first
+    dims = _sample_shape(Xr.shape, shape, name)
+    return Xr if Xr.ndim == 3 else Xr.reshape(dims)
 
 
 def existence_threshold(p: int, q: int) -> float:
