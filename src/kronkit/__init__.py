@@ -20,7 +20,9 @@ from ._distributions import KronNormalGrad as KronNormalGrad
 from ._distributions import KronT as KronT
 from ._distributions import KronTGrad as KronTGrad
 from ._errors import ConvergenceWarning as ConvergenceWarning
+from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._errors import DomainError as DomainError
+from ._errors import IllConditionedWarning as IllConditionedWarning
 from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
 from ._errors import SingularFactorError as SingularFactorError
 from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
@@ -65,7 +67,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ConvergenceWarning",
+    "DENSE_MAX_BYTES",
     "DomainError",
+    "IllConditionedWarning",
     "InvQuadGrad",
     "KPSVDResult",
     "Kron",

@@ -6,11 +6,27 @@ Error messages name the argument and show what was expected and what was given.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_float", "check_finite", "check_square", "float_dtype"]
+__all__ = [
+    "DENSE_MAX_BYTES",
+    "as_float",
+    "check_dense_size",
+    "check_finite",
+    "check_int",
+    "check_random_state",
+    "check_scalar",
+    "check_square",
+    "float_dtype",
+]
+
+#: The largest dense array (in bytes) that kronkit allocates without being asked explicitly:
+#: ``to_dense`` and every route that forms a P×P matrix refuse above it (pass ``max_bytes=`` to
+#: those that take it to raise the limit for one call). 2 GiB = a 16 384 × 16 384 float64 matrix.
+DENSE_MAX_BYTES = 2 * 1024**3
 
 
 def float_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -97,3 +113,56 @@ def check_scalar(x: Any, name: str) -> float:
     if not np.isfinite(val):
         raise ValueError(f"`{name}` must be finite, got {val}")
     return val
+
+
+def check_int(x: Any, name: str, *, min_value: int | None = None) -> int:
+    """Return ``x`` as a Python int, or raise naming ``name``.
+
+    ``TypeError`` for anything that is not an integer (``bool``, floats and strings included);
+    ``ValueError`` when ``x < min_value``.
+    """
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int, got {x!r} ({type(x).__name__})")
+    val = int(x)
+    if min_value is not None and val < min_value:
+        raise ValueError(f"`{name}` must be an int >= {min_value}, got {val}")
+    return val
+
+
+def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
+    """A ``numpy.random.Generator`` from ``None``, an int, a ``SeedSequence``, a
+    ``BitGenerator``, a ``Generator`` (returned as is) or a legacy ``RandomState`` (its bit
+    generator is used); anything else raises ``TypeError`` naming ``name``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.Generator(random_state._bit_generator)
+    ok = random_state is None or isinstance(
+        random_state, (np.random.SeedSequence, np.random.BitGenerator)
+    ) or (isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool))
+    if not ok:
+        raise TypeError(
+            f"`{name}` must be None, an int, a SeedSequence, a BitGenerator, a numpy Generator or "
+            f"a RandomState, got {random_state!r} ({type(random_state).__name__})"
+        )
+    if isinstance(random_state, numbers.Integral) and random_state < 0:
+        raise ValueError(f"`{name}` must be a non-negative int seed, got {random_state}")
+    return np.random.default_rng(random_state)
+
+
+def check_dense_size(shape: tuple[int, ...], dtype: Any, what: str,
+                     max_bytes: int | None = None) -> None:
+    """Refuse to allocate a dense array of ``shape`` above ``max_bytes`` (default
+    :data:`DENSE_MAX_BYTES`) with a ``ValueError`` that says what was asked and how to proceed."""
+    limit = DENSE_MAX_BYTES if max_bytes is None else int(max_bytes)
+    n = 1
+    for s in shape:
+        n *= int(s)
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes > limit:
+        dims = " × ".join(str(int(s)) for s in shape)
+        raise ValueError(
+            f"{what} would allocate a dense {dims} array of {nbytes / 1024**3:.3g} GiB, above the "
+            f"limit of {limit / 1024**3:.3g} GiB (kronkit.DENSE_MAX_BYTES, or `max_bytes=` where "
+            "the function takes it); use the structured operations instead"
+        )

@@ -8,10 +8,12 @@ Every error kronkit raises on bad input is one of the standard types (``ValueErr
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import LinAlgWarning
 
 __all__ = [
     "ConvergenceWarning",
     "DomainError",
+    "IllConditionedWarning",
     "NotPositiveDefiniteError",
     "SingularFactorError",
 ]
@@ -64,3 +66,24 @@ class DomainError(ValueError):
 
 class ConvergenceWarning(UserWarning):
     """An iterative method stopped before meeting its tolerance."""
+
+
+class IllConditionedWarning(LinAlgWarning):
+    """A factor is so ill-conditioned that results lose more than half of their digits.
+
+    Issued when a factor's estimated reciprocal condition number is below ``sqrt(eps)`` (but
+    above ``eps``, where :class:`SingularFactorError` is raised instead). A subclass of
+    ``scipy.linalg.LinAlgWarning``, so filters written for SciPy apply.
+
+    Attributes
+    ----------
+    factor : int or None
+        Index of the offending factor.
+    rcond : float or None
+        Its estimated reciprocal condition number.
+    """
+
+    def __init__(self, message: str, *, factor: int | None = None, rcond: float | None = None):
+        super().__init__(message)
+        self.factor = factor
+        self.rcond = rcond
