@@ -395,10 +395,17 @@ def test_bad_observations(rng):
             dist.logpdf(Y + 1j)
 
 
-@pytest.mark.parametrize("df", [0.0, -1.0, np.nan, np.inf])
+@pytest.mark.parametrize("df", [0.0, -1.0, np.nan, -np.inf])
 def test_bad_df(rng, df):
     factors, mu, _ = _setup(rng, (2, 3))
     with pytest.raises(ValueError, match="`df`"):
+        KronT(mu, factors, df)
+
+
+@pytest.mark.parametrize("df", ["3", None, [3.0], np.ones(2)])
+def test_bad_df_type(rng, df):
+    factors, mu, _ = _setup(rng, (2, 3))
+    with pytest.raises(TypeError, match="`df`"):
         KronT(mu, factors, df)
 
 
@@ -454,3 +461,231 @@ def test_inputs_not_modified(rng):
 def test_exports():
     for name in ("KronNormal", "KronT", "KronNormalGrad", "KronTGrad"):
         assert name in kronkit.__all__ and hasattr(kronkit, name)
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 9: the t at large ν (mpmath references), ν = ∞, copies, dtype, threads
+# ---------------------------------------------------------------------------------------
+mpmath = pytest.importorskip("mpmath")
+
+# ν from 1e-2 to 1e300: the naive lgamma difference is off by 3e-6 at 1e10 and by 44 at 1e16.
+NU_GRID = [1e-2, 0.5, 3.0, 19.9, 20.1, 1e3, 1e6, 1e10, 1e16, 1e50, 1e300]
+
+
+def _mp_t_parts(nu, P, delta):
+    """mpmath (enough digits for the cancellation at this ν): normalizer N, kernel K,
+    ∂(N+K)/∂ν, the entropy excess E over the Gaussian, and a condition scale for ∂/∂ν
+    (``|ν ∂g/∂ν| + |P ∂g/∂P| + |δ ∂g/∂δ|``: what relative perturbations of the inputs, or of
+    ``u = P/ν``, change; it matters only where g crosses 0, e.g. g ≡ 0 for P = 2, δ = 0)."""
+    mp = mpmath.mp
+    with mpmath.workdps(30 + 2 * int(max(0.0, np.log10(nu)))):
+        n, Pm, d = mp.mpf(nu), mp.mpf(P), mp.mpf(delta)
+
+        def norm(n):
+            return mp.loggamma((n + Pm) / 2) - mp.loggamma(n / 2) - Pm / 2 * mp.log(n * mp.pi)
+
+        def dnu(n, d, Pm=Pm):
+            x, a, t = n / 2, Pm / 2, d / n
+            return (mp.digamma(x + a) - mp.digamma(x) - a / x + t / (1 + t) - mp.log1p(t)
+                    + Pm * d / (n * (n + d))) / 2
+
+        N = norm(n)
+        K = -(n + Pm) / 2 * mp.log1p(d / n)
+        G = dnu(n, d)
+        x, a = n / 2, Pm / 2
+        E = -N + (x + a) * (mp.digamma(x + a) - mp.digamma(x)) - a * (1 + mp.log(2 * mp.pi))
+        h = mp.mpf(10) ** (-(mp.dps // 3))
+        cond = abs(dnu(n * (1 + h), d) - dnu(n * (1 - h), d)) / (2 * h)
+        cond += abs(dnu(n, d, Pm * (1 + h)) - dnu(n, d, Pm * (1 - h))) / (2 * h)
+        if delta:
+            cond += abs(dnu(n, d * (1 + h)) - dnu(n, d * (1 - h))) / (2 * h)
+        return float(N), float(K), float(G), float(E), float(cond)
+
+
+def _dense_delta_logdet(factors, mu, Y):
+    S = dense_kron(*factors)
+    W = Y - mu
+    delta = np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T)
+    return delta, np.linalg.slogdet(S)[1]
+
+
+@pytest.mark.parametrize("dims", [(3,), (2, 3), (2, 3, 2)])
+def test_t_accurate_for_every_df_against_mpmath(rng, dims):
+    """Regression (issue 9): logpdf, pdf, entropy and ∂ℓ/∂ν lost all accuracy for large ν."""
+    factors = _factors(rng, dims, cond_cap=10.0)
+    P = int(np.prod(dims))
+    mu = rng.standard_normal(P)
+    Y = mu + rng.standard_normal((3, P)) * np.array([[0.3], [1.0], [2.5]])
+    delta, logdet = _dense_delta_logdet(factors, mu, Y)
+    for nu in NU_GRID:
+        dist = KronT(mu, factors, nu)
+        parts = [_mp_t_parts(nu, P, d) for d in delta]
+        ref_logpdf = np.array([N + K for N, K, *_ in parts]) - 0.5 * logdet
+        ref_dnu = np.array([g[2] for g in parts])
+        cond = np.array([g[4] for g in parts])
+        ref_entropy = 0.5 * (P * (1 + np.log(2 * np.pi)) + logdet) + parts[0][3]
+        np.testing.assert_allclose(dist.logpdf(Y), ref_logpdf, rtol=RTOL, err_msg=f"nu={nu}")
+        np.testing.assert_allclose(dist.pdf(Y), np.exp(ref_logpdf), rtol=1e-9, err_msg=f"nu={nu}")
+        np.testing.assert_allclose(dist.entropy(), ref_entropy, rtol=RTOL, err_msg=f"nu={nu}")
+        g = dist.logpdf_grad(Y, reduce=None)
+        np.testing.assert_allclose(g.value, ref_logpdf, rtol=RTOL, err_msg=f"nu={nu}")
+        # ∂ℓ/∂ν → 0 like 1/ν²; accurate relative to its value (and its condition scale)
+        err = np.abs(g.df - ref_dnu)
+        assert np.all(err <= RTOL * np.maximum(np.abs(ref_dnu), cond) + 1e-300), (nu, err, ref_dnu)
+        gs = dist.logpdf_grad(Y)
+        np.testing.assert_allclose(gs.df, ref_dnu.sum(), rtol=RTOL,
+                                   atol=RTOL * cond.sum() + 1e-300, err_msg=f"nu={nu}")
+
+
+def test_t_reproducer_from_issue_9():
+    y = np.linspace(-1, 1, 6)
+    scale = [np.eye(2), np.eye(3)]
+    truth = st.multivariate_normal(np.zeros(6), np.eye(6)).logpdf(y) - 0.0  # ν = 1e16: −6.9136…
+    val = KronT(None, scale, 1e16).logpdf(y)
+    np.testing.assert_allclose(val, truth, rtol=1e-14)  # was −51.4
+    np.testing.assert_allclose(val, float(KronNormal(None, scale).logpdf(y)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("df", [40.0, 1e3, 1e4])
+def test_t_moderate_df_matches_scipy(rng, df):
+    # scipy's lgamma difference is still accurate to ~1e-12 here
+    factors, mu, Y = _setup(rng, (2, 3))
+    ref = st.multivariate_t(mu, dense_kron(*factors), df=df)
+    dist = KronT(mu, factors, df)
+    np.testing.assert_allclose(dist.logpdf(Y), ref.logpdf(Y), rtol=RTOL)
+    np.testing.assert_allclose(dist.entropy(), ref.entropy(), rtol=RTOL)
+
+
+@pytest.mark.parametrize("dims", [(2, 3), (3, 1, 2)])
+@pytest.mark.parametrize("df", [1e300, np.inf])
+def test_t_tends_to_normal(rng, dims, df):
+    factors, mu, Y = _setup(rng, dims)
+    t, n = KronT(mu, factors, df), KronNormal(mu, factors)
+    ref = st.multivariate_normal(mu, dense_kron(*factors))
+    np.testing.assert_allclose(t.logpdf(Y), ref.logpdf(Y), rtol=RTOL)
+    np.testing.assert_allclose(t.logpdf(Y), n.logpdf(Y), rtol=1e-14)
+    np.testing.assert_allclose(t.entropy(), n.entropy(), rtol=1e-14)
+    for reduce in ("sum", None):
+        gt, gn = t.logpdf_grad(Y, reduce=reduce), n.logpdf_grad(Y, reduce=reduce)
+        np.testing.assert_allclose(gt.value, gn.value, rtol=1e-14)
+        np.testing.assert_allclose(gt.loc, gn.mean, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(gt.y, gn.y, rtol=1e-13, atol=1e-14)
+        for a, b in zip(gt.factors, gn.factors, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+        assert np.all(np.abs(gt.df) <= 1e-290)
+    if np.isinf(df):
+        assert "df=inf" in repr(t)
+        np.testing.assert_array_equal(t.rvs(4, random_state=3), n.rvs(4, random_state=3))
+        np.testing.assert_allclose(t.cov.to_dense(), dense_kron(*factors), rtol=1e-15)
+        sref = st.multivariate_t(mu, dense_kron(*factors), df=np.inf)  # scipy: the normal
+        np.testing.assert_allclose(t.logpdf(Y), sref.logpdf(Y), rtol=RTOL)
+
+
+def test_special_functions_against_mpmath():
+    """kronkit._special (also used by the t estimator) on a grid of ν, P and δ."""
+    from kronkit import _special as sp
+
+    for nu in [1e-2, 1.0, 19.9, 20.1, 1e4, 1e10, 1e16, 1e100, 1e300]:
+        for P in [1, 2, 7, 10**4, 10**7]:
+            for delta in [0.0, P + np.sqrt(2.0 * P), 30.0 * P]:
+                N, K, G, E, cond = _mp_t_parts(nu, P, delta)
+                tag = f"nu={nu}, P={P}, delta={delta}"
+                np.testing.assert_allclose(sp.t_log_normalizer(nu, P), N, rtol=1e-12, err_msg=tag)
+                np.testing.assert_allclose(sp.t_log_kernel(nu, P, delta), K, rtol=1e-12,
+                                           atol=1e-300, err_msg=tag)
+                np.testing.assert_allclose(sp.t_entropy_excess(nu, P), E, rtol=1e-12,
+                                           atol=1e-300, err_msg=tag)
+                got = sp.t_logpdf_dnu(nu, P, delta)
+                assert abs(got - G) <= 1e-12 * max(abs(G), cond) + 1e-300, (tag, got, G)
+                split = sp.t_log_normalizer_dnu(nu, P) + sp.t_log_kernel_dnu(nu, P, delta)
+                assert abs(split - G) <= 1e-12 * max(abs(G), cond) + 1e-12 * abs(
+                    sp.t_log_normalizer_dnu(nu, P)) + 1e-300, (tag, split, G)
+    # ν = ∞: the Gaussian limits; arrays broadcast
+    assert sp.t_log_normalizer(np.inf, 6) == pytest.approx(-3 * np.log(2 * np.pi), rel=1e-15)
+    assert sp.t_log_kernel(np.inf, 6, 3.0) == -1.5
+    for f in (sp.t_log_normalizer_dnu, sp.t_entropy_excess):
+        assert f(np.inf, 6) == 0.0
+    for f in (sp.t_log_kernel_dnu, sp.t_logpdf_dnu):
+        assert f(np.inf, 6, 3.0) == 0.0
+    out = sp.t_logpdf_dnu(np.array([1.0, 1e20, np.inf]), 4, np.array([[0.5], [9.0]]))
+    assert out.shape == (2, 3) and np.all(np.isfinite(out))
+
+
+def _same_distribution(d1, d2, Y):
+    assert type(d1) is type(d2)
+    np.testing.assert_array_equal(d1.logpdf(Y), d2.logpdf(Y))
+    np.testing.assert_array_equal(d1.loc, d2.loc)
+    for a, b in zip(d1.scale.factors, d2.scale.factors, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert d1.dtype == d2.dtype
+    if isinstance(d1, KronT):
+        assert d1.df == d2.df
+
+
+@pytest.mark.parametrize("protocol", list(range(6)) + ["deepcopy", "copy"])
+def test_pickle_and_copies_stay_immutable(rng, protocol):
+    """Regression (issue 9): after pickle / deepcopy the location came back writeable."""
+    import copy
+    import pickle
+
+    factors, mu, Y = _setup(rng, (2, 3))
+    dists = [KronNormal(mu, factors), KronT(mu, factors, 3.5), KronT(mu, factors, np.inf),
+             KronT(mu.astype(np.float32), [f.astype(np.float32) for f in factors], 7.0)]
+    for dist in dists:
+        dist.logpdf_grad(Y)  # fill whatever is cached
+        if protocol == "deepcopy":
+            new = copy.deepcopy(dist)
+        elif protocol == "copy":
+            new = copy.copy(dist)
+        else:
+            new = pickle.loads(pickle.dumps(dist, protocol=protocol))
+        _same_distribution(dist, new, Y)
+        for arr in (new.loc, *new.scale.factors):
+            assert not arr.flags.writeable
+            with pytest.raises(ValueError):
+                arr[0] = 1.0
+        # the copy's factorisations are those of its own factors: check against the dense truth
+        S = dense_kron(*new.scale.factors).astype(np.float64)
+        W = Y - mu
+        np.testing.assert_allclose(
+            new.mahalanobis_sq(Y), np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T),
+            rtol=1e-10 if new.dtype == np.float64 else 1e-4,
+        )
+        g = new.logpdf_grad(Y)
+        np.testing.assert_allclose(g.value, dist.logpdf_grad(Y).value, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rvs_follow_the_distribution_dtype(rng, dtype):
+    """Regression (issue 9): KronNormal(float32 factors).rvs() returned float64."""
+    factors = [f.astype(dtype) for f in _factors(rng, (2, 3))]
+    for dist in (KronNormal(None, factors), KronT(None, factors, 4.0), KronT(None, factors, np.inf)):
+        assert dist.dtype == dtype
+        assert dist.rvs(random_state=0).dtype == dtype
+        assert dist.rvs(5, random_state=0).dtype == dtype
+        assert dist.rvs(5, random_state=np.random.RandomState(0)).dtype == dtype
+        ref = type(dist)(None, [f.astype(np.float64) for f in factors],
+                         *([dist.df] if isinstance(dist, KronT) else []))
+        np.testing.assert_allclose(dist.rvs(5, random_state=1), ref.rvs(5, random_state=1),
+                                   rtol=1e-5 if dtype == np.float32 else 0, atol=1e-5)
+
+
+def test_distributions_shared_across_threads(rng):
+    """One KronNormal / KronT used by 8 threads gives the serial results exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    factors, mu, _ = _setup(rng, (4, 5))
+    batches = [rng.standard_normal((3, 20)) for _ in range(32)]
+    for make in (lambda: KronNormal(mu, factors), lambda: KronT(mu, factors, 2.5)):
+        serial = make()
+        want = [serial.logpdf_grad(Yb, reduce=None) for Yb in batches]
+        shared = make()  # fresh: every cache is filled by the threads at once
+        with ThreadPoolExecutor(8) as ex:
+            got = list(ex.map(lambda Yb: shared.logpdf_grad(Yb, reduce=None), batches))
+        for a, b in zip(got, want, strict=True):
+            for x, y in zip(a, b, strict=True):
+                if isinstance(x, tuple):
+                    for xi, yi in zip(x, y, strict=True):
+                        np.testing.assert_array_equal(xi, yi)
+                else:
+                    np.testing.assert_array_equal(x, y)
