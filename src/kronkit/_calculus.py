@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg.blas import get_blas_funcs
 
-from ._checks import as_float, check_scalar
+from ._checks import as_float, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._kron import Kron, _Factorization, _mode_solve, as_kron
@@ -151,11 +151,62 @@ def _check_reduce(reduce: Any) -> None:
         raise ValueError(f"`reduce` must be 'sum', 'mean' or None, got {reduce!r}")
 
 
-def _beta(q: np.ndarray, alpha: float) -> np.ndarray:
+def _check_q(q: np.ndarray, K: Kron, W: np.ndarray) -> None:
+    """The inputs are finite, so a non-finite q is an overflow of the computation."""
+    if not np.all(np.isfinite(q)):
+        raise overflow_error("the quadratic form (y-mu)ᵀ S⁻¹ (y-mu)", **{"y - mu": W},
+                             factors=K.factors)
+
+
+def _check_outputs(K: Kron, W: np.ndarray, *arrays: Any) -> None:
+    """Raise ``OverflowError`` (naming the inputs) if a gradient overflowed."""
+    for a in arrays:
+        if isinstance(a, tuple):
+            _check_outputs(K, W, *a)
+        elif not np.all(np.isfinite(a)):
+            raise overflow_error("the gradient", **{"y - mu": W}, factors=K.factors)
+
+
+def _empty_batch(K: Kron, W: np.ndarray, mua, reduce, what: str, with_alpha: bool):
+    """Results for a batch of N = 0 observations (the factorisations are still checked).
+
+    ``reduce=None``: empty arrays of the per-observation shapes; ``"sum"``: zeros (an empty
+    sum); ``"mean"``: ``ValueError`` (the mean of no observations is undefined).
+    """
+    K._factorizations(what)  # the same SingularFactorError / warning as a non-empty batch
+    if reduce == "mean":
+        raise ValueError(
+            f"reduce='mean' needs at least one observation: `y` has shape {W.shape} "
+            "(the mean of no observations is undefined); use reduce='sum' or None"
+        )
+    dt, P = W.dtype, K.shape[1]
+    g_y = np.zeros((0, P), dtype=dt)
+    if reduce is None:
+        factors = tuple(np.zeros((0, p, p), dtype=dt) for p in K.col_dims)
+        out = [np.zeros(0, dtype=dt), factors, g_y, np.zeros((0, P), dtype=dt)]
+        if with_alpha:
+            out.append(np.zeros(0, dtype=dt))
+        return out
+    factors = tuple(np.zeros((p, p), dtype=dt) for p in K.col_dims)
+    g_mu = np.zeros((0, P), dtype=dt) if (mua is not None and mua.ndim == 2) else np.zeros(P, dt)
+    out = [0.0, factors, g_y, g_mu]
+    if with_alpha:
+        out.append(0.0)
+    return out
+
+
+def _beta(q: np.ndarray, alpha: float, W: np.ndarray | None = None) -> np.ndarray:
     beta = alpha + q
     bad = np.flatnonzero(~(beta > 0))
     if bad.size:
         i = int(bad[0])
+        if W is not None and q[i] == 0 and np.any(W[i] != 0):
+            raise DomainError(
+                f"log(alpha + q) is undefined: q = (y-mu)ᵀ S⁻¹ (y-mu) underflowed to 0 for "
+                f"observation {i} (|y - mu| up to {float(np.max(np.abs(W[i]))):.3g}) and "
+                f"alpha = {alpha:.6g}; rescale the inputs",
+                value=beta[bad],
+            )
         raise DomainError(
             f"log(alpha + q) is undefined: beta = alpha + q must be > 0, got beta = {beta[i]:.6g} "
             f"(alpha = {alpha:.6g}, q = {q[i]:.6g}) for observation {i}"
@@ -454,8 +505,12 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
         return _log_quad_dask(K, y, mu, alpha)
     K, W, _, single = _prepare(K, y, mu, "log_quad")
     a = check_scalar(alpha, "alpha")
+    if W.shape[0] == 0:
+        K._factorizations("log_quad")
+        return np.zeros(0, dtype=W.dtype)
     state = _QuadState(K, W)
-    lam = np.log(_beta(state.q, a))
+    _check_q(state.q, K, W)
+    lam = np.log(_beta(state.q, a, W))
     return float(lam[0]) if single else lam
 
 
@@ -513,14 +568,18 @@ def log_quad_grad(
         return _log_quad_grad_dask(K, y, mu, alpha, reduce, method)
     K, W, mua, single = _prepare(K, y, mu, "log_quad_grad")
     a = check_scalar(alpha, "alpha")
+    if W.shape[0] == 0:
+        return LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_grad", True))
     if method == "kpsvd":
         return _log_quad_grad_kpsvd(K, W, mua, a, reduce, single)
     state = _QuadState(K, W)
-    beta = _beta(state.q, a)
+    _check_q(state.q, K, W)
+    beta = _beta(state.q, a, W)
     lam = np.log(beta)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = scale / beta
     factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
+    _check_outputs(K, W, factors, g_y)
     if single:
         return LogQuadGrad(float(lam[0]), factors, g_y, g_mu, float(c[0]))
     if reduce is None:
@@ -537,10 +596,14 @@ def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum")
     """
     _check_reduce(reduce)
     K, W, mua, single = _prepare(K, y, mu, "inv_quad_grad")
+    if W.shape[0] == 0:
+        return InvQuadGrad(*_empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
     state = _QuadState(K, W)
+    _check_q(state.q, K, W)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = np.full(W.shape[0], scale)
     factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
+    _check_outputs(K, W, factors, g_y)
     q = state.q
     if single:
         return InvQuadGrad(float(q[0]), factors, g_y, g_mu)
@@ -555,8 +618,11 @@ def logdet_grad(K: Any) -> tuple[np.ndarray, ...]:
     Requires ``det > 0`` for the log to be real (see :meth:`Kron.logdet`); cost O(Σ p_k³).
     """
     K = as_kron(K)
-    K.logdet()  # raises on a negative determinant
-    facs = K._factorizations("logdet_grad")
+    facs = K._factorizations("logdet_grad")  # singular factors raise; one warning if ill-conditioned
+    if K._slogdet(facs)[0] < 0:
+        raise DomainError(
+            "det(K) is negative, so log det(K) and its gradient are undefined", value=-1.0
+        )
     P = K.shape[0]
     return tuple((P // f.n) * f.inverse().T for f in facs)
 
@@ -575,7 +641,9 @@ def seed_route(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> SeedRoute:
     K, W, _, single = _prepare(K, y, mu, "seed_route")
     if not single:
         raise ValueError(f"`y` must be a single observation of shape ({K.shape[1]},), got {W.shape}")
-    return _seed_route_one(K, W[0], check_scalar(alpha, "alpha"))
+    a = check_scalar(alpha, "alpha")
+    K._factorizations("seed_route")  # consistent with solve: singular raises, ill warns
+    return _seed_route_one(K, W[0], a)
 
 
 def _seed_route_one(K: Kron, w: np.ndarray, alpha: float) -> SeedRoute:
@@ -599,9 +667,9 @@ def _seed_route_one(K: Kron, w: np.ndarray, alpha: float) -> SeedRoute:
         z = np.linalg.solve(S, w)
         u = np.linalg.solve(S.T, w)
     except np.linalg.LinAlgError:
-        K._factorizations("seed_route")  # raises SingularFactorError naming the factor
+        K._factorizations("seed_route", warn=False)  # raises SingularFactorError naming it
         raise
-    beta = float(_beta(np.array([w @ z]), alpha)[0])
+    beta = float(_beta(np.array([w @ z]), alpha, w[None, :])[0])
     X = np.outer(u, z)  # S⁻ᵀ w wᵀ S⁻ᵀ = (S⁻ᵀw)(S⁻¹w)ᵀ
     res = kpsvd(X, ((p, p), (q, q)))
     F = res.s[:, None, None] * res.A
@@ -613,6 +681,7 @@ def _seed_route_one(K: Kron, w: np.ndarray, alpha: float) -> SeedRoute:
 
 
 def _log_quad_grad_kpsvd(K: Kron, W: np.ndarray, mua, alpha: float, reduce, single: bool):
+    K._factorizations("log_quad_grad")  # consistent with solve: singular raises, ill warns
     routes = [_seed_route_one(K, w, alpha) for w in W]
     lam = np.array([r.value for r in routes])
     gA = np.stack([r.A for r in routes])

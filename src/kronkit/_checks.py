@@ -21,6 +21,7 @@ __all__ = [
     "check_scalar",
     "check_square",
     "float_dtype",
+    "overflow_error",
 ]
 
 #: The largest dense array (in bytes) that kronkit allocates without being asked explicitly:
@@ -51,12 +52,22 @@ def as_float(
 
     Integers and booleans become float64; float32 stays float32 unless ``dtype`` is given.
     Complex input raises ``TypeError`` (not supported yet); NaN or Inf raises ``ValueError``
-    when ``finite`` is true. The user's array is never modified: with ``copy=True`` a fresh
+    when ``finite`` is true. A ``numpy.ma.MaskedArray`` with masked entries raises
+    ``TypeError`` (its mask would otherwise be dropped silently); one without is accepted. The user's array is never modified: with ``copy=True`` a fresh
     array is returned, otherwise the result may share memory with ``x`` and must be treated
     as read-only by the caller.
     """
     if x is None:
         raise TypeError(f"`{name}` must be an array, got None")
+    if isinstance(x, np.ma.MaskedArray):
+        n_masked = int(np.count_nonzero(np.ma.getmaskarray(x)))
+        if n_masked:
+            raise TypeError(
+                f"`{name}` is a masked array with {n_masked} masked entr"
+                f"{'y' if n_masked == 1 else 'ies'}; kronkit does not drop masks silently: pass "
+                f"a plain array (e.g. `{name}.filled(value)` or the observed cells only)"
+            )
+        x = np.ma.getdata(x)
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -166,3 +177,24 @@ def check_dense_size(shape: tuple[int, ...], dtype: Any, what: str,
             f"limit of {limit / 1024**3:.3g} GiB (kronkit.DENSE_MAX_BYTES, or `max_bytes=` where "
             "the function takes it); use the structured operations instead"
         )
+
+
+def overflow_error(what: str, **inputs: Any) -> OverflowError:
+    """An ``OverflowError`` for a computation on finite inputs whose result left the range.
+
+    ``inputs`` maps argument names to arrays (or sequences of arrays, or ``None``); the message
+    names each with the magnitude of its largest entry, so it is not mistaken for bad data.
+    """
+    parts = []
+    for name, val in inputs.items():
+        if val is None:
+            continue
+        arrs = val if isinstance(val, (list, tuple)) else [val]
+        mags = [float(np.max(np.abs(a))) for a in arrs if np.size(a)]
+        if mags:
+            parts.append(f"`{name}` has entries up to {max(mags):.3g} in magnitude")
+    detail = ("; ".join(parts) + "; ") if parts else ""
+    return OverflowError(
+        f"{what} overflowed the floating-point range although every input is finite "
+        f"({detail}rescale the inputs)"
+    )

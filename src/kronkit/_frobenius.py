@@ -100,6 +100,10 @@ def partial_contraction(X: Any, B: Any, *, side: str = "right") -> np.ndarray:
         raise ValueError(f"`side` must be 'right' or 'left', got {side!r}")
     M, N = Xa.shape
     b0, b1 = Ba.shape
+    if Ba.size == 0:
+        raise ValueError(
+            f"`B` must be a non-empty factor (the block shape of `X`), got shape {Ba.shape}"
+        )
     if M % b0 or N % b1:
         raise ValueError(
             f"`X` of shape {Xa.shape} cannot be split into blocks matching `B` of shape {Ba.shape}"

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._calculus import LogQuadGrad, _beta, _prepare
+from ._calculus import LogQuadGrad, _beta, _check_outputs, _check_q, _empty_batch, _prepare
 from ._checks import as_float, check_scalar
 from ._kron import _mode_solve
 from ._vec import mode_apply, to_tensor, unfold
@@ -166,6 +166,9 @@ def log_quad_hvp(
         if dya.shape != want:
             raise ValueError(f"`dy` must have the shape of `y`, {want}, got {dya.shape}")
         dW = np.atleast_2d(dya).astype(np.result_type(dya.dtype, W.dtype), copy=False)
+    if N == 0:  # an empty batch: zeros for a sum, ValueError for a mean
+        grad = LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_hvp", True))
+        return LogQuadHVP(0.0, grad.factors, np.zeros_like(W), grad)
     facs = K._factorizations("log_quad_hvp")
     sym = all(f.symmetric for f in facs)
 
@@ -179,7 +182,8 @@ def log_quad_hvp(
     Z = solve(Wt, False)
     U = Z if sym else solve(Wt, True)
     q = np.einsum("ij,ij->i", W, Z.reshape(N, -1))
-    beta = _beta(q, a)
+    _check_q(q, K, W)
+    beta = _beta(q, a, W)
 
     # S⁻¹ dS Z and S⁻ᵀ dSᵀ U as sums of single mode products
     E = np.zeros_like(Z)
@@ -214,6 +218,7 @@ def log_quad_hvp(
     g_y = flat(c1 * (Z + U))
 
     lam = np.log(beta)
+    _check_outputs(K, W, tuple(g_fac), tuple(h_fac), g_y, h_y)
     if single:
         value = float(lam[0])
         grad = LogQuadGrad(value, tuple(g_fac), g_y[0], -g_y[0], float(s / beta[0]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,8 +12,8 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from ._checks import as_float, float_dtype
-from ._errors import DomainError, SingularFactorError
+from ._checks import as_float, check_dense_size, float_dtype, overflow_error
+from ._errors import DomainError, IllConditionedWarning, SingularFactorError
 from ._vec import mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
@@ -30,14 +32,22 @@ class _Factorization:
     Computed once, on first need, and cached by the owning :class:`Kron`. No eigenvalue
     clamping or jitter of any kind: a factor that is numerically singular raises
     :class:`SingularFactorError` when a solve is asked for.
+
+    Thread safety: after construction nothing is ever written to ``lu`` or ``piv`` (both are
+    read-only; every LU solve hands LAPACK a private copy of the pivots, because SciPy's
+    ``getrs`` wrapper shifts the pivot array in place around the call). The cached inverse
+    is built once under a lock.
     """
 
-    __slots__ = ("_inv", "index", "kind", "lower", "lu", "n", "piv", "rcond", "symmetric")
+    __slots__ = ("_inv", "_lock", "exact_zero", "index", "kind", "lower", "lu", "n", "piv",
+                 "rcond", "symmetric")
 
     def __init__(self, A: np.ndarray, index: int):
         self.index = index
         self.n = A.shape[0]
         self._inv: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self.exact_zero = False
         scale = float(np.max(np.abs(A))) if A.size else 0.0
         self.symmetric = bool(
             np.array_equal(A, A.T)
@@ -50,7 +60,7 @@ class _Factorization:
             c, info = potrf(A, lower=1, clean=1, overwrite_a=0)
             if info == 0:
                 self.kind = "cholesky"
-                self.lu = c  # lower-triangular L with A = L L^T
+                self.lu = _frozen(c)  # lower-triangular L with A = L L^T
                 self.piv = None
                 self.lower = True
                 rc, _ = pocon(c, anorm, uplo="L")
@@ -58,68 +68,133 @@ class _Factorization:
                 return
         getrf, gecon = lapack.get_lapack_funcs(("getrf", "gecon"), (A,))
         lu, piv, info = getrf(A, overwrite_a=0)
-        self.lu = lu
-        self.piv = piv
+        self.lu = _frozen(lu)
+        self.piv = _frozen(piv)
         self.lower = False
-        if info > 0:  # exact zero pivot
+        if info > 0:  # exact zero pivot: det A = 0 exactly in the computed factorisation
+            self.exact_zero = True
             self.rcond = 0.0
         else:
             rc, _ = gecon(lu, anorm, norm="1")
             self.rcond = float(rc)
+
+    # -- copies and pickles: no lock in the state; arrays come back read-only -------------
+    def __getstate__(self):
+        return {s: getattr(self, s) for s in self.__slots__ if s != "_lock"}
+
+    def __setstate__(self, state):
+        for s, v in state.items():
+            if isinstance(v, np.ndarray):
+                v = _frozen(np.array(v, copy=True))
+            object.__setattr__(self, s, v)
+        self._lock = threading.Lock()
 
     # -- determinants -------------------------------------------------------------------
     def slogdet(self) -> tuple[float, float]:
         d = np.diagonal(self.lu)
         if self.kind == "cholesky":
             return 1.0, float(2.0 * np.sum(np.log(d)))
-        if np.any(d == 0):
+        if self.exact_zero or np.any(d == 0):
             return 0.0, -np.inf
         swaps = int(np.count_nonzero(self.piv != np.arange(self.n, dtype=self.piv.dtype)))
         sign = (-1.0) ** swaps * float(np.prod(np.sign(d)))
         return sign, float(np.sum(np.log(np.abs(d))))
 
-    # -- solves -------------------------------------------------------------------------
+    # -- conditioning -------------------------------------------------------------------
+    @property
+    def singular(self) -> bool:
+        """True if the factor is singular to working precision (``rcond <= eps``)."""
+        return not self.rcond > np.finfo(self.lu.dtype).eps
+
+    @property
+    def ill_conditioned(self) -> bool:
+        """True if results lose more than half their digits (``eps < rcond < sqrt(eps)``)."""
+        return not self.singular and self.rcond < np.sqrt(np.finfo(self.lu.dtype).eps)
+
     def check(self) -> None:
         eps = np.finfo(self.lu.dtype).eps
-        if not self.rcond > eps:
+        if self.singular:
+            why = ("an exact zero pivot in its LU factorisation" if self.exact_zero else
+                   f"reciprocal condition number {self.rcond:.3g} <= eps = {eps:.3g}")
             raise SingularFactorError(
-                f"factor {self.index} is singular to working precision "
-                f"(reciprocal condition number {self.rcond:.3g} <= eps = {eps:.3g}); "
-                "an inverse or solve is undefined",
+                f"factor {self.index} is singular to working precision ({why}); "
+                "an inverse, solve or log-determinant is undefined",
                 factor=self.index,
                 rcond=self.rcond,
             )
 
+    # -- solves -------------------------------------------------------------------------
     def solve(self, b: np.ndarray, trans: bool = False) -> np.ndarray:
-        """``A^{-1} b`` (or ``A^{-T} b``) for ``b`` of shape (n,) or (n, k)."""
+        """``A^{-1} b`` (or ``A^{-T} b``) for ``b`` of shape (n,) or (n, k) (a new array)."""
+        if b.size == 0:
+            return np.zeros(b.shape, dtype=np.result_type(b.dtype, self.lu.dtype))
         if self.kind == "cholesky":
             return sla.cho_solve((self.lu, True), b, check_finite=False)
-        return sla.lu_solve((self.lu, self.piv), b, trans=1 if trans else 0, check_finite=False)
+        (getrs,) = lapack.get_lapack_funcs(("getrs",), (self.lu, b))
+        # a private copy of the pivots: the wrapper shifts them to 1-based and back in place
+        x, info = getrs(self.lu, self.piv.copy(), b, trans=1 if trans else 0, overwrite_b=0)
+        if info != 0:  # pragma: no cover - arguments are checked above
+            raise ValueError(f"LAPACK getrs failed with info = {info}")
+        return x
 
     def tri_solve(self, b: np.ndarray, trans: bool = False) -> np.ndarray:
         """``L^{-1} b`` (or ``L^{-T} b``) with the Cholesky factor ``L`` (Cholesky only)."""
+        if b.size == 0:
+            return np.zeros(b.shape, dtype=np.result_type(b.dtype, self.lu.dtype))
         return sla.solve_triangular(self.lu, b, lower=True, trans=1 if trans else 0,
                                     check_finite=False)
 
     def inverse(self) -> np.ndarray:
         """``A⁻¹`` through the factorisation (computed once, cached; a fresh copy each call)."""
-        if self._inv is None:
-            eye = np.eye(self.n, dtype=self.lu.dtype)
-            inv = self.solve(eye)
-            if self.kind == "cholesky":
-                inv = 0.5 * (inv + inv.T)
-            inv.setflags(write=False)
-            self._inv = inv
-        return self._inv.copy()
+        return self.inverse_view().copy()
 
     def inverse_view(self) -> np.ndarray:
         """The cached ``A⁻¹`` itself (read-only; for internal products)."""
-        self.inverse()
-        return self._inv
+        inv = self._inv
+        if inv is None:
+            with self._lock:
+                inv = self._inv
+                if inv is None:
+                    eye = np.eye(self.n, dtype=self.lu.dtype)
+                    inv = self.solve(eye)
+                    if self.kind == "cholesky":
+                        inv = 0.5 * (inv + inv.T)
+                    inv = _frozen(np.ascontiguousarray(inv))
+                    self._inv = inv
+        return inv
 
     def chol(self) -> np.ndarray:
         """The lower Cholesky factor ``L`` (zeros above the diagonal)."""
         return np.tril(self.lu)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def warn_ill_conditioned(facs: Sequence[_Factorization], what: str) -> None:
+    """One :class:`IllConditionedWarning` if some factor has ``eps < rcond < sqrt(eps)``.
+
+    Names every such factor; the warning's ``factor`` / ``rcond`` are the worst one's.
+    """
+    bad = [f for f in facs if f.ill_conditioned]
+    if not bad:
+        return
+    worst = min(bad, key=lambda f: f.rcond)
+    listing = ", ".join(
+        f"factor {f.index} (condition number ≈ {1.0 / f.rcond:.3g})" for f in bad
+    )
+    warnings.warn(
+        IllConditionedWarning(
+            f"{what}: ill-conditioned {listing}; results may have lost more than half of their "
+            f"digits (reciprocal condition number below sqrt(eps) = "
+            f"{np.sqrt(np.finfo(worst.lu.dtype).eps):.3g})",
+            factor=worst.index,
+            rcond=worst.rcond,
+        ),
+        stacklevel=4,
+    )
 
 
 def _mode_solve(t: np.ndarray, fac: _Factorization, k: int, d: int, *, trans: bool = False,
@@ -192,7 +267,27 @@ class Kron:
             a.setflags(write=False)
             stored.append(a)
         self._factors: tuple[np.ndarray, ...] = tuple(stored)
-        self._facts: list[_Factorization | None] = [None] * len(stored)
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._facts: list[_Factorization | None] = [None] * len(self._factors)
+        self._lock = threading.Lock()
+
+    # -- copies and pickles ---------------------------------------------------------------
+    # The state is the factors alone: a copy or an unpickled Kron starts with an empty cache
+    # (it can never hold a factorisation of other factors) and read-only factors. Works for
+    # every pickle protocol and for copy.copy / copy.deepcopy.
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_facts", "_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        state["_factors"] = tuple(
+            _frozen(np.array(a, copy=True, order="C")) for a in state["_factors"]
+        )
+        self.__dict__.update(state)
+        self._init_cache()
 
     # -- basic attributes ---------------------------------------------------------------
     @property
@@ -251,16 +346,29 @@ class Kron:
     def _factorization(self, k: int) -> _Factorization:
         fac = self._facts[k]
         if fac is None:
-            fac = _Factorization(self._factors[k], k)
-            self._facts[k] = fac
+            # compute once, even when several threads ask at the same time
+            with self._lock:
+                fac = self._facts[k]
+                if fac is None:
+                    fac = _Factorization(self._factors[k], k)
+                    self._facts[k] = fac
         return fac
 
-    def _factorizations(self, what: str, *, check: bool = True) -> list[_Factorization]:
+    def _factorizations(self, what: str, *, check: bool = True,
+                        warn: bool | None = None) -> list[_Factorization]:
+        """The factorisations of every factor (cached).
+
+        ``check``: raise :class:`SingularFactorError` for a factor singular to working precision.
+        ``warn`` (default: ``check``): issue one :class:`IllConditionedWarning` when some factor
+        has ``rcond < sqrt(eps)``. Public operations ask once per call.
+        """
         self._require_square(what)
         facs = [self._factorization(k) for k in range(self.n_factors)]
         if check:
             for f in facs:
                 f.check()
+        if check if warn is None else warn:
+            warn_ill_conditioned(facs, what)
         return facs
 
     @property
@@ -294,14 +402,36 @@ class Kron:
         return to_vec(t, d)
 
     def matvec(self, y: Any) -> np.ndarray:
-        """``K @ y`` for ``y`` of shape ``(..., N)`` (rows are vectors); O(P·Σ n_k) each."""
+        """``K @ y`` for ``y`` of shape ``(..., N)`` (rows are vectors); O(P·Σ n_k) each.
+
+        An empty batch (shape ``(0, N)``) gives an empty result of shape ``(0, M)``. Raises
+        ``OverflowError`` if the (finite) inputs give a result beyond the floating range.
+        """
         arr = self._vectors(y, "y", self.shape[1])
-        return self._apply(arr, self._factors)
+        if arr.size == 0:
+            return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
+        out = self._apply(arr, self._factors)
+        self._check_overflow(out, "K @ y", arr)
+        return out
 
     def rmatvec(self, y: Any) -> np.ndarray:
         """``K.T @ y`` for ``y`` of shape ``(..., M)``."""
         arr = self._vectors(y, "y", self.shape[0])
-        return self._apply(arr, [a.T for a in self._factors])
+        if arr.size == 0:
+            return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
+        out = self._apply(arr, [a.T for a in self._factors])
+        self._check_overflow(out, "K.T @ y", arr)
+        return out
+
+    def _check_overflow(self, out: Any, what: str, y: np.ndarray | None = None) -> None:
+        """Raise ``OverflowError`` (naming the inputs' magnitudes) if ``out`` is not finite.
+
+        Every input was checked finite on entry, so a NaN or Inf here is an overflow of the
+        computation, not bad data.
+        """
+        if np.all(np.isfinite(out)):
+            return
+        raise overflow_error(what, y=y, factors=self._factors)
 
     def __matmul__(self, other: Any) -> Any:
         if isinstance(other, Kron):
@@ -320,21 +450,61 @@ class Kron:
                 "the mixed product (A1⊗..⊗Ad)(B1⊗..⊗Bd) = (A1B1)⊗..⊗(AdBd) needs the same number "
                 f"of factors with matching inner sizes, got {self!r} and {other!r}"
             )
-        return Kron(*[a @ b for a, b in zip(self._factors, other.factors, strict=True)])
+        prods = [a @ b for a, b in zip(self._factors, other.factors, strict=True)]
+        for k, m in enumerate(prods):
+            if not np.all(np.isfinite(m)):
+                raise overflow_error(
+                    f"the mixed product of factor {k} (`self.factors[{k}] @ other.factors[{k}]`)",
+                    **{f"self.factors[{k}]": self._factors[k], f"other.factors[{k}]": other.factors[k]},
+                )
+        return Kron(*prods)
+
+    def _scalar(self, c: Any, op: str) -> float:
+        """``c`` as a finite real Python float, or a ``TypeError``/``ValueError`` naming it."""
+        if isinstance(c, Kron):
+            raise TypeError(
+                "use `@` for products of Kron operators (`*` and `/` take a real scalar)"
+            )
+        role = "divisor" if op == "/" else "multiplier"
+        try:
+            arr = np.asarray(c)
+        except Exception:  # pragma: no cover - exotic objects
+            arr = np.asarray(None, dtype=object)
+        if arr.ndim != 0 or arr.dtype.kind not in "biuf":
+            what = f"an array of shape {arr.shape}" if arr.ndim else repr(c)
+            raise TypeError(
+                f"the {role} in `Kron {op} c` must be a real scalar, got {what}"
+                + (" (complex scaling is not supported)" if arr.dtype.kind == "c" else "")
+            )
+        val = float(arr)
+        if not np.isfinite(val):
+            raise ValueError(f"the {role} in `Kron {op} c` must be finite, got {val}")
+        return val
+
+    def _scaled(self, c: float, op: str) -> Kron:
+        with np.errstate(over="ignore", under="ignore"):
+            A0 = self._factors[0] / c if op == "/" else self._factors[0] * c
+        if not np.all(np.isfinite(A0)):
+            raise OverflowError(
+                f"`Kron {op} {c:.6g}` overflows: factors[0] has entries up to "
+                f"{float(np.max(np.abs(self._factors[0]))):.3g} in magnitude and the result "
+                f"exceeds the {self.dtype} range"
+            )
+        return Kron(A0, *self._factors[1:])
 
     def __mul__(self, c: Any) -> Kron:
-        if isinstance(c, Kron):
-            raise TypeError("use `@` for products of Kron operators (`*` is scalar scaling)")
-        arr = np.asarray(c)
-        if arr.ndim != 0:
-            return NotImplemented
-        c = float(arr) if arr.dtype.kind != "c" else c
-        return Kron(self._factors[0] * c, *self._factors[1:])
+        return self._scaled(self._scalar(c, "*"), "*")
 
     __rmul__ = __mul__
 
     def __truediv__(self, c: Any) -> Kron:
-        return self * (1.0 / float(c))
+        val = self._scalar(c, "/")
+        if val == 0:
+            raise DomainError(
+                "the divisor in `Kron / c` must be non-zero, got c = 0.0 (K / 0 is undefined)",
+                value=val,
+            )
+        return self._scaled(val, "/")
 
     def __neg__(self) -> Kron:
         return self * -1.0
@@ -348,8 +518,14 @@ class Kron:
     def transpose(self) -> Kron:
         return self.T
 
-    def to_dense(self) -> np.ndarray:
-        """The dense matrix ``np.kron(A1, np.kron(A2, ...))`` (allocates M×N)."""
+    def to_dense(self, *, max_bytes: int | None = None) -> np.ndarray:
+        """The dense matrix ``np.kron(A1, np.kron(A2, ...))`` (allocates M×N).
+
+        Refuses (``ValueError``) when the M×N array would take more than ``max_bytes``
+        (default :data:`kronkit.DENSE_MAX_BYTES`, 2 GiB: a 16 384 × 16 384 float64 matrix);
+        pass a larger ``max_bytes`` to allow it for one call.
+        """
+        check_dense_size(self.shape, self.dtype, "`Kron.to_dense()`", max_bytes=max_bytes)
         return functools.reduce(np.kron, self._factors)
 
     def trace(self) -> float:
@@ -374,9 +550,13 @@ class Kron:
         Raises :class:`SingularFactorError` (naming the factor) if a factor is singular.
         Dense equivalent: ``np.linalg.solve(K.to_dense(), y.T).T``.
         """
-        facs = self._factorizations("solve")
         arr = self._vectors(y, "y", self.shape[1])
-        return self._solve(arr, facs)
+        facs = self._factorizations("solve")
+        if arr.size == 0:
+            return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
+        out = self._solve(arr, facs)
+        self._check_overflow(out, "K.solve(y)", arr)
+        return out
 
     def _solve(self, y: np.ndarray, facs: Sequence[_Factorization], trans: bool = False):
         d = self.n_factors
@@ -388,14 +568,34 @@ class Kron:
     def inv(self) -> Kron:
         """``K⁻¹ = A1⁻¹ ⊗ ... ⊗ Ad⁻¹`` as a Kron (factors inverted through the cache)."""
         facs = self._factorizations("inv")
-        return Kron(*[f.inverse() for f in facs])
+        invs = [f.inverse() for f in facs]
+        for f, a in zip(facs, invs, strict=True):
+            if not np.all(np.isfinite(a)):
+                raise OverflowError(
+                    f"the inverse of factor {f.index} overflows the {self.dtype} range (its "
+                    f"entries are as small as {float(np.min(np.abs(self._factors[f.index]))):.3g}; "
+                    f"reciprocal condition number {f.rcond:.3g})"
+                )
+        return Kron(*invs)
 
     def slogdet(self) -> tuple[float, float]:
         """``(sign, log|det K|)`` with ``log|det| = Σ_k (P/n_k) log|det A_k|``.
 
-        Like ``numpy.linalg.slogdet``: a singular factor gives ``(0.0, -inf)``.
+        Consistent with :meth:`solve`: a factor with an exact zero pivot gives
+        ``(0.0, -inf)``; a factor singular to working precision (``rcond <= eps``, where
+        ``solve`` raises) raises :class:`SingularFactorError`; a factor with
+        ``rcond < sqrt(eps)`` gives an :class:`IllConditionedWarning` (the result may have
+        lost more than half of its digits).
         """
-        facs = self._factorizations("slogdet", check=False)
+        facs = self._factorizations("slogdet", check=False, warn=False)
+        if any(f.exact_zero for f in facs):
+            return 0.0, -np.inf
+        for f in facs:
+            f.check()
+        warn_ill_conditioned(facs, "slogdet")
+        return self._slogdet(facs)
+
+    def _slogdet(self, facs: Sequence[_Factorization]) -> tuple[float, float]:
         P = self.shape[0]
         sign, logabs = 1.0, 0.0
         for f in facs:
@@ -410,8 +610,9 @@ class Kron:
     def logdet(self) -> float:
         """``log det K`` (requires ``det K > 0``; see :meth:`slogdet` otherwise).
 
-        A singular operator gives ``-inf``; a negative determinant raises
-        :class:`DomainError` (a ``ValueError``) rather than returning NaN.
+        A factor with an exact zero pivot gives ``-inf``; a factor singular to working
+        precision raises :class:`SingularFactorError` (as :meth:`solve` does); a negative
+        determinant raises :class:`DomainError` (a ``ValueError``) rather than returning NaN.
         """
         sign, logabs = self.slogdet()
         if sign < 0:
@@ -426,13 +627,16 @@ class Kron:
         Cost O(Σ n_k³) once plus O(P·Σ n_k) per vector; with SPD factors it is ``‖L⁻¹y‖²``.
         Dense equivalent: ``y @ np.linalg.solve(K.to_dense(), y)``.
         """
-        facs = self._factorizations("inv_quad")
         arr = self._vectors(y, "y", self.shape[1])
+        facs = self._factorizations("inv_quad")
+        if arr.size == 0:
+            return np.zeros(arr.shape[:-1], dtype=np.result_type(arr.dtype, self.dtype))
         if all(f.kind == "cholesky" for f in facs):
             x = to_vec(self._half_solve(arr, facs), self.n_factors)
             out = np.einsum("...i,...i->...", x, x)
         else:
             out = np.einsum("...i,...i->...", arr, self._solve(arr, facs))
+        self._check_overflow(out, "the quadratic form yᵀ K⁻¹ y", arr)
         return float(out) if out.ndim == 0 else out
 
     def _half_solve(self, y: np.ndarray, facs: Sequence[_Factorization]) -> np.ndarray:
