@@ -29,8 +29,9 @@ import numbers
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from ._calculus import _check_reduce, _QuadState
-from ._checks import as_float
+from ._checks import as_float, check_random_state
 from ._dask import is_dask_array, row_chunks
 from ._errors import NotPositiveDefiniteError, SingularFactorError
 from ._kron import Kron, as_kron
@@ -172,19 +173,6 @@ def _check_df(df: Any) -> float:
     if not val > 0:  # also NaN
         raise ValueError(f"`df` must be > 0 (np.inf for the Gaussian limit), got {val}")
     return val
-
-
-def _rng(random_state: Any) -> Any:
-    if isinstance(random_state, (np.random.Generator, np.random.RandomState)):
-        return random_state
-    if random_state is None or isinstance(random_state, np.random.SeedSequence) or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(random_state)
-    raise TypeError(
-        "`random_state` must be None, an int, a SeedSequence, a numpy Generator or a RandomState, "
-        f"got {type(random_state).__name__}"
-    )
 
 
 def _n_samples(size: Any) -> int | None:
@@ -510,7 +498,7 @@ class KronNormal(_KronDistribution):
         ----------
         size : int or None
             Number of draws; ``None`` gives one draw.
-        random_state : None, int, SeedSequence, numpy.random.Generator or RandomState
+        random_state : None, int, SeedSequence, BitGenerator, numpy.random.Generator or RandomState
 
         Returns
         -------
@@ -523,7 +511,7 @@ class KronNormal(_KronDistribution):
         ``rng.multivariate_normal(mean, np.kron(A, B), size)`` (a different stream).
         """
         n = _n_samples(size)
-        rng = _rng(random_state)
+        rng = check_random_state(random_state, "random_state")
         x = self._loc + self._standard_normal(rng, 1 if n is None else n)
         return x[0] if n is None else x
 
@@ -702,7 +690,7 @@ class KronT(_KronDistribution):
         ----------
         size : int or None
             Number of draws; ``None`` gives one draw.
-        random_state : None, int, SeedSequence, numpy.random.Generator or RandomState
+        random_state : None, int, SeedSequence, BitGenerator, numpy.random.Generator or RandomState
 
         Returns
         -------
@@ -713,7 +701,7 @@ class KronT(_KronDistribution):
         One chi-square weight per draw (the vec-form t). Cost O(size·P·Σ p_k).
         """
         n = _n_samples(size)
-        rng = _rng(random_state)
+        rng = check_random_state(random_state, "random_state")
         m = 1 if n is None else n
         g = self._standard_normal(rng, m)
         if math.isinf(self._df):  # the Gaussian limit (u/ν = 1); no chi-square draw
