@@ -370,3 +370,91 @@ class TestFrobenius:
         g = log_quad_grad([A, B], w, alpha=1.3)
         assert_allclose(-kronkit.partial_contraction(X, B) / beta, g.A, rtol=1e-10)
         assert_allclose(-kronkit.partial_contraction(X, A, side="left") / beta, g.B, rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 9 regressions: empty batches, overflow messages, empty contraction
+# ---------------------------------------------------------------------------------------
+EMPTY_CASES = [("spd", (2, 3)), ("general", (2, 3)), ("mixed", (3, 2)), ("spd", (2, 3, 2)),
+               ("general", (2, 1, 3))]
+
+
+@pytest.mark.parametrize("kind, dims", EMPTY_CASES)
+@pytest.mark.parametrize("mu_kind", [None, "shared", "per_obs"])
+def test_empty_batch(rng, kind, dims, mu_kind, capfd):
+    """N = 0: empty per-observation results, zeros for a sum, a clear error for a mean.
+
+    Before: ZeroDivisionError (mean), IndexError (None), "cannot reshape" (general factors),
+    and the SPD path printed "DSYRK parameter number 7 had an illegal value" to stderr.
+    """
+    fs = _factors(rng, kind, dims)
+    P = int(np.prod(dims))
+    Y = np.zeros((0, P))
+    mu = {None: None, "shared": rng.standard_normal(P), "per_obs": np.zeros((0, P))}[mu_kind]
+    assert log_quad(fs, Y, mu).shape == (0,)
+    for fn, has_alpha in ((log_quad_grad, True), (inv_quad_grad, False)):
+        g = fn(fs, Y, mu, reduce=None)
+        assert g.value.shape == (0,)
+        assert [f.shape for f in g.factors] == [(0, n, n) for n in dims]
+        assert g.y.shape == (0, P) and g.mu.shape == (0, P)
+        if has_alpha:
+            assert g.alpha.shape == (0,)
+        g = fn(fs, Y, mu, reduce="sum")
+        assert g.value == 0.0 and isinstance(g.value, float)
+        for f, n in zip(g.factors, dims, strict=True):
+            assert f.shape == (n, n) and not f.any()
+        assert g.y.shape == (0, P)
+        assert g.mu.shape == ((0, P) if mu_kind == "per_obs" else (P,)) and not g.mu.any()
+        if has_alpha:
+            assert g.alpha == 0.0
+        with pytest.raises(ValueError, match="mean of no observations"):
+            fn(fs, Y, mu, reduce="mean")
+    h = kronkit.log_quad_hvp(fs, Y, (None,) * len(dims))
+    assert h.value == 0.0 and h.y.shape == (0, P)
+    with pytest.raises(ValueError, match="mean of no observations"):
+        kronkit.log_quad_hvp(fs, Y, (None,) * len(dims), reduce="mean")
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_empty_batch_kpsvd_route(rng, capfd):
+    fs = [spd(rng, 2), general(rng, 3)]
+    Y = np.zeros((0, 6))
+    g = log_quad_grad(fs, Y, reduce=None, method="kpsvd")
+    assert g.value.shape == (0,) and [f.shape for f in g.factors] == [(0, 2, 2), (0, 3, 3)]
+    g = log_quad_grad(fs, Y, reduce="sum", method="kpsvd")
+    assert g.value == 0.0 and g.factors[1].shape == (3, 3)
+    with pytest.raises(ValueError, match="mean of no observations"):
+        log_quad_grad(fs, Y, reduce="mean", method="kpsvd")
+    assert capfd.readouterr().err == ""
+
+
+def test_empty_batch_still_checks_the_factors():
+    S = np.array([[1.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(kronkit.SingularFactorError, match="factor 0"):
+        log_quad_grad([S, np.eye(3)], np.zeros((0, 6)), reduce=None)
+
+
+@pytest.mark.parametrize("kind", ["spd", "general"])
+def test_overflow_is_reported_as_overflow(kind):
+    """Finite inputs whose quadratic form overflows: not "contains NaN or Inf"."""
+    A = np.eye(2) * 1e-200 if kind == "spd" else np.array([[1e-200, 1e-201], [0, 1e-200]])
+    fs = [A, np.eye(3) * 1e-200]
+    y = np.full(6, 1e200)
+    for fn in (log_quad, log_quad_grad, inv_quad_grad,
+               lambda K, y: kronkit.log_quad_hvp(K, y, (None, None))):
+        with pytest.raises(OverflowError,
+                           match=r"quadratic form.*overflowed.*`y - mu` has entries up to 1e\+200"):
+            fn(fs, y)
+
+
+def test_underflow_of_q_is_named(rng):
+    with pytest.raises(kronkit.DomainError, match="underflowed to 0"):
+        log_quad([np.eye(2), np.eye(3)], np.full(6, 1e-200), alpha=0.0)
+
+
+def test_partial_contraction_empty_factor():
+    with pytest.raises(ValueError, match=r"`B` must be a non-empty factor.*\(0, 0\)"):
+        kronkit.partial_contraction(np.zeros((4, 4)), np.zeros((0, 0)))
+    with pytest.raises(ValueError, match=r"`B` must be a non-empty"):
+        kronkit.partial_contraction(np.zeros((4, 4)), np.zeros((0, 0)), side="left")

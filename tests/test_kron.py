@@ -271,3 +271,234 @@ class TestBadInput:
     def test_mixed_product_shape_mismatch(self):
         with pytest.raises(ValueError, match="mixed product"):
             Kron(np.eye(2), np.eye(3)) @ Kron(np.eye(3), np.eye(3))
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 9 regressions
+# ---------------------------------------------------------------------------------------
+def _mp_logdet(F: np.ndarray, digits: int = 60) -> float:
+    """log|det F| of the floating-point matrix F, in 60-digit arithmetic (independent truth)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(digits):
+        return float(mpmath.log(abs(mpmath.det(mpmath.matrix(F.tolist())))))
+
+
+def _q_diag(seed: int, d) -> np.ndarray:
+    Q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(d), len(d))))
+    F = (Q * np.asarray(d, dtype=float)) @ Q.T
+    return (F + F.T) / 2
+
+
+class TestDeterminantConsistentWithSolve:
+    """Item 2: logdet/slogdet raise where solve raises; a warning below sqrt(eps)."""
+
+    def test_issue_reproducer_raises_like_solve(self):
+        F = _q_diag(3, [1, 1e-9, 1e-20])
+        K = Kron(F, np.eye(2))
+        with pytest.raises(kronkit.SingularFactorError) as e_solve:
+            K.solve(np.ones(6))
+        for method in (K.logdet, K.slogdet):  # returned -120.12 (exact: -120.74) before
+            with pytest.raises(kronkit.SingularFactorError, match="factor 0 is singular") as e:
+                method()
+            assert e.value.factor == 0 and e.value.rcond == e_solve.value.rcond
+
+    def test_nearly_singular_spd_factor_passes_cholesky_but_raises(self):
+        F = np.diag([1.0, 1e-17])  # potrf succeeds; rcond 1e-17 < eps
+        K = Kron(np.eye(2), F)
+        assert K.factorization_kinds == ("cholesky", "cholesky")
+        for method in (K.logdet, K.slogdet, K.inv, lambda: K.solve(np.ones(4))):
+            with pytest.raises(kronkit.SingularFactorError, match="factor 1"):
+                method()
+
+    def test_exact_zero_pivot_gives_minus_inf(self):
+        K = Kron(np.eye(2), np.array([[1.0, 2.0], [1.0, 2.0]]))
+        assert K.slogdet() == (0.0, -np.inf)
+        assert K.logdet() == -np.inf
+        with pytest.raises(kronkit.SingularFactorError, match="exact zero pivot"):
+            K.solve(np.ones(4))
+
+    @pytest.mark.parametrize("spd_factor", [True, False])
+    def test_ill_conditioned_warns_once_with_index_and_estimate(self, spd_factor):
+        F = _q_diag(5, [1.0, 1e-10, 2.0])
+        if not spd_factor:
+            F = F @ np.diag([1.0, -1.0, 1.0])  # non-symmetric: the LU path
+        K = Kron(np.eye(2), F)
+        with pytest.warns(kronkit.IllConditionedWarning) as rec:
+            sign, logabs = K.slogdet()
+        assert len(rec) == 1
+        w = rec[0].message
+        assert w.factor == 1 and "factor 1" in str(w) and "condition number" in str(w)
+        cond1 = np.linalg.cond(F, 1)
+        assert 0.1 < w.rcond * cond1 < 10  # LAPACK's estimate is within a small factor
+        # the value is still right to the accuracy the conditioning allows (vs 60 digits)
+        assert_allclose(logabs, 2 * _mp_logdet(F), rtol=1e-16 * cond1)
+        assert sign == np.sign(np.linalg.det(np.kron(np.eye(2), F)))
+
+    def test_every_factorisation_user_warns_exactly_once(self, rng):
+        F = _q_diag(5, [1.0, 1e-10, 2.0])
+        K = Kron(spd(rng, 2), F)
+        y = rng.standard_normal(6)
+        ops = {
+            "solve": lambda: K.solve(y),
+            "inv": K.inv,
+            "logdet": K.logdet,
+            "slogdet": K.slogdet,
+            "inv_quad": lambda: K.inv_quad(y),
+            "log_quad": lambda: kronkit.log_quad(K, y),
+            "log_quad_grad": lambda: kronkit.log_quad_grad(K, np.stack([y] * 5)),
+            "log_quad_grad_kpsvd": lambda: kronkit.log_quad_grad(K, y, method="kpsvd"),
+            "inv_quad_grad": lambda: kronkit.inv_quad_grad(K, y),
+            "logdet_grad": lambda: kronkit.logdet_grad(K),
+            "log_quad_hvp": lambda: kronkit.log_quad_hvp(K, y, (None, F)),
+            "seed_route": lambda: kronkit.seed_route(K, y),
+        }
+        for name, op in ops.items():
+            with pytest.warns(kronkit.IllConditionedWarning) as rec:
+                op()
+            assert len(rec) == 1, (name, [str(r.message) for r in rec])
+            assert rec[0].message.factor == 1
+
+    def test_well_conditioned_does_not_warn(self, rng):
+        K = Kron(spd(rng, 3), general(rng, 2))
+        K.logdet(), K.solve(np.ones(6)), K.inv()  # filterwarnings=error would raise
+
+
+class TestEmptyBatches:
+    """Item 3 (Kron part): N = 0 gives empty results of the right shapes, nothing printed."""
+
+    @pytest.mark.parametrize("kind", ["spd", "general"])
+    def test_empty(self, rng, kind, capfd):
+        fs = _factors(rng, (2, 3), kind)
+        K = Kron(*fs)
+        Y = np.zeros((0, 6))
+        for out in (K @ Y, K.matvec(Y), K.rmatvec(Y), K.solve(Y), Y @ K):
+            assert out.shape == (0, 6)
+        assert K.inv_quad(Y).shape == (0,)
+        assert K.solve(np.zeros((2, 0, 6))).shape == (2, 0, 6)
+        captured = capfd.readouterr()
+        assert captured.err == "" and captured.out == ""
+
+
+class TestCopies:
+    """Item 4: pickle (every protocol) and deepcopy keep factors read-only, caches honest."""
+
+    @pytest.mark.parametrize("protocol", range(6))
+    def test_pickle_protocols(self, rng, protocol):
+        import pickle
+
+        fs = [general(rng, 3), spd(rng, 2)]
+        K = Kron(*fs)
+        y = rng.standard_normal(6)
+        x = K.solve(y)  # populate the caches before copying
+        K.inv()
+        K2 = pickle.loads(pickle.dumps(K, protocol=protocol))
+        assert all(not a.flags.writeable for a in K2.factors)
+        for a, b in zip(K2.factors, fs, strict=True):
+            assert np.array_equal(a, b)
+        assert_allclose(K2.solve(y), x, rtol=RTOL)
+        assert_allclose(K2 @ K2.solve(y), y, rtol=RTOL, atol=ATOL)
+        Ki = pickle.loads(pickle.dumps(K.inv(), protocol=protocol))
+        assert all(not a.flags.writeable for a in Ki.factors)
+        assert_allclose(Ki.to_dense(), np.linalg.inv(dense_kron(*fs)), rtol=RTOL, atol=ATOL)
+
+    def test_copy_never_holds_a_stale_factorisation(self, rng):
+        import copy
+
+        K = Kron(general(rng, 3), spd(rng, 2))
+        y = rng.standard_normal(6)
+        K.solve(y)
+        for K2 in (copy.deepcopy(K), copy.copy(K)):
+            assert all(not a.flags.writeable for a in K2.factors)
+            with pytest.raises(ValueError, match="read-only"):
+                K2.factors[0][0, 0] = 99.0
+            # even if someone forces a write, the copy holds no factorisation to go stale
+            f0 = np.array(K2.factors[0])
+            f0[0, 0] += 1.0
+            K3 = copy.deepcopy(Kron(f0, K2.factors[1]))
+            assert_allclose(K3 @ K3.solve(y), y, rtol=RTOL, atol=ATOL)
+            assert_allclose(K2 @ K2.solve(y), y, rtol=RTOL, atol=ATOL)
+        assert copy.deepcopy(K)._facts == [None, None]
+
+    def test_factorisation_pickles_read_only(self, rng):
+        import pickle
+
+        f = Kron(general(rng, 3))._factorization(0)
+        for protocol in range(6):
+            g = pickle.loads(pickle.dumps(f, protocol=protocol))
+            assert not g.lu.flags.writeable and not g.piv.flags.writeable
+            b = rng.standard_normal(3)
+            assert_allclose(g.solve(b), f.solve(b), rtol=RTOL)
+
+
+class TestIssue9Edges:
+    def test_to_dense_size_guard(self):
+        K = Kron(np.eye(300), np.eye(300), np.eye(300))  # 2e14 bytes dense
+        with pytest.raises(ValueError, match=r"Kron.to_dense\(\)`.*GiB.*DENSE_MAX_BYTES"):
+            K.to_dense()
+        small = Kron(np.eye(3), np.eye(2))
+        with pytest.raises(ValueError, match="above the limit"):
+            small.to_dense(max_bytes=100)
+        assert_allclose(small.to_dense(max_bytes=36 * 8), np.eye(6))
+
+    def test_division_by_zero(self):
+        K = Kron(np.eye(2), np.eye(2))
+        with pytest.raises(kronkit.DomainError, match="divisor.*non-zero"):
+            K / 0
+        with pytest.raises(ValueError, match="divisor.*non-zero"):
+            K / np.float32(0.0)
+
+    @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+    def test_non_finite_scalars(self, bad):
+        K = Kron(np.eye(2), np.eye(2))
+        with pytest.raises(ValueError, match="divisor .* must be finite"):
+            K / bad
+        with pytest.raises(ValueError, match="multiplier .* must be finite"):
+            K * bad
+        with pytest.raises(ValueError, match="multiplier .* must be finite"):
+            bad * K
+
+    @pytest.mark.parametrize("bad", [np.ones(2), "x", 1j, [1.0]])
+    def test_non_scalar_scalars(self, bad):
+        K = Kron(np.eye(2), np.eye(2))
+        with pytest.raises(TypeError, match="divisor .* must be a real scalar"):
+            K / bad
+        with pytest.raises(TypeError, match="multiplier .* must be a real scalar"):
+            K * bad
+
+    def test_scaling_overflow_is_reported_as_overflow(self):
+        K = Kron(np.eye(2) * 1e200, np.eye(2))
+        with pytest.raises(OverflowError, match=r"overflows.*1e\+200"):
+            K * 1e200
+        with pytest.raises(OverflowError, match="overflows"):
+            K / 1e-200
+        assert_allclose((K / 1e200).to_dense(), np.eye(4))
+
+    def test_masked_array_refused(self):
+        M = np.ma.masked_array(np.eye(2), mask=[[False, True], [False, False]])
+        with pytest.raises(TypeError, match=r"`factors\[1\]` is a masked array with 1 masked"):
+            Kron(np.eye(3), M)
+        K = Kron(np.eye(2), np.eye(2))
+        with pytest.raises(TypeError, match="`y` is a masked array"):
+            K.solve(np.ma.masked_array(np.ones(4), mask=[0, 0, 1, 0]))
+        # without masked entries the data are used as they are
+        ok = Kron(np.ma.masked_array(2 * np.eye(2)), np.eye(2))
+        assert_allclose(ok.to_dense(), 2 * np.eye(4))
+
+    def test_overflow_messages_name_the_computation(self):
+        big = Kron(np.eye(2) * 1e200, np.eye(3) * 1e200)
+        y = np.full(6, 1e200)
+        for op in (lambda: big @ y, lambda: big.rmatvec(y), lambda: big.matvec(y[None])):
+            with pytest.raises(OverflowError, match=r"overflowed.*`y` has entries up to 1e\+200"):
+                op()
+        tiny = Kron(np.eye(2) * 1e-200, np.eye(3) * 1e-200)
+        with pytest.raises(OverflowError, match=r"`factors` has entries up to 1e-200"):
+            tiny.solve(y)
+        with pytest.raises(OverflowError, match="quadratic form"):
+            tiny.inv_quad(y)
+        with pytest.raises(OverflowError, match="inverse of factor 0 overflows"):
+            Kron(np.eye(2) * 1e-310, np.eye(2)).inv()
+        with pytest.raises(OverflowError, match=r"mixed product of factor 0"):
+            big @ big
+        # the true values are representable: no spurious error
+        assert_allclose(big @ np.full(6, 1e-300), np.full(6, 1e100), rtol=RTOL)
+        assert_allclose(tiny.solve(np.full(6, 1e-300)), np.full(6, 1e100), rtol=RTOL)

@@ -23,7 +23,7 @@ from scipy.linalg.blas import get_blas_funcs
 from ._checks import as_float, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
-from ._kron import Kron, _Factorization, _mode_solve, as_kron
+from ._kron import Kron, _Factorization, _mode_solve, _overflow_checked, as_kron
 from ._vec import to_tensor, unfold
 
 __all__ = [
@@ -508,7 +508,8 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
     if W.shape[0] == 0:
         K._factorizations("log_quad")
         return np.zeros(0, dtype=W.dtype)
-    state = _QuadState(K, W)
+    with _overflow_checked():
+        state = _QuadState(K, W)
     _check_q(state.q, K, W)
     lam = np.log(_beta(state.q, a, W))
     return float(lam[0]) if single else lam
@@ -572,13 +573,15 @@ def log_quad_grad(
         return LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_grad", True))
     if method == "kpsvd":
         return _log_quad_grad_kpsvd(K, W, mua, a, reduce, single)
-    state = _QuadState(K, W)
+    with _overflow_checked():
+        state = _QuadState(K, W)
     _check_q(state.q, K, W)
     beta = _beta(state.q, a, W)
     lam = np.log(beta)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = scale / beta
-    factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
+    with _overflow_checked():
+        factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
     _check_outputs(K, W, factors, g_y)
     if single:
         return LogQuadGrad(float(lam[0]), factors, g_y, g_mu, float(c[0]))
@@ -598,11 +601,13 @@ def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum")
     K, W, mua, single = _prepare(K, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*_empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
-    state = _QuadState(K, W)
+    with _overflow_checked():
+        state = _QuadState(K, W)
     _check_q(state.q, K, W)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = np.full(W.shape[0], scale)
-    factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
+    with _overflow_checked():
+        factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
     _check_outputs(K, W, factors, g_y)
     q = state.q
     if single:

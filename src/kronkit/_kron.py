@@ -65,6 +65,8 @@ class _Factorization:
                 self.lower = True
                 rc, _ = pocon(c, anorm, uplo="L")
                 self.rcond = float(rc)
+                if not 1e-100 < scale < 1e100:  # the estimate itself may over/underflow
+                    self.rcond = _rcond_rescaled(A, scale, "cholesky")
                 return
         getrf, gecon = lapack.get_lapack_funcs(("getrf", "gecon"), (A,))
         lu, piv, info = getrf(A, overwrite_a=0)
@@ -77,6 +79,8 @@ class _Factorization:
         else:
             rc, _ = gecon(lu, anorm, norm="1")
             self.rcond = float(rc)
+            if not 1e-100 < scale < 1e100:
+                self.rcond = _rcond_rescaled(A, scale, "lu")
 
     # -- copies and pickles: no lock in the state; arrays come back read-only -------------
     def __getstate__(self):
@@ -166,6 +170,26 @@ class _Factorization:
     def chol(self) -> np.ndarray:
         """The lower Cholesky factor ``L`` (zeros above the diagonal)."""
         return np.tril(self.lu)
+
+
+def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
+    """The reciprocal condition number of ``A`` (scale-invariant), estimated on ``2^e A`` with
+    entries of order one, so that norms of far-from-one matrices do not over/underflow."""
+    As = np.ldexp(A, -int(np.frexp(scale)[1]))  # exact: a power-of-two scaling
+    anorm = float(np.max(np.sum(np.abs(As), axis=0)))
+    if kind == "cholesky":
+        potrf, pocon = lapack.get_lapack_funcs(("potrf", "pocon"), (As,))
+        c, info = potrf(As, lower=1, clean=1)
+        if info == 0:
+            return float(pocon(c, anorm, uplo="L")[0])
+    getrf, gecon = lapack.get_lapack_funcs(("getrf", "gecon"), (As,))
+    lu, _, info = getrf(As)
+    return 0.0 if info > 0 else float(gecon(lu, anorm, norm="1")[0])
+
+
+def _overflow_checked():
+    """Silence NumPy's overflow warnings where the caller checks the result and raises."""
+    return np.errstate(over="ignore", invalid="ignore")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -410,7 +434,8 @@ class Kron:
         arr = self._vectors(y, "y", self.shape[1])
         if arr.size == 0:
             return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
-        out = self._apply(arr, self._factors)
+        with _overflow_checked():
+            out = self._apply(arr, self._factors)
         self._check_overflow(out, "K @ y", arr)
         return out
 
@@ -419,7 +444,8 @@ class Kron:
         arr = self._vectors(y, "y", self.shape[0])
         if arr.size == 0:
             return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
-        out = self._apply(arr, [a.T for a in self._factors])
+        with _overflow_checked():
+            out = self._apply(arr, [a.T for a in self._factors])
         self._check_overflow(out, "K.T @ y", arr)
         return out
 
@@ -450,7 +476,8 @@ class Kron:
                 "the mixed product (A1⊗..⊗Ad)(B1⊗..⊗Bd) = (A1B1)⊗..⊗(AdBd) needs the same number "
                 f"of factors with matching inner sizes, got {self!r} and {other!r}"
             )
-        prods = [a @ b for a, b in zip(self._factors, other.factors, strict=True)]
+        with _overflow_checked():
+            prods = [a @ b for a, b in zip(self._factors, other.factors, strict=True)]
         for k, m in enumerate(prods):
             if not np.all(np.isfinite(m)):
                 raise overflow_error(
@@ -554,7 +581,8 @@ class Kron:
         facs = self._factorizations("solve")
         if arr.size == 0:
             return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
-        out = self._solve(arr, facs)
+        with _overflow_checked():
+            out = self._solve(arr, facs)
         self._check_overflow(out, "K.solve(y)", arr)
         return out
 
@@ -568,7 +596,8 @@ class Kron:
     def inv(self) -> Kron:
         """``K⁻¹ = A1⁻¹ ⊗ ... ⊗ Ad⁻¹`` as a Kron (factors inverted through the cache)."""
         facs = self._factorizations("inv")
-        invs = [f.inverse() for f in facs]
+        with _overflow_checked():
+            invs = [f.inverse() for f in facs]
         for f, a in zip(facs, invs, strict=True):
             if not np.all(np.isfinite(a)):
                 raise OverflowError(
@@ -631,11 +660,12 @@ class Kron:
         facs = self._factorizations("inv_quad")
         if arr.size == 0:
             return np.zeros(arr.shape[:-1], dtype=np.result_type(arr.dtype, self.dtype))
-        if all(f.kind == "cholesky" for f in facs):
-            x = to_vec(self._half_solve(arr, facs), self.n_factors)
-            out = np.einsum("...i,...i->...", x, x)
-        else:
-            out = np.einsum("...i,...i->...", arr, self._solve(arr, facs))
+        with _overflow_checked():
+            if all(f.kind == "cholesky" for f in facs):
+                x = to_vec(self._half_solve(arr, facs), self.n_factors)
+                out = np.einsum("...i,...i->...", x, x)
+            else:
+                out = np.einsum("...i,...i->...", arr, self._solve(arr, facs))
         self._check_overflow(out, "the quadratic form yᵀ K⁻¹ y", arr)
         return float(out) if out.ndim == 0 else out
 
