@@ -12,6 +12,15 @@ import click
 import numpy as np
 
 from ._estimators_mle import GAUGES
+from ._io import (
+    FiniteFloat,
+    InputError,
+    check_output_path,
+    check_plot_path,
+    cli_errors,
+    load_cli_array,
+    write_output,
+)
 
 __all__ = ["fit"]
 
@@ -21,40 +30,83 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[,x×]\s*(\d+)\s*", text)
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise click.BadParameter(f"expected two positive integers 'p,q', got {text!r}",
-                                 param_hint="--shape")
+        raise InputError(f"--shape: expected two positive integers 'p,q', got {text!r}")
     return int(m.group(1)), int(m.group(2))
 
 
 def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
-    from ._io import load_cli_array
-
-    arr = load_cli_array(path, "DATA")
-    arr = np.asarray(arr, dtype=np.float64)
+    arr = load_cli_array(path, "DATA")  # float64, finite, not empty
     if arr.ndim == 3:
         if shape is not None and shape != arr.shape[1:]:
-            raise click.BadParameter(
-                f"--shape {shape[0]},{shape[1]} does not match the data of shape {arr.shape}",
-                param_hint="--shape")
+            raise InputError(
+                f"--shape: {shape[0]},{shape[1]} does not match the data of shape {arr.shape}")
         return arr
     if arr.ndim == 2:
         if shape is None:
-            raise click.BadParameter(
-                f"the data are 2-D (shape {arr.shape}: N rows of length P); give the matrix "
-                "shape of a row with --shape p,q (rows are row-major flattenings)",
-                param_hint="--shape")
+            raise InputError(
+                f"--shape: the data are 2-D (shape {arr.shape}: N rows of length P); give the "
+                "matrix shape of a row with --shape p,q (rows are row-major flattenings)")
         if shape[0] * shape[1] != arr.shape[1]:
-            raise click.BadParameter(
-                f"--shape {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, but "
-                f"the data have shape {arr.shape}", param_hint="--shape")
+            raise InputError(
+                f"--shape: {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, but "
+                f"the data have shape {arr.shape}")
         return arr.reshape(arr.shape[0], *shape)
-    raise click.BadParameter(
-        f"the data must be 3-D (N, p, q) or 2-D (N, P) with --shape, got shape {arr.shape}",
-        param_hint="DATA")
+    raise InputError(
+        f"DATA: {path} must hold a 3-D array (N, p, q) or a 2-D one (N, P) with --shape, got "
+        f"shape {arr.shape}")
 
 
 def _fmt(x: float) -> str:
     return "∞" if math.isinf(x) else f"{x:.10g}"
+
+
+#: How the separability test's p-value was computed, as printed.
+_PVALUE_METHODS = {
+    "chi2": "asymptotic χ²",
+    "bartlett": "Bartlett-corrected χ²",
+    "monte-carlo": "Monte Carlo",
+    "parametric-bootstrap": "parametric bootstrap",
+}
+
+
+def _separability(X: np.ndarray, model: str, assume_centered: bool, seed: int | None,
+                  simulations: int | None) -> tuple[Any, str]:
+    """(the test result or None, a note): the likelihood-ratio test of A⊗B against an
+    unstructured covariance, with a p-value valid for the fitted model — the Gaussian one,
+    or for ``model="t"`` the t null if :func:`kronkit.separability_test` offers it (else
+    skipped: the Gaussian p-value is not valid for heavy tails)."""
+    import inspect
+
+    from . import separability_test
+
+    _, p, q = X.shape
+    if p < 2 or q < 2:
+        return None, "not applicable: p = 1 or q = 1, every covariance is separable"
+    params = inspect.signature(separability_test).parameters
+    kwargs: dict[str, Any] = {"assume_centered": assume_centered}
+    if model == "t":
+        if "distribution" not in params:  # pragma: no cover - before the t test existed
+            return None, ("skipped for --model t: kronkit's likelihood-ratio test assumes "
+                          "Gaussian data; its p-value is not valid under heavier tails")
+        kwargs["distribution"] = "t"
+    if seed is not None and "random_state" in params:
+        kwargs["random_state"] = seed
+    if simulations is not None and "n_simulations" in params:
+        kwargs["n_simulations"] = simulations
+    try:
+        return separability_test(X, **kwargs), ""
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return None, f"not available: {exc}"
+
+
+def _test_label(test: Any) -> tuple[str, str]:
+    """('Gaussian separability LRT' or 'separability LRT (t null)', 'p-value method')."""
+    dist = getattr(test, "distribution", "normal")
+    name = "Gaussian separability LRT" if dist == "normal" else f"separability LRT ({dist} null)"
+    method = str(getattr(test, "method", "chi2"))
+    label = _PVALUE_METHODS.get(method, method)
+    n_sim = int(getattr(test, "n_simulations", 0) or 0)
+    return name, f"{label}, {n_sim} draws" if n_sim else label
 
 
 @click.command("fit")
@@ -64,96 +116,114 @@ def _fmt(x: float) -> str:
                    "row-major).")
 @click.option("--model", type=click.Choice(["normal", "t"]), default="normal", show_default=True,
               help="Matrix normal, or vec-form multivariate t with scale A⊗B.")
-@click.option("--df", type=float, default=None,
+@click.option("--df", type=FiniteFloat(0.0, low_open=True), default=None,
               help="Degrees of freedom of the t model, held fixed (default: estimated).")
 @click.option("--assume-centered", is_flag=True,
               help="The data are already centred (location fixed at zero).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-9, show_default=True,
+@click.option("--tol", type=FiniteFloat(0.0), default=1e-9, show_default=True,
               help="Stop when the log-likelihood changes by at most tol·N·P.")
 @click.option("--gauge", type=click.Choice(GAUGES), default="trace", show_default=True,
               help="How the scale is split between A and B.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output .npz: location, row_covariance, column_covariance, df, loglik, ...")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
-              help="Save a picture of the factors and the convergence (needs matplotlib).")
+              help="Save a picture of the factors and the convergence (needs matplotlib; the "
+                   "extension picks the format, none means .png).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+@click.option("--no-test", is_flag=True,
+              help="Skip the separability test (for --model t it is a parametric bootstrap, "
+                   "which can take longer than the fit).")
+@click.option("--simulations", type=click.IntRange(min=1), default=None,
+              help="Simulated data sets behind a Monte Carlo or bootstrap p-value "
+                   "(default: separability_test's).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Seed of those simulations (default: fresh draws).")
+@cli_errors
 def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_centered: bool,
         max_iter: int, tol: float, gauge: str, out_path: str, plot_path: str | None,
-        no_progress: bool) -> None:
+        no_progress: bool, no_test: bool, simulations: int | None, seed: int | None) -> None:
     """Fit a separable covariance A⊗B to the matrix observations in DATA (.npy, .npz, .csv).
 
     DATA holds N observations of shape (p, q): a 3-D array (N, p, q), or a 2-D array (N, P)
     with --shape p,q (a .csv is always 2-D). Prints a summary (log-likelihood, iterations,
-    ν, the Gaussian separability test when N allows it) and saves the factors to --out.
+    ν, and when N allows it the separability likelihood-ratio test with how its p-value was
+    computed: under the Gaussian null for --model normal, a parametric bootstrap under the
+    separable t for --model t) and saves the factors to --out.
     """
     from rich.console import Console
     from rich.table import Table
 
     from ._errors import ConvergenceWarning
-    from ._estimators import SeparableCovariance
-    from ._estimators_mle import separability_test
+    from ._estimators_mle import separable_mle
 
     if df is not None and model != "t":
-        raise click.BadParameter("--df is used only with --model t", param_hint="--df")
-    X = _load_samples(data, _parse_shape(shape_text))
+        raise InputError("--df is used only with --model t")
+    shape = _parse_shape(shape_text)
+    out_path = check_output_path(out_path, "--out")
+    if plot_path is not None:
+        plot_path = check_plot_path(plot_path, "--plot")
+    X = _load_samples(data, shape)
     N, p, q = X.shape
     con = Console(highlight=False, soft_wrap=True)
-    est = SeparableCovariance(distribution=model, df=df, assume_centered=assume_centered,
-                              max_iter=max_iter, tol=tol, gauge=gauge,
-                              progress=not no_progress)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:
-            est.fit(X)
-        except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
-            raise click.ClickException(f"the fit failed: {exc}") from exc
+            res = separable_mle(X, distribution=model, df=df, assume_centered=assume_centered,
+                                max_iter=max_iter, tol=tol, gauge=gauge,
+                                progress=not no_progress)
+        except np.linalg.LinAlgError:  # valid data, failed computation: exit status 1
+            raise
+        except ValueError as exc:  # too few observations, ... : about DATA
+            raise InputError(f"DATA: {exc}") from exc
+    for w in caught:  # warnings other than the convergence notes go to the usual printer
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     notes = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
 
-    test: Any = None
-    test_note = ""
-    if p >= 2 and q >= 2:
-        try:
-            test = separability_test(X, assume_centered=assume_centered)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            test_note = str(exc)
+    if no_test:
+        test, test_note = None, "skipped (--no-test)"
+    elif no_progress:
+        test, test_note = _separability(X, model, assume_centered, seed, simulations)
     else:
-        test_note = "p = 1 or q = 1: every covariance is separable"
+        with con.status("separability test…"):
+            test, test_note = _separability(X, model, assume_centered, seed, simulations)
 
     table = Table(title=f"kronkit fit — {os.path.basename(data)}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_row("observations N × (p, q)", f"{N} × ({p}, {q})")
     table.add_row("model", "matrix normal" if model == "normal" else "vec-form t (scale A⊗B)")
-    table.add_row("log-likelihood", f"{est.loglik_:.10g}")
-    table.add_row("mean log-likelihood", f"{est.loglik_ / N:.10g}")
-    table.add_row("iterations", str(est.n_iter_))
-    table.add_row("converged", "yes" if est.converged_ else "[yellow]no[/yellow]")
+    table.add_row("log-likelihood", f"{res.loglik:.10g}")
+    table.add_row("mean log-likelihood", f"{res.loglik / N:.10g}")
+    table.add_row("iterations", str(res.n_iter))
+    table.add_row("converged", "yes" if res.converged else "[yellow]no[/yellow]")
     if model == "t":
-        table.add_row("ν (df)", _fmt(est.df_) + (" (fixed)" if df is not None else " (estimated)"))
+        table.add_row("ν (df)", _fmt(res.df) + (" (fixed)" if df is not None else " (estimated)"))
     table.add_row("gauge", f"{gauge}")
     if test is not None:
-        table.add_row("separability LRT statistic", f"{test.statistic:.6g}")
-        table.add_row("separability LRT df", str(test.df))
-        table.add_row("separability LRT p-value", f"{test.pvalue:.4g}")
+        name, method = _test_label(test)
+        table.add_row(f"{name} statistic", f"{test.statistic:.6g}")
+        table.add_row(f"{name} df", str(test.df))
+        table.add_row(f"{name} p-value", f"{test.pvalue:.4g} ({method})")
     else:
         table.add_row("separability test", "n/a (see below)")
     con.print(table)
     if test is None:
-        con.print(f"separability test not available: {test_note}")
+        con.print(f"separability test: {test_note}")
     for note in notes:
         con.print(f"[yellow]warning:[/yellow] {note}")
 
     out: dict[str, Any] = {
-        "location": est.location_,
-        "row_covariance": est.row_covariance_,
-        "column_covariance": est.column_covariance_,
-        "df": np.float64(est.df_),
-        "loglik": np.float64(est.loglik_),
-        "loglik_history": est.loglik_history_,
-        "n_iter": np.int64(est.n_iter_),
-        "converged": np.bool_(est.converged_),
-        "weights": est.weights_,
+        "location": res.location,
+        "row_covariance": res.row_covariance,
+        "column_covariance": res.column_covariance,
+        "df": np.float64(res.df),
+        "loglik": np.float64(res.loglik),
+        "loglik_history": res.loglik_history,
+        "n_iter": np.int64(res.n_iter),
+        "converged": np.bool_(res.converged),
+        "weights": res.weights,
         "shape": np.array([p, q], dtype=np.int64),
         "model": np.array(model),
         "gauge": np.array(gauge),
@@ -161,24 +231,18 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     if test is not None:
         out.update(separability_statistic=np.float64(test.statistic),
                    separability_df=np.int64(test.df),
-                   separability_pvalue=np.float64(test.pvalue))
-    if not out_path.endswith(".npz"):
-        out_path += ".npz"
-    try:
-        np.savez(out_path, **out)
-    except OSError as exc:
-        raise click.ClickException(f"could not write {out_path}: {exc}") from exc
+                   separability_pvalue=np.float64(test.pvalue),
+                   separability_method=np.array(str(getattr(test, "method", "chi2"))),
+                   separability_simulations=np.int64(getattr(test, "n_simulations", 0) or 0),
+                   separability_distribution=np.array(
+                       str(getattr(test, "distribution", "normal"))))
+    write_output(lambda: np.savez(out_path, **out), out_path, "--out")
     con.print(f"saved to {out_path}")
 
     if plot_path is not None:
-        try:
-            from . import plot as kplot
+        from . import plot as kplot
 
-            fig = kplot.fit_summary(est)
-        except ImportError as exc:
-            raise click.ClickException(str(exc)) from exc
-        try:
-            fig.savefig(plot_path, dpi=120)
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(f"could not write {plot_path}: {exc}") from exc
-        con.print(f"picture saved to {plot_path}")
+        picture = plot_path
+        fig = kplot.fit_summary(res)
+        write_output(lambda: fig.savefig(picture, dpi=120), picture, "--plot")
+        con.print(f"picture saved to {picture}")

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
+
+from ._io import (
+    InputError,
+    NumericalError,
+    check_output_path,
+    check_plot_path,
+    cli_errors,
+    load_cli_array,
+    write_output,
+)
 
 __all__ = ["nkp", "parse_shapes_option"]
 
@@ -24,32 +33,24 @@ def parse_shapes_option(text: str) -> tuple[tuple[int, int], ...]:
     for part in text.split(","):
         m = _SHAPE_RE.match(part)
         if m is None:
-            raise click.BadParameter(
-                f"expected factor shapes like 4x4,3x3 (or 4,3 for square factors), got {text!r}",
-                param_hint="--shapes",
-            )
+            raise InputError(
+                f"--shapes: expected factor shapes like 4x4,3x3 (or 4,3 for square factors), "
+                f"got {text!r}")
         rows = int(m.group(1))
         cols = int(m.group(2)) if m.group(2) is not None else rows
         if rows < 1 or cols < 1:
-            raise click.BadParameter(f"factor shapes must be positive, got {part.strip()!r}",
-                                     param_hint="--shapes")
+            raise InputError(f"--shapes: factor shapes must be positive, got {part.strip()!r}")
         out.append((rows, cols))
     if len(out) < 2:
-        raise click.BadParameter(f"need at least two factor shapes, got {text!r}",
-                                 param_hint="--shapes")
+        raise InputError(f"--shapes: need at least two factor shapes, got {text!r}")
     return tuple(out)
 
 
 def _load_matrix(path: str) -> np.ndarray:
-    from ._io import load_cli_array
-
-    M = load_cli_array(path, "MATRIX")
+    M = load_cli_array(path, "MATRIX")  # float64, finite, not empty
     if M.ndim != 2:
-        raise click.BadParameter(f"{path} must hold a 2-D matrix, got shape {M.shape}",
-                                 param_hint="MATRIX")
-    if M.size and not np.isfinite(M).all():
-        raise click.BadParameter(f"{path} contains NaN or Inf", param_hint="MATRIX")
-    return np.asarray(M, dtype=np.float64)
+        raise InputError(f"MATRIX: {path} must hold a 2-D matrix, got shape {M.shape}")
+    return M
 
 
 def _tail_errors(s: np.ndarray, residual: float) -> np.ndarray:
@@ -59,13 +60,8 @@ def _tail_errors(s: np.ndarray, residual: float) -> np.ndarray:
     return np.sqrt(after + float(residual) ** 2)
 
 
-def _plot_spectrum(s: np.ndarray, rel_err: np.ndarray, path: Path, title: str) -> None:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - matplotlib is installed in the test env
-        raise click.ClickException(
-            "--plot needs matplotlib: pip install kronkit[plot]"
-        ) from exc
+def _plot_spectrum(s: np.ndarray, rel_err: np.ndarray, path: str, title: str) -> None:
+    from matplotlib.figure import Figure  # present: check_plot_path looked before the work
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
@@ -81,7 +77,11 @@ def _plot_spectrum(s: np.ndarray, rel_err: np.ndarray, path: Path, title: str) -
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120)
+    write_output(lambda: fig.savefig(path, dpi=120), path, "--plot")
+
+
+#: Rows of the spectrum table printed unless --max-terms or --all says otherwise.
+DEFAULT_MAX_TERMS = 10
 
 
 @click.command("nkp")
@@ -97,13 +97,19 @@ def _plot_spectrum(s: np.ndarray, rel_err: np.ndarray, path: Path, title: str) -
               help="Save the factors to this .npz (s, A, B, residual, norm; or A1, A2, … for "
                    "three or more shapes).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Save a plot of the Kronecker spectrum (needs matplotlib).")
+              help="Save a plot of the Kronecker spectrum (needs matplotlib; the extension "
+                   "picks the format, none means .png).")
+@click.option("--max-terms", type=click.IntRange(min=1), default=DEFAULT_MAX_TERMS,
+              show_default=True, help="Print at most this many terms of the spectrum table.")
+@click.option("--all", "show_all", is_flag=True, help="Print every term of the spectrum table.")
+@cli_errors
 def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
-        out_path: str | None, plot_path: str | None) -> None:
+        out_path: str | None, plot_path: str | None, max_terms: int, show_all: bool) -> None:
     """Kronecker-product SVD of MATRIX (.npy, .npz or .csv): M ≈ Σ_k s_k A_k ⊗ B_k.
 
     Prints the Kronecker singular values and the relative error ‖M − M_k‖_F/‖M‖_F after
-    k terms.
+    k terms (the first --max-terms of them; --all for every one); --out and --plot save
+    all of them.
     """
     from rich.console import Console
     from rich.table import Table
@@ -111,26 +117,29 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     from ._kpsvd import kpsvd, nearest_kron
 
     shp = parse_shapes_option(shapes)
+    if len(shp) > 2 and rank not in (None, 1):
+        raise InputError("--rank: a rank above 1 needs exactly two factor shapes")
+    if out_path is not None:
+        out_path = check_output_path(out_path, "--out")
+    if plot_path is not None:
+        plot_path = check_plot_path(plot_path, "--plot")
     M = _load_matrix(matrix)
     con = Console(highlight=False, soft_wrap=True)
     want = (math.prod(m for m, _ in shp), math.prod(n for _, n in shp))
     if M.shape != want:
-        raise click.BadParameter(
-            f"MATRIX has shape {M.shape}, but shapes {shapes} need {want}", param_hint="--shapes"
-        )
-    if len(shp) > 2 and rank not in (None, 1):
-        raise click.BadParameter("--rank > 1 needs exactly two factor shapes",
-                                 param_hint="--rank")
-    try:
-        with con.status(f"computing the Kronecker decomposition of a {M.shape[0]}×{M.shape[1]} "
-                        "matrix…"):
-            if len(shp) == 2:
-                res = kpsvd(M, shp, rank, structure=structure)
-            else:
-                near = nearest_kron(M, shp, structure=structure)
-    except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise InputError(f"--shapes: MATRIX has shape {M.shape}, but shapes {shapes} need {want}")
+    with con.status(f"computing the Kronecker decomposition of a {M.shape[0]}×{M.shape[1]} "
+                    "matrix…"):
+        if len(shp) == 2:
+            res = kpsvd(M, shp, rank, structure=structure)
+        else:
+            near = nearest_kron(M, shp, structure=structure)
 
+    norm_m = res.norm if len(shp) == 2 else near.norm
+    if not math.isfinite(float(norm_m or 0.0)):
+        raise NumericalError(
+            "numerical failure: ‖MATRIX‖_F overflows in floating point (entries up to "
+            f"{np.max(np.abs(M)):.3g}); rescale MATRIX")
     if len(shp) > 2:
         table = Table(title=f"nearest Kronecker product ({' ⊗ '.join(f'{m}×{n}' for m, n in shp)})")
         table.add_column("σ", justify="right")
@@ -141,13 +150,15 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
                       "yes" if near.converged else "no")
         con.print(table)
         if out_path is not None:
-            out_path = out_path if out_path.endswith(".npz") else out_path + ".npz"
             arrays: dict[str, Any] = {f"A{k + 1}": f for k, f in enumerate(near.factors)}
-            np.savez(out_path, sigma=near.sigma, residual=float(near.residual or 0.0),
-                     norm=float(near.norm or 0.0), **arrays)
+            path = out_path
+            write_output(lambda: np.savez(path, sigma=near.sigma,
+                                          residual=float(near.residual or 0.0),
+                                          norm=float(near.norm or 0.0), **arrays),
+                         path, "--out")
             con.print(f"saved to {out_path}")
         if plot_path is not None:
-            _plot_spectrum(np.array([near.sigma]), np.array([near.rel_error]), Path(plot_path),
+            _plot_spectrum(np.array([near.sigma]), np.array([near.rel_error]), plot_path,
                            "nearest Kronecker product")
             con.print(f"plot saved to {plot_path}")
         return
@@ -158,24 +169,28 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     s = np.asarray(res.s)
     rel = _tail_errors(s, residual) / norm if norm > 0 else np.zeros(s.size)
     (m1, n1), (m2, n2) = shp
+    shown = s.size if show_all else min(s.size, max_terms)
     table = Table(title=f"Kronecker-product SVD: A {m1}×{n1} ⊗ B {m2}×{n2}")
     table.add_column("k", justify="right")
     table.add_column("σ_k", justify="right")
     table.add_column("relative error after k terms", justify="right")
     if structure in ("symmetric", "psd"):
         table.add_column("term")
-    for k in range(s.size):
+    for k in range(shown):
         row = [str(k + 1), f"{s[k]:.10g}", f"{rel[k]:.3e}"]
         if structure in ("symmetric", "psd"):
             row.append("skew⊗skew" if res.skew[k] else "sym⊗sym")
         table.add_row(*row)
     con.print(table)
+    if shown < s.size:
+        con.print(f"(the first {shown} of {s.size} terms; --max-terms K or --all prints more, "
+                  "--out saves all)")
     con.print(f"‖M‖_F = {norm:.10g}; {res.rank} term(s); relative error {res.rel_error:.3e}")
     if out_path is not None:
-        out_path = out_path if out_path.endswith(".npz") else out_path + ".npz"
-        np.savez(out_path, s=s, A=np.asarray(res.A), B=np.asarray(res.B),
-                 residual=residual, norm=norm)
+        path = out_path
+        write_output(lambda: np.savez(path, s=s, A=np.asarray(res.A), B=np.asarray(res.B),
+                                      residual=residual, norm=norm), path, "--out")
         con.print(f"saved to {out_path}")
     if plot_path is not None:
-        _plot_spectrum(s, rel, Path(plot_path), f"Kronecker spectrum ({m1}×{n1} ⊗ {m2}×{n2})")
+        _plot_spectrum(s, rel, plot_path, f"Kronecker spectrum ({m1}×{n1} ⊗ {m2}×{n2})")
         con.print(f"plot saved to {plot_path}")

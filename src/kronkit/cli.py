@@ -3,6 +3,7 @@ and the commands of the other modules (``nkp``, ``fit``)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -10,6 +11,14 @@ import click
 import numpy as np
 
 from . import __version__
+from ._io import (
+    FiniteFloat,
+    InputError,
+    check_output_path,
+    cli_errors,
+    load_cli_array,
+    write_output,
+)
 
 # The seed's example, embedded: a non-symmetric A (3×3), an SPD B (2×2), y, μ and α.
 DEMO_A = np.array([[2.0, 0.3, -0.4], [0.1, 1.5, 0.2], [-0.3, 0.4, 1.8]])
@@ -137,10 +146,15 @@ def main() -> None:
 
     Convention: Kron(A, B) means np.kron(A, B); a vector of length p·q is the row-major
     flattening of a (p, q) matrix.
+
+    Exit status: 0 success; 2 bad input or usage (unreadable, empty or non-finite file,
+    wrong shape, option out of range, unwritable output); 1 numerical failure (the input
+    was valid but the computation failed, e.g. a singular factor). Errors are one line.
     """
 
 
 @main.command()
+@cli_errors
 def demo() -> None:
     """Run the seed's example: λ, ∂λ/∂A and ∂λ/∂B three ways (closed form, the seed's
     Kronecker-SVD route, finite differences); exit 1 if they disagree."""
@@ -148,9 +162,21 @@ def demo() -> None:
 
 
 def _load(path: str, name: str) -> np.ndarray:
-    from ._io import load_cli_array
-
     return load_cli_array(path, name)
+
+
+def _check_grad_shapes(factors: list[np.ndarray], names: list[str], y: np.ndarray,
+                       mu: np.ndarray | None) -> None:
+    """Shape errors named by the option the user gave (the library would say `factors[0]`)."""
+    for f, name in zip(factors, names, strict=True):
+        if f.ndim != 2 or f.shape[0] != f.shape[1]:
+            raise InputError(f"{name}: a factor must be a square matrix, got shape {f.shape}")
+    sizes = tuple(f.shape[0] for f in factors)
+    P = math.prod(sizes)
+    for arr, name in ((y, "--y"), (mu, "--mu")):
+        if arr is not None and (arr.ndim not in (1, 2) or arr.shape[-1] != P):
+            raise InputError(f"{name}: must have shape (P,) or (N, P) with P = {P} (the product "
+                             f"of the factor sizes {sizes}), got shape {arr.shape}")
 
 
 @main.command()
@@ -160,11 +186,12 @@ def _load(path: str, name: str) -> np.ndarray:
               help="Further factors for A⊗B⊗C⊗… (repeat the option, in order).")
 @click.option("--y", "y_path", required=True, help="Observation(s): (P,) or (N, P).")
 @click.option("--mu", "mu_path", default=None, help="Location μ: (P,) or (N, P). Default 0.")
-@click.option("--alpha", default=1.0, show_default=True, type=float, help="Offset α.")
+@click.option("--alpha", default=1.0, show_default=True, type=FiniteFloat(), help="Offset α.")
 @click.option("--per-observation", is_flag=True,
               help="For a batch, save per-observation gradients instead of their sum.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output .npz with value, dA, dB, ..., dy, dmu, dalpha.")
+@cli_errors
 def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path: str | None,
          alpha: float, per_observation: bool, out_path: str) -> None:
     """Value and gradients of λ = log(α + (y−μ)ᵀ(A⊗B)⁻¹(y−μ)) for arrays in files."""
@@ -172,21 +199,19 @@ def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path:
 
     from ._calculus import log_quad_grad
 
-    factors = [_load(a_path, "--A"), _load(b_path, "--B")]
-    factors += [_load(p, f"--factor #{i + 1}") for i, p in enumerate(extra)]
+    out_path = check_output_path(out_path, "--out")
+    names = ["--A", "--B"] + [f"--factor #{i + 1}" for i in range(len(extra))]
+    factors = [_load(path, name) for path, name in zip((a_path, b_path, *extra), names,
+                                                       strict=True)]
     y = _load(y_path, "--y")
     mu = None if mu_path is None else _load(mu_path, "--mu")
-    try:
-        g = log_quad_grad(factors, y, mu, alpha, reduce=None if per_observation else "sum")
-    except (ValueError, TypeError, np.linalg.LinAlgError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    names = ["dA", "dB"] + [f"dfactor{i + 3}" for i in range(len(extra))]
+    _check_grad_shapes(factors, names, y, mu)
+    g = log_quad_grad(factors, y, mu, alpha, reduce=None if per_observation else "sum")
+    grad_names = ["dA", "dB"] + [f"dfactor{i + 3}" for i in range(len(extra))]
     out: dict[str, Any] = {"value": np.asarray(g.value), "dy": g.y, "dmu": g.mu,
                            "dalpha": np.asarray(g.alpha)}
-    out.update(dict(zip(names, g.factors, strict=True)))
-    if not out_path.endswith(".npz"):
-        out_path += ".npz"
-    np.savez(out_path, **out)
+    out.update(dict(zip(grad_names, g.factors, strict=True)))
+    write_output(lambda: np.savez(out_path, **out), out_path, "--out")
     con = _console()
     table = Table(title="kronkit grad")
     table.add_column("array")
