@@ -28,9 +28,7 @@ from ._errors import SingularFactorError as SingularFactorError
 from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
 from ._estimators_kpca import SumOfKron as SumOfKron
 from ._estimators_kpca import kronecker_pca as kronecker_pca
-from ._estimators_mle import SeparabilityTestResult as SeparabilityTestResult
 from ._estimators_mle import SeparableMLEResult as SeparableMLEResult
-from ._estimators_mle import separability_test as separability_test
 from ._estimators_mle import separable_mle as separable_mle
 from ._frobenius import frob as frob
 from ._frobenius import partial_contraction as partial_contraction
@@ -45,6 +43,8 @@ from ._kpsvd import nearest_kron as nearest_kron
 from ._kpsvd import rearrange as rearrange
 from ._kpsvd import unrearrange as unrearrange
 from ._kron import Kron as Kron
+from ._separability import SeparabilityTestResult as SeparabilityTestResult
+from ._separability import separability_test as separability_test
 
 # The scikit-learn estimators are imported on first use, so that ``import kronkit`` does not
 # import scikit-learn (an optional dependency: ``pip install kronkit[sklearn]``).
