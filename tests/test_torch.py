@@ -17,6 +17,7 @@ kt = pytest.importorskip("kronkit.torch")
 
 from kronkit import (  # noqa: E402
     DomainError,
+    IllConditionedWarning,
     Kron,
     NotPositiveDefiniteError,
     SingularFactorError,
@@ -379,11 +380,43 @@ def test_bad_factors():
 def test_singular_factor_raises(singular):
     F = [torch.eye(3, dtype=F64), _t(singular)]
     y = torch.ones(6, dtype=F64)
-    for call in (lambda: kt.solve(F, y), lambda: kt.inv_quad(F, y), lambda: kt.logdet(F),
-                 lambda: kt.log_quad(F, y)):
+    for call in (lambda: kt.solve(F, y), lambda: kt.inv_quad(F, y), lambda: kt.log_quad(F, y)):
         with pytest.raises(SingularFactorError, match=r"`factors\[1\]` is singular") as info:
             call()
-        assert info.value.factor == 1
+        assert info.value.factor == 1 and info.value.rcond == 0.0
+    # an exact zero pivot: det = 0, so log det = −inf (as Kron.logdet and np.linalg.slogdet
+    # of the dense product give); its derivative does not exist, and backward says so
+    assert np.linalg.slogdet(np.kron(np.eye(3), singular))[1] == -np.inf
+    G = [torch.eye(3, dtype=F64), _t(singular, True)]
+    value = kt.logdet(G)
+    assert value.item() == -np.inf
+    with pytest.raises(SingularFactorError, match=r"`factors\[1\]`"):
+        value.backward()
+
+
+def test_numerically_singular_factor_raises_in_logdet_too():
+    # issue 9: rcond ≈ 6e-18 <= eps; solve raised, logdet used to return a wrong finite value
+    Q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))
+    A = (Q * [1.0, 1e-9, 1e-20]) @ Q.T
+    F = [_t((A + A.T) / 2), torch.eye(2, dtype=F64)]
+    for call in (lambda: kt.logdet(F), lambda: kt.solve(F, torch.ones(6, dtype=F64))):
+        with pytest.raises(SingularFactorError, match="singular to working precision") as info:
+            call()
+        assert info.value.factor == 0 and 0 < info.value.rcond <= np.finfo(float).eps
+
+
+def test_ill_conditioned_factor_warns_with_rcond():
+    Q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))
+    A = (Q * [1.0, 1e-10, 3.0]) @ Q.T
+    A = (A + A.T) / 2
+    F = [torch.eye(2, dtype=F64), _t(A)]
+    for assume in ("auto", "general", "spd"):
+        with pytest.warns(IllConditionedWarning, match=r"`factors\[1\]`") as rec:
+            value = kt.logdet(F, assume=assume)
+        w = rec[0].message
+        assert w.factor == 1 and w.rcond == pytest.approx(1 / np.linalg.cond(A, 1), rel=0.5)
+        assert rec[0].filename == __file__  # points at the caller
+        assert value.item() == pytest.approx(2 * np.log(3e-10), abs=1e-5)  # κ·eps ≈ 1e-6
 
 
 def test_domain_errors(rng):

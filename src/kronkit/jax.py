@@ -35,8 +35,14 @@ Importing ``kronkit`` does not import JAX; importing this module does.
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.linalg import lapack
 
 try:
     import jax
@@ -49,8 +55,18 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ._checks import check_square
-from ._errors import DomainError, NotPositiveDefiniteError, SingularFactorError
+from ._errors import (
+    DomainError,
+    IllConditionedWarning,
+    NotPositiveDefiniteError,
+    SingularFactorError,
+)
 from ._kron import Kron
+
+try:  # public home since jax 0.4.36; older releases keep it in jax.core
+    from jax.extend.core import concrete_or_error as _concrete_or_error
+except ImportError:  # pragma: no cover - old jax
+    from jax.core import concrete_or_error as _concrete_or_error
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
@@ -73,8 +89,8 @@ def _to_tensor(y: jax.Array, dims: Sequence[int]) -> jax.Array:
 
 
 def _to_vec(t: jax.Array, d: int) -> jax.Array:
-    """Flatten the last ``d`` axes of ``t`` row-major."""
-    return t.reshape(*t.shape[: t.ndim - d], -1)
+    """Flatten the last ``d`` axes of ``t`` row-major (empty batches included)."""
+    return t.reshape(*t.shape[: t.ndim - d], _prod(t.shape[t.ndim - d :]))
 
 
 def _along_mode(t: jax.Array, k: int, d: int, op: Callable[[jax.Array], jax.Array]) -> jax.Array:
@@ -87,7 +103,7 @@ def _along_mode(t: jax.Array, k: int, d: int, op: Callable[[jax.Array], jax.Arra
     axis = t.ndim - d + k
     x = jnp.moveaxis(t, axis, 0)
     rest = x.shape[1:]
-    out = op(x.reshape(x.shape[0], -1))
+    out = op(x.reshape(x.shape[0], _prod(rest)))
     return jnp.moveaxis(out.reshape(out.shape[0], *rest), 0, axis)
 
 
@@ -135,36 +151,143 @@ class _Factor(NamedTuple):
     piv: jax.Array | None
 
 
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+def _concrete(x: Any) -> Any:
+    """The value of ``x`` if it is known now (plain calls, and ``jax.grad`` / ``jax.jvp`` /
+    ``jax.hessian`` outside ``jit``), else ``None`` (under ``jit`` or ``vmap``)."""
+    if not isinstance(x, jax.core.Tracer):
+        return x
+    try:
+        return _concrete_or_error(None, x)
+    except Exception:  # ConcretizationTypeError: an abstract value
+        return None
 
 
-def _factorize(A: jax.Array, assume: str, k: int) -> _Factor:
+def _check_finite(x: Any, name: str) -> None:
+    """``ValueError`` naming ``name`` if the (concrete) ``x`` holds NaN or Inf, as
+    ``Kron`` and ``kronkit.torch`` do; a no-op for abstract values."""
+    v = _concrete(x)
+    if v is None or not v.size:
+        return
+    with jax.ensure_compile_time_eval():  # a constant under jit: check it now, not staged
+        finite = jnp.isfinite(v)
+        bad = 0 if bool(jnp.all(finite)) else int(v.size - jnp.count_nonzero(finite))
+    if bad:
+        raise ValueError(
+            f"`{name}` contains NaN or Inf ({bad} non-finite entr{'y' if bad == 1 else 'ies'})"
+        )
+
+
+_SKIP_FRAMES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+                os.path.dirname(os.path.abspath(jax.__file__)) + os.sep)
+
+
+def _warn(warning: Warning) -> None:
+    """Issue ``warning`` at the first stack frame outside kronkit and JAX (the caller's)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_FRAMES):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
+
+
+def _is_symmetric(A: Any) -> Any:
+    """``A == Aᵀ`` to ``16·eps·max|A|``, the test ``Kron`` and ``kronkit.torch`` use."""
+    eps = jnp.finfo(A.dtype).eps
+    return jnp.max(jnp.abs(A - A.T)) <= 16 * eps * jnp.max(jnp.abs(A))
+
+
+def _rcond(c: Any, cholesky: bool, A: Any) -> float:
+    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from the factors (``pocon`` / ``gecon``, as
+    ``Kron`` computes it); O(p²) on the host."""
+    a, f = np.asarray(A), np.asarray(c)
+    anorm = float(np.max(np.sum(np.abs(a), axis=0)))
+    if cholesky:
+        (pocon,) = lapack.get_lapack_funcs(("pocon",), (f,))
+        rc, _ = pocon(f, anorm, uplo="L")
+    else:
+        (gecon,) = lapack.get_lapack_funcs(("gecon",), (f,))
+        rc, _ = gecon(f, anorm, norm="1")
+    return float(rc)
+
+
+def _factorize(A: jax.Array, assume: str, k: int) -> tuple[_Factor, float | None, bool]:
     """Factor ``A`` once: Cholesky for ``assume="spd"``, LU with partial pivoting otherwise.
 
-    Outside of tracing (plain eager calls) a failed factorisation raises
-    :class:`NotPositiveDefiniteError` / :class:`SingularFactorError`; under ``jit`` JAX
-    cannot raise and the result carries NaN/Inf instead.
+    Returns ``(factor, rcond, exact_zero)``. When ``A`` is concrete (see :func:`_concrete`),
+    a factor that is not symmetric positive definite under ``assume="spd"`` (not symmetric to
+    ``16·eps·max|A|``, or Cholesky fails) raises :class:`NotPositiveDefiniteError`, and
+    ``rcond`` is LAPACK's estimate; ``exact_zero`` flags an exact zero pivot in the LU
+    factors. Under ``jit`` / ``vmap`` nothing can be raised or estimated (``rcond`` is
+    ``None``): a non-symmetric factor under ``assume="spd"`` gives NaN factors, so every
+    result is NaN, as a failed Cholesky gives.
     """
-    if assume == "spd":
-        L = jax.lax.linalg.cholesky(A)
-        if _is_concrete(L) and not bool(jnp.all(jnp.isfinite(L))):
-            raise NotPositiveDefiniteError(
-                f"`factors[{k}]` is not symmetric positive definite (Cholesky failed); "
-                "use assume='general'",
-                factor=k,
-            )
-        return _Factor(L, None)
-    lu, piv = jsl.lu_factor(A)
-    if _is_concrete(lu):
-        diag = jnp.diagonal(lu)
-        if not bool(jnp.all(jnp.isfinite(lu))) or bool(jnp.any(diag == 0)):
+    a = _concrete(A)
+    if a is None:  # abstract: nothing can be raised, and LAPACK's estimate is out of reach
+        if assume == "spd":
+            L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
+            return _Factor(jnp.where(_is_symmetric(A), L, jnp.nan), None), None, False
+        return _Factor(*jsl.lu_factor(A)), None, False
+    with jax.ensure_compile_time_eval():  # a constant under jit is factored now, once
+        if assume == "spd":
+            why = None
+            if not bool(_is_symmetric(a)):
+                why = "it is not symmetric"
+            else:
+                L = jax.lax.linalg.cholesky(a, symmetrize_input=False)
+                if not bool(jnp.all(jnp.isfinite(L))):
+                    why = "Cholesky failed"
+            if why is not None:
+                raise NotPositiveDefiniteError(
+                    f"`factors[{k}]` is not symmetric positive definite ({why}); "
+                    "use assume='general'",
+                    factor=k,
+                )
+            return _Factor(L, None), _rcond(L, True, a), False
+        lu, piv = jsl.lu_factor(a)
+        exact_zero = bool(jnp.any(jnp.diagonal(lu) == 0))
+    return _Factor(lu, piv), 0.0 if exact_zero else _rcond(lu, False, a), exact_zero
+
+
+def _factorize_all(mats: Sequence[jax.Array], assume: str, *,
+                   zero_det_ok: bool = False) -> list[_Factor]:
+    """Factor every factor; the conditioning contract of ``Kron`` when values are concrete.
+
+    A factor singular to working precision (``rcond <= eps``, exact zero pivots included)
+    raises :class:`SingularFactorError`; one :class:`IllConditionedWarning` names every
+    factor with ``rcond < sqrt(eps)``. ``zero_det_ok`` (log-determinants): an exact zero
+    pivot is no error (``det = 0``, ``log det = −inf``) and then nothing is checked, as in
+    ``Kron.slogdet``. Under ``jit`` / ``vmap`` none of this can happen (see the module notes).
+    """
+    out = [_factorize(M, assume, k) for k, M in enumerate(mats)]
+    facs = [f for f, _, _ in out]
+    if zero_det_ok and any(z for _, _, z in out):
+        return facs
+    ill = []
+    for k, (M, (_, rc, z)) in enumerate(zip(mats, out, strict=True)):
+        if rc is None:
+            continue
+        eps = float(jnp.finfo(M.dtype).eps)
+        if not rc > eps:
+            why = ("an exact zero pivot in its LU factorisation" if z else
+                   f"reciprocal condition number {rc:.3g} <= eps = {eps:.3g}")
             raise SingularFactorError(
-                f"`factors[{k}]` is singular (zero pivot in its LU factorisation); "
-                "an inverse or solve is undefined",
+                f"`factors[{k}]` is singular to working precision ({why}); "
+                "an inverse, solve or log-determinant is undefined",
                 factor=k,
+                rcond=rc,
             )
-    return _Factor(lu, piv)
+        if rc < np.sqrt(eps):
+            ill.append((rc, k, eps))
+    if ill:
+        rc, k, eps = min(ill)
+        listing = ", ".join(f"`factors[{j}]` (condition number ≈ {1.0 / r:.3g})"
+                            for r, j, _ in sorted(ill, key=lambda t: t[1]))
+        _warn(IllConditionedWarning(
+            f"ill-conditioned {listing}; results may have lost more than half of their "
+            f"digits (reciprocal condition number below sqrt(eps) = {np.sqrt(eps):.3g})",
+            factor=k,
+            rcond=rc,
+        ))
+    return facs
 
 
 def _factor_solve(f: _Factor, b: jax.Array, trans: bool = False) -> jax.Array:
@@ -220,7 +343,7 @@ def _matvec_jvp(primals, tangents):
 
 
 def _solve_parts(assume: str, mats, y):
-    facs = [_factorize(M, assume, k) for k, M in enumerate(mats)]
+    facs = _factorize_all(mats, assume)
     return facs, _kron_solve(facs, _to_tensor(y, _dims(mats, 1)))
 
 
@@ -260,9 +383,10 @@ def _inv_quad_jvp(assume, primals, tangents):
     return q, _inner(Z + U, dW, d) - _inner(U, _kron_dapply(mats, dmats, Z), d)
 
 
-def _logdet_parts(assume: str, mats):
-    """Factorisations and ``log det S = Σ_k (P/p_k) log|det A_k|`` (NaN where det S < 0)."""
-    facs = [_factorize(M, assume, k) for k, M in enumerate(mats)]
+def _logdet_parts(assume: str, mats, zero_det_ok: bool = True):
+    """Factorisations and ``log det S = Σ_k (P/p_k) log|det A_k|``: −inf where a factor has
+    an exact zero pivot (``det S = 0``), NaN where ``det S < 0``."""
+    facs = _factorize_all(mats, assume, zero_det_ok=zero_det_ok)
     P = _prod(_dims(mats, 0))
     sign = jnp.ones((), mats[0].dtype)
     logabs = jnp.zeros((), mats[0].dtype)
@@ -271,7 +395,7 @@ def _logdet_parts(assume: str, mats):
         e = P // M.shape[0]  # det(S) = Π_k det(A_k)^(P/p_k)
         sign = sign * (s if e % 2 else jnp.abs(s))
         logabs = logabs + e * la
-    return facs, jnp.where(sign > 0, logabs, jnp.nan)
+    return facs, jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
 
 
 @_static_assume
@@ -282,7 +406,8 @@ def _logdet(assume: str, mats):
 @_logdet.defjvp
 def _logdet_jvp(assume, primals, tangents):
     (mats,), (dmats,) = primals, tangents
-    facs, value = _logdet_parts(assume, mats)
+    # the derivative needs A_k⁻¹: at det S = 0 it does not exist (raises when concrete)
+    facs, value = _logdet_parts(assume, mats, zero_det_ok=False)
     P = _prod(_dims(mats, 0))
     dvalue = sum(
         (P // M.shape[0]) * jnp.trace(_factor_solve(f, dM))
@@ -344,6 +469,7 @@ def _prepare(factors: Any, *, square: str | None, **vectors: Any):
             raise ValueError(f"`{name}` is empty (shape {M.shape}); factors must be non-empty")
         if square is not None:
             check_square(M, name, f"{square} needs square factors")
+        _check_finite(M, name)
         mats.append(M)
     n = _prod(_dims(mats, 1))
     m = _prod(_dims(mats, 0))
@@ -358,6 +484,7 @@ def _prepare(factors: Any, *, square: str | None, **vectors: Any):
                 f"`{name}` must have length {n} in its last axis (the Kronecker product is "
                 f"{m}×{n}), got shape {arr.shape}"
             )
+        _check_finite(arr, name)
         arrays[name] = arr
     dtype = jnp.result_type(*mats, *[a for a in arrays.values() if a is not None], 0.0)
     mats = tuple(M.astype(dtype) for M in mats)
@@ -467,9 +594,10 @@ def logdet(factors: Sequence[Any], *, assume: str = "general") -> jax.Array:
     _check_assume(assume)
     mats, _ = _prepare(factors, square="logdet")
     out = _logdet(assume, mats)
-    if _is_concrete(out) and bool(jnp.isnan(out)):
+    value = _concrete(out)
+    if value is not None and bool(jnp.isnan(value)):
         raise DomainError(
-            "det(A1⊗…⊗Ad) is negative, so its logarithm is undefined", value=float(out)
+            "det(A1⊗…⊗Ad) is negative, so its logarithm is undefined", value=float(value)
         )
     return out
 
@@ -517,11 +645,13 @@ def log_quad(
     if a.ndim != 0:
         raise ValueError(f"`alpha` must be a scalar, got shape {a.shape}")
     w = arrays["y"] if arrays["mu"] is None else arrays["y"] - arrays["mu"]
+    _check_finite(a, "alpha")
     beta = a.astype(w.dtype) + _inv_quad(assume, mats, w)
-    if _is_concrete(beta) and not bool(jnp.all(beta > 0)):
+    value = _concrete(beta)
+    if value is not None and value.size and not bool(jnp.all(value > 0)):
         raise DomainError(
             "β = α + (y−μ)ᵀS⁻¹(y−μ) must be positive for log β to be defined, got "
-            f"min β = {float(jnp.min(beta)):.6g}",
-            value=beta,
+            f"min β = {float(jnp.min(value)):.6g}",
+            value=value,
         )
     return jnp.log(beta)

@@ -26,6 +26,9 @@ Importing :mod:`kronkit` does not import torch; ``import kronkit.torch`` does.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -38,9 +41,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 import numpy as np
+from scipy.linalg import lapack
 
 from ._checks import check_scalar
-from ._errors import DomainError, NotPositiveDefiniteError, SingularFactorError
+from ._errors import (
+    DomainError,
+    IllConditionedWarning,
+    NotPositiveDefiniteError,
+    SingularFactorError,
+)
 from ._kron import Kron
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
@@ -139,12 +148,15 @@ class _Factor:
     the factor tensors themselves). ``assume="auto"``: Cholesky if the factor is symmetric (to
     ``16·eps·max|A|``) and the Cholesky succeeds, LU with partial pivoting otherwise;
     ``"general"``: always LU; ``"spd"``: Cholesky, and :class:`~kronkit.NotPositiveDefiniteError`
-    if the factor is not symmetric positive definite. No eigenvalue clamping or jitter: a
-    factor whose smallest pivot is below ``n·eps·max|A|`` raises
-    :class:`~kronkit.SingularFactorError`.
+    if the factor is not symmetric positive definite. No eigenvalue clamping or jitter.
+
+    Conditioning, as in :class:`kronkit.Kron`: ``rcond`` is LAPACK's estimate of
+    ``1/(‖A‖₁‖A⁻¹‖₁)`` (``pocon`` / ``gecon`` on the factors, O(p²) on the host);
+    ``exact_zero`` flags an exact zero pivot in the LU factors (``rcond = 0``). The checks
+    themselves are made by :func:`_factorize`.
     """
 
-    __slots__ = ("cholesky", "index", "lu", "n", "piv", "symmetric")
+    __slots__ = ("cholesky", "exact_zero", "index", "lu", "n", "piv", "rcond", "symmetric")
     lu: Tensor  # lower Cholesky factor L, or the packed LU factors
     piv: Tensor | None  # LU pivots (1-based, LAPACK style); None for Cholesky
 
@@ -168,20 +180,40 @@ class _Factor:
                 "use assume='auto' or 'general'",
                 factor=index,
             )
+        self.exact_zero = False
         if self.cholesky:
             self.lu, self.piv = L, None
-            pivots = torch.diagonal(L) ** 2
         else:
-            self.lu, self.piv, _ = torch.linalg.lu_factor_ex(A)
-            pivots = torch.diagonal(self.lu).abs()
-        smallest = float(pivots.min())
-        if not smallest > self.n * eps * scale:
+            self.lu, self.piv, info = torch.linalg.lu_factor_ex(A)
+            self.exact_zero = int(info) > 0 or bool((torch.diagonal(self.lu) == 0).any())
+        self.rcond = 0.0 if self.exact_zero else self._estimate_rcond(A)
+
+    def _estimate_rcond(self, A: Tensor) -> float:
+        a = A.cpu().numpy()
+        f = self.lu.cpu().numpy()
+        anorm = float(np.max(np.sum(np.abs(a), axis=0)))
+        if self.cholesky:
+            (pocon,) = lapack.get_lapack_funcs(("pocon",), (f,))
+            rc, _ = pocon(f, anorm, uplo="L")
+        else:
+            (gecon,) = lapack.get_lapack_funcs(("gecon",), (f,))
+            rc, _ = gecon(f, anorm, norm="1")
+        return float(rc)
+
+    @property
+    def eps(self) -> float:
+        return torch.finfo(self.lu.dtype).eps
+
+    def check(self) -> None:
+        """:class:`~kronkit.SingularFactorError` if singular to working precision."""
+        if not self.rcond > self.eps:
+            why = ("an exact zero pivot in its LU factorisation" if self.exact_zero else
+                   f"reciprocal condition number {self.rcond:.3g} <= eps = {self.eps:.3g}")
             raise SingularFactorError(
-                f"`factors[{index}]` is singular to working precision (smallest pivot "
-                f"{smallest:.3g} <= n·eps·max|A| = {self.n * eps * scale:.3g}); "
-                "an inverse or solve is undefined",
-                factor=index,
-                rcond=smallest / scale if scale else 0.0,
+                f"`factors[{self.index}]` is singular to working precision ({why}); "
+                "an inverse, solve or log-determinant is undefined",
+                factor=self.index,
+                rcond=self.rcond,
             )
 
     def solve(self, X: Tensor, trans: bool, tri: bool = False) -> Tensor:
@@ -217,9 +249,46 @@ class _Factor:
         return (-1) ** ((swaps + negatives) % 2), torch.log(diag.abs()).sum()
 
 
-def _factorize(factors: Sequence[Tensor], assume: str) -> list[_Factor]:
+_SKIP_FRAMES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+                os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+
+
+def _warn(warning: Warning) -> None:
+    """Issue ``warning`` at the first stack frame outside kronkit and torch (the caller's)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_FRAMES):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)
+
+
+def _factorize(factors: Sequence[Tensor], assume: str, *,
+               zero_det_ok: bool = False) -> list[_Factor]:
+    """Factor every factor, with the conditioning contract of :class:`kronkit.Kron`.
+
+    A factor singular to working precision (``rcond <= eps``, exact zero pivots included)
+    raises :class:`~kronkit.SingularFactorError`; one :class:`~kronkit.IllConditionedWarning`
+    names every factor with ``rcond < sqrt(eps)``. ``zero_det_ok`` (log-determinants): an
+    exact zero pivot is no error (``det = 0``, ``log det = −inf``), and then nothing else is
+    checked, as in ``Kron.slogdet``.
+    """
     with torch.no_grad():
-        return [_Factor(A, k, assume) for k, A in enumerate(factors)]
+        facs = [_Factor(A, k, assume) for k, A in enumerate(factors)]
+    if zero_det_ok and any(f.exact_zero for f in facs):
+        return facs
+    for f in facs:
+        f.check()
+    ill = [f for f in facs if f.rcond < np.sqrt(f.eps)]
+    if ill:
+        worst = min(ill, key=lambda f: f.rcond)
+        listing = ", ".join(f"`factors[{f.index}]` (condition number ≈ {1.0 / f.rcond:.3g})"
+                            for f in ill)
+        _warn(IllConditionedWarning(
+            f"ill-conditioned {listing}; results may have lost more than half of their "
+            f"digits (reciprocal condition number below sqrt(eps) = {np.sqrt(worst.eps):.3g})",
+            factor=worst.index,
+            rcond=worst.rcond,
+        ))
+    return facs
 
 
 def _solve(y: Tensor, facs: Sequence[_Factor], trans: bool, tri: bool = False) -> Tensor:
@@ -350,6 +419,10 @@ class _LogDet(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, facs, *factors):
+        ctx.facs = facs
+        ctx.save_for_backward(*factors)
+        if any(f.exact_zero for f in facs):  # det S = 0 exactly
+            return factors[0].new_full((), -float("inf"))
         P = _prod(f.n for f in facs)
         sign, value = 1, factors[0].new_zeros(())
         for f in facs:
@@ -360,8 +433,6 @@ class _LogDet(torch.autograd.Function):
             raise DomainError(
                 "det(A1 ⊗ ... ⊗ Ad) is negative, so its log is undefined", value=float(sign)
             )
-        ctx.facs = facs
-        ctx.save_for_backward(*factors)
         return value
 
     @staticmethod
@@ -373,6 +444,7 @@ class _LogDet(torch.autograd.Function):
             if not ctx.needs_input_grad[k + 1]:
                 grads.append(None)
                 continue
+            f.check()  # at det A_k = 0 the derivative A_k⁻ᵀ does not exist
             eye = torch.eye(f.n, dtype=A.dtype, device=A.device)
             inv_t = _Solve.apply(eye, [f], False, A)  # rows A⁻¹e_i: the matrix A⁻ᵀ
             grads.append(g * (P // f.n) * inv_t)
@@ -588,7 +660,7 @@ def logdet(factors: Sequence[Any], *, assume: str = "auto") -> Tensor:
     """
     _check_assume(assume)
     fs, _ = _inputs(factors, "logdet")
-    return _LogDet.apply(_factorize(fs, assume), *fs)
+    return _LogDet.apply(_factorize(fs, assume, zero_det_ok=True), *fs)
 
 
 def log_quad(factors: Sequence[Any], y: Any, mu: Any = None, alpha: Any = 1.0, *,
