@@ -500,7 +500,6 @@ _files = st.one_of(st.tuples(st.just(".npy"), _npy_contents),
 @given(file=_files, command=st.sampled_from(["grad-y", "grad-A", "nkp", "fit", "fit-flat"]))
 def test_garbage_files_never_show_a_traceback(file, command):
     ext, content = file
-    base = Path(__file__).parent
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         path = d / f"input{ext}"
@@ -518,7 +517,6 @@ def test_garbage_files_never_show_a_traceback(file, command):
             "fit-flat": ["fit", str(path), "--shape", "2,3", "--no-progress", "--out", f"{d}/f"],
         }[command]
         res = CliRunner().invoke(cli.main, argv)
-    assert base.exists()
     check_clean(res)
 
 
