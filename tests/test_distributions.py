@@ -395,7 +395,7 @@ def test_bad_observations(rng):
             dist.logpdf(Y + 1j)
 
 
-@pytest.mark.parametrize("df", [0.0, -1.0, np.nan, -np.inf])
+@pytest.mark.parametrize("df", [0.0, -1.0, np.nan, -np.inf, 5e-324])
 def test_bad_df(rng, df):
     factors, mu, _ = _setup(rng, (2, 3))
     with pytest.raises(ValueError, match="`df`"):
@@ -622,7 +622,7 @@ def _same_distribution(d1, d2, Y):
         assert d1.df == d2.df
 
 
-@pytest.mark.parametrize("protocol", list(range(6)) + ["deepcopy", "copy"])
+@pytest.mark.parametrize("protocol", [*range(6), "deepcopy", "copy"])
 def test_pickle_and_copies_stay_immutable(rng, protocol):
     """Regression (issue 9): after pickle / deepcopy the location came back writeable."""
     import copy
@@ -681,7 +681,7 @@ def test_distributions_shared_across_threads(rng):
         want = [serial.logpdf_grad(Yb, reduce=None) for Yb in batches]
         shared = make()  # fresh: every cache is filled by the threads at once
         with ThreadPoolExecutor(8) as ex:
-            got = list(ex.map(lambda Yb: shared.logpdf_grad(Yb, reduce=None), batches))
+            got = list(ex.map(lambda Yb, d=shared: d.logpdf_grad(Yb, reduce=None), batches))
         for a, b in zip(got, want, strict=True):
             for x, y in zip(a, b, strict=True):
                 if isinstance(x, tuple):
@@ -716,7 +716,7 @@ def _measure_t_accuracy():  # pragma: no cover - a report, run as a script (see 
                  abs(dist.entropy() - ref_h) / abs(ref_h),
                  np.max(np.abs(g.df - ref_g) / np.maximum(scale_g, 1e-300))]
             worst = [max(w, x) for w, x in zip(worst, e, strict=True)]
-            print(f"{str(dims):>10} {nu:8.0e} {e[0]:10.2e} {e[1]:10.2e} {e[2]:12.2e}")
+            print(f"{dims!s:>10} {nu:8.0e} {e[0]:10.2e} {e[1]:10.2e} {e[2]:12.2e}")
     print(f"{'max':>19} {worst[0]:10.2e} {worst[1]:10.2e} {worst[2]:12.2e}")
 
 

@@ -567,8 +567,16 @@ class KronT(_KronDistribution):
         super().__init__(loc, scale)
         self._df = nu
         # ν-dependent constants, computed once (see kronkit._special for the derivations)
-        self._log_norm_value = float(t_log_normalizer(nu, self.dim)) - 0.5 * self._logdet
-        self._entropy_excess = float(t_entropy_excess(nu, self.dim))
+        with np.errstate(all="ignore"):
+            log_norm = float(t_log_normalizer(nu, self.dim))
+            excess = float(t_entropy_excess(nu, self.dim))
+        if not (math.isfinite(log_norm) and math.isfinite(excess)):
+            raise ValueError(
+                f"`df` = {nu:g} is too small for dimension P = {self.dim}: the t density's "
+                "constants overflow in floating point (P/df must stay below 1e308)"
+            )
+        self._log_norm_value = log_norm - 0.5 * self._logdet
+        self._entropy_excess = excess
 
     def _init_args(self) -> tuple:
         return (self._loc, self._scale.factors, self._df)

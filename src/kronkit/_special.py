@@ -232,9 +232,14 @@ def t_log_normalizer_dnu(nu: Any, P: Any) -> Any:
 
 
 def _log1p_t(nu: np.ndarray, delta: np.ndarray):
+    """``t = δ/ν`` and ``log1p(t)``; where ``t`` overflows (tiny ν), ``log δ − log ν``."""
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         t = delta / nu
-    return t, np.log1p(t)
+        L = np.log1p(t)
+        over = np.isinf(t) & np.isfinite(delta) & np.isfinite(nu)
+        if over.any():
+            L = np.where(over, np.log(delta) - np.log(nu), L)
+    return t, L
 
 
 def t_log_kernel(nu: Any, P: Any, delta: Any) -> Any:
