@@ -91,7 +91,8 @@ class KronTGrad(NamedTuple):
         or ``(N, p_k, p_k)`` with ``reduce=None``.
     df : float or ndarray of shape (N,)
         ``∂ℓ/∂ν = Σ_i [½ψ((ν+P)/2) − ½ψ(ν/2) − P/(2ν) − ½ log(1 + δ_i/ν)
-        + (ν+P) δ_i / (2ν(ν+δ_i))]`` (ψ the digamma function).
+        + (ν+P) δ_i / (2ν(ν+δ_i))]`` (ψ the digamma function), evaluated without the
+        cancellation of its terms (accurate for every ν; ``→ 0`` like ``1/ν²``, 0 at ν = ∞).
     y : ndarray of shape (P,) or (N, P)
         ``∂ℓ/∂y_i = −ω_i S⁻¹(y_i − μ)``.
     """
