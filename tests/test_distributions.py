@@ -675,7 +675,7 @@ def test_distributions_shared_across_threads(rng):
     from concurrent.futures import ThreadPoolExecutor
 
     factors, mu, _ = _setup(rng, (4, 5))
-    batches = [rng.standard_normal((3, 20)) for _ in range(32)]
+    batches = [rng.standard_normal((3, 20)) for _ in range(16)]
     for make in (lambda: KronNormal(mu, factors), lambda: KronT(mu, factors, 2.5)):
         serial = make()
         want = [serial.logpdf_grad(Yb, reduce=None) for Yb in batches]
