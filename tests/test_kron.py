@@ -502,3 +502,15 @@ class TestIssue9Edges:
         # the true values are representable: no spurious error
         assert_allclose(big @ np.full(6, 1e-300), np.full(6, 1e100), rtol=RTOL)
         assert_allclose(tiny.solve(np.full(6, 1e-300)), np.full(6, 1e100), rtol=RTOL)
+
+
+def test_reductions_overflow_reported_not_silent():
+    """trace / diag / norm / frob of finite inputs: the true value or an OverflowError."""
+    big = Kron(np.eye(2) * 1e200, np.eye(3) * 1e200)
+    for op in (big.trace, big.diag, lambda: kronkit.frob(big, big)):
+        with pytest.raises(OverflowError, match=r"overflowed.*1e\+200"):
+            op()
+    # ‖1e200·I_2‖_F = 1.414e200 is representable although its square is not
+    assert_allclose(Kron(np.eye(2) * 1e200).norm(), np.sqrt(2) * 1e200, rtol=RTOL)
+    with pytest.raises(OverflowError, match="partial_contraction"):
+        kronkit.partial_contraction(np.full((4, 4), 1e200), np.full((2, 2), 1e200))

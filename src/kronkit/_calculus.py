@@ -629,7 +629,13 @@ def logdet_grad(K: Any) -> tuple[np.ndarray, ...]:
             "det(K) is negative, so log det(K) and its gradient are undefined", value=-1.0
         )
     P = K.shape[0]
-    return tuple((P // f.n) * f.inverse().T for f in facs)
+    with _overflow_checked():
+        out = tuple((P // f.n) * f.inverse().T for f in facs)
+    for k, g in enumerate(out):
+        if not np.all(np.isfinite(g)):
+            raise overflow_error(f"the gradient of log det with respect to factor {k}",
+                                 factors=K.factors)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float
+from ._checks import as_float, overflow_error
 from ._kron import Kron
 
 __all__ = ["frob", "partial_contraction"]
@@ -43,20 +43,34 @@ def frob(X: Any, Y: Any) -> float:
         if X.n_factors == Y.n_factors and all(
             a.shape == c.shape for a, c in zip(X.factors, Y.factors, strict=True)
         ):
-            return float(np.prod([np.sum(a * c) for a, c in zip(X.factors, Y.factors, strict=True)]))
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = float(np.prod([np.sum(a * c) for a, c in
+                                     zip(X.factors, Y.factors, strict=True)]))
+            return _finite(out, X=X.factors, Y=Y.factors)
         raise ValueError(
             "`X` and `Y` must be Kron operators with factors of matching shapes, got "
             f"{X!r} and {Y!r}; pass `Y.to_dense()` explicitly to contract them densely"
         )
     if isinstance(X, Kron):
-        return _frob_kron_dense(X, as_float(Y, "Y", ndim=2))
+        Ya = as_float(Y, "Y", ndim=2)
+        return _finite(_frob_kron_dense(X, Ya), X=X.factors, Y=Ya)
     if isinstance(Y, Kron):
-        return _frob_kron_dense(Y, as_float(X, "X", ndim=2))
+        Xa = as_float(X, "X", ndim=2)
+        return _finite(_frob_kron_dense(Y, Xa), X=Xa, Y=Y.factors)
     Xa = as_float(X, "X", ndim=2)
     Ya = as_float(Y, "Y", ndim=2)
     if Xa.shape != Ya.shape:
         raise ValueError(f"`X` and `Y` must have the same shape, got {Xa.shape} and {Ya.shape}")
-    return float(np.sum(Xa * Ya))
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = float(np.sum(Xa * Ya))
+    return _finite(out, X=Xa, Y=Ya)
+
+
+def _finite(out: Any, **inputs: Any) -> Any:
+    """The inputs were checked finite: a non-finite result is an overflow of the computation."""
+    if not np.all(np.isfinite(out)):
+        raise overflow_error("the Frobenius contraction", **inputs)
+    return out
 
 
 def _frob_kron_dense(K: Kron, M: np.ndarray) -> float:
@@ -64,9 +78,10 @@ def _frob_kron_dense(K: Kron, M: np.ndarray) -> float:
         raise ValueError(f"the dense matrix must have shape {K.shape} to match the Kron, got {M.shape}")
     t = M.reshape(*K.row_dims, *K.col_dims)
     # Contract factor k against axes (row k, col k); after each step those two axes are gone.
-    for a in K.factors:
-        nd = t.ndim // 2
-        t = np.tensordot(a, t, axes=([0, 1], [0, nd]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in K.factors:
+            nd = t.ndim // 2
+            t = np.tensordot(a, t, axes=([0, 1], [0, nd]))
     return float(t)
 
 
@@ -108,9 +123,14 @@ def partial_contraction(X: Any, B: Any, *, side: str = "right") -> np.ndarray:
         raise ValueError(
             f"`X` of shape {Xa.shape} cannot be split into blocks matching `B` of shape {Ba.shape}"
         )
-    if side == "right":
-        m1, n1, m2, n2 = M // b0, N // b1, b0, b1
-        return np.einsum("iajb,ab->ij", Xa.reshape(m1, m2, n1, n2), Ba)
-    m1, n1 = b0, b1
-    m2, n2 = M // b0, N // b1
-    return np.einsum("iajb,ij->ab", Xa.reshape(m1, m2, n1, n2), Ba)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if side == "right":
+            m1, n1, m2, n2 = M // b0, N // b1, b0, b1
+            out = np.einsum("iajb,ab->ij", Xa.reshape(m1, m2, n1, n2), Ba)
+        else:
+            m1, n1 = b0, b1
+            m2, n2 = M // b0, N // b1
+            out = np.einsum("iajb,ij->ab", Xa.reshape(m1, m2, n1, n2), Ba)
+    if not np.all(np.isfinite(out)):
+        raise overflow_error("partial_contraction", X=Xa, B=Ba)
+    return out

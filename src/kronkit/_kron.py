@@ -571,16 +571,28 @@ class Kron:
     def trace(self) -> float:
         """``tr(A1) * ... * tr(Ad)``."""
         self._require_square("trace")
-        return float(np.prod([np.trace(a) for a in self._factors]))
+        with _overflow_checked():
+            out = float(np.prod([np.trace(a) for a in self._factors]))
+        self._check_overflow(out, "K.trace()")
+        return out
 
     def diag(self) -> np.ndarray:
         """The diagonal, ``kron(diag(A1), ..., diag(Ad))``, of length P."""
         self._require_square("diag")
-        return functools.reduce(np.kron, [np.diagonal(a) for a in self._factors]).copy()
+        with _overflow_checked():
+            out = functools.reduce(np.kron, [np.diagonal(a) for a in self._factors]).copy()
+        self._check_overflow(out, "K.diag()")
+        return out
 
     def norm(self) -> float:
-        """Frobenius norm ``‖A1‖_F · ... · ‖Ad‖_F``."""
-        return float(np.prod([np.linalg.norm(a) for a in self._factors]))
+        """Frobenius norm ``‖A1‖_F · ... · ‖Ad‖_F`` (each computed scaled: no spurious overflow)."""
+        with _overflow_checked():
+            out = 1.0
+            for a in self._factors:
+                s = float(np.max(np.abs(a)))
+                out *= s * float(np.linalg.norm(a / s)) if s > 0 else 0.0
+        self._check_overflow(out, "K.norm()")
+        return out
 
     # -- inverse, solve, determinants --------------------------------------------------------
     def solve(self, y: Any) -> np.ndarray:
