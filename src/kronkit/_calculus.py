@@ -363,13 +363,13 @@ class _TwoFactorSPD:
 class _QuadState:
     """q_i = w_iᵀ S⁻¹ w_i for a batch, and the gradient of Σ_i c_i q_i in closed form."""
 
-    def __init__(self, K: Kron, W: np.ndarray):
+    def __init__(self, K: Kron, W: np.ndarray, what: str = "the quadratic form"):
         self.K = K
         self.d = K.n_factors
         self.dims = K.col_dims
         self.N = W.shape[0]
         self.W = W
-        self.facs = K._factorizations("the quadratic form")
+        self.facs = K._factorizations(what)
         self.spd = all(f.kind == "cholesky" for f in self.facs)
         self._two = None
         self._X: np.ndarray | None = None
@@ -509,7 +509,7 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
         K._factorizations("log_quad")
         return np.zeros(0, dtype=W.dtype)
     with _overflow_checked():
-        state = _QuadState(K, W)
+        state = _QuadState(K, W, "log_quad")
     _check_q(state.q, K, W)
     lam = np.log(_beta(state.q, a, W))
     return float(lam[0]) if single else lam
@@ -574,7 +574,7 @@ def log_quad_grad(
     if method == "kpsvd":
         return _log_quad_grad_kpsvd(K, W, mua, a, reduce, single)
     with _overflow_checked():
-        state = _QuadState(K, W)
+        state = _QuadState(K, W, "log_quad_grad")
     _check_q(state.q, K, W)
     beta = _beta(state.q, a, W)
     lam = np.log(beta)
@@ -602,7 +602,7 @@ def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum")
     if W.shape[0] == 0:
         return InvQuadGrad(*_empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
     with _overflow_checked():
-        state = _QuadState(K, W)
+        state = _QuadState(K, W, "inv_quad_grad")
     _check_q(state.q, K, W)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = np.full(W.shape[0], scale)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -230,8 +232,21 @@ def warn_ill_conditioned(facs: Sequence[_Factorization], what: str) -> None:
             factor=worst.index,
             rcond=worst.rcond,
         ),
-        stacklevel=4,
+        stacklevel=_user_stacklevel(),
     )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside kronkit."""
+    frame = sys._getframe(1)  # the function that will call warnings.warn
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _mode_solve(t: np.ndarray, fac: _Factorization, k: int, d: int, *, trans: bool = False,
