@@ -1067,3 +1067,175 @@ def test_no_warnings_on_ordinary_use(rng):
         warnings.simplefilter("error")
         kpsvd(rng.standard_normal((36, 36)), (6, 6), rank=3, method="lanczos", random_state=0)
         kpsvd_samples(rng.standard_normal((30, 5, 6)), 2, random_state=0)
+
+
+# ---------------------------------------------------------------------------------------
+# issue 9: residuals without cancellation, d >= 3 convergence and starts, argument checks,
+# clustered spectra, read-only results across pickle/deepcopy
+# ---------------------------------------------------------------------------------------
+
+
+def _kron3(rng, shapes):
+    out = np.ones((1, 1))
+    for s in shapes:
+        out = np.kron(out, rng.standard_normal(s))
+    return out
+
+
+@pytest.mark.parametrize("method", ["auto", "dense", "lanczos", "randomized"])
+def test_exact_kron_reports_zero_residual(rng, method):
+    """An exact Kronecker product: rel_error at rounding level, not sqrt(eps) ~ 1e-8."""
+    A, B = rng.standard_normal((20, 20)), rng.standard_normal((20, 20))
+    M = np.kron(A, B)
+    res = kpsvd(M, (20, 20), rank=1, method=method, random_state=0)
+    assert res.rel_error < 1e-14
+    near = nearest_kron(M, (20, 20), method=method, random_state=0)
+    assert near.rel_error < 1e-14
+    # structured paths and the other inputs, against the difference formed here
+    for out in (nearest_kron(M, (20, 20), structure="toeplitz"),
+                nearest_kron(sp.csr_matrix(M), (20, 20)),
+                nearest_kron([Kron(A, B)], (20, 20))):
+        assert_close(out.residual, np.linalg.norm(M - out.to_dense()), rtol=1e-6, atol=1e-12)
+    assert nearest_kron(sp.csr_matrix(M), (20, 20)).rel_error < 1e-14
+    assert nearest_kron([Kron(A, B)], (20, 20)).rel_error < 1e-14
+
+
+def test_near_exact_residual_matches_the_difference(rng):
+    """Residual 1e-9·‖M‖: the difference formula would be wrong in the first digit."""
+    shapes = ((4, 5), (6, 3))
+    M = np.kron(rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1]))
+    E = rng.standard_normal(M.shape)
+    M = M + 1e-9 * np.linalg.norm(M) * E / np.linalg.norm(E)
+    for method in ("dense", "lanczos", "randomized"):
+        res = kpsvd(M, shapes, rank=1, method=method, random_state=0)
+        assert_close(res.residual, np.linalg.norm(M - res.to_dense()), rtol=1e-6)
+    near = nearest_kron(M, shapes, structure=("general", "general"))
+    assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-6)
+    shapes3 = ((2, 2), (3, 2), (2, 3))
+    M3 = _kron3(rng, shapes3)
+    assert nearest_kron(M3, shapes3).rel_error < 1e-14
+
+
+def _plain_hopm(T, vecs, sweeps):
+    """A textbook rank-1 power method for a real 3-way tensor (the reference)."""
+    a, b, c = (v / np.linalg.norm(v) for v in vecs)
+    s = 0.0
+    for _ in range(sweeps):
+        a = np.einsum("ijk,j,k->i", T, b, c)
+        a /= np.linalg.norm(a)
+        b = np.einsum("ijk,i,k->j", T, a, c)
+        b /= np.linalg.norm(b)
+        c = np.einsum("ijk,i,j->k", T, a, b)
+        s = np.linalg.norm(c)
+        c /= s
+    return s, (a, b, c)
+
+
+def test_d3_factors_match_a_fully_converged_reference():
+    """The stop is on the factors: at the default tol they are converged to ~1e-12."""
+    rng = np.random.default_rng(0)
+    shapes = ((3, 3), (3, 3), (3, 3))
+    for _ in range(4):
+        M = rng.standard_normal((27, 27))
+        near = nearest_kron(M, shapes)
+        assert near.converged
+        T = kronkit.rearrange(M, ((3, 3), (9, 9))).reshape(9, 9, 9)  # (i1 j1), (i2 j2 i3 j3)
+        T = T.reshape(9, 3, 3, 3, 3).transpose(0, 1, 3, 2, 4).reshape(9, 9, 9)
+        s, vecs = _plain_hopm(T, [f.ravel() for f in near.factors], 3000)
+        ref = s * np.kron(np.kron(vecs[0].reshape(3, 3), vecs[1].reshape(3, 3)),
+                          vecs[2].reshape(3, 3))
+        assert_close(near.sigma, s, rtol=1e-13)
+        assert np.max(np.abs(near.to_dense() - ref)) <= 1e-8 * np.abs(ref).max()
+
+
+def test_d3_never_worse_than_the_hosvd_started_power_method():
+    """Twelve Gaussian 27×27 matrices (3 of them had a worse local maximum with the peeling
+    start alone): σ >= that of the power method from the unfoldings' singular vectors."""
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        M = rng.standard_normal((27, 27))
+        near = nearest_kron(M, (3, 3, 3))
+        T = kronkit.rearrange(M, ((3, 3), (9, 9))).reshape(9, 3, 3, 3, 3)
+        T = T.transpose(0, 1, 3, 2, 4).reshape(9, 9, 9)
+        starts = [np.linalg.svd(np.moveaxis(T, k, 0).reshape(9, 81))[0][:, 0] for k in range(3)]
+        s_hosvd, _ = _plain_hopm(T, starts, 2000)
+        assert near.sigma >= s_hosvd * (1 - 1e-10)
+        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad", [0, -5, "x", 2.5, True])
+def test_iteration_arguments_are_validated(bad):
+    M = np.eye(36)
+    X = np.ones((4, 6, 6))
+    exc = ValueError if isinstance(bad, int) and not isinstance(bad, bool) else TypeError
+    with pytest.raises(exc, match="`maxiter`"):
+        kpsvd(M, (6, 6), rank=2, method="lanczos", maxiter=bad)
+    with pytest.raises(exc, match="`maxiter`"):
+        kpsvd(M, (6, 6), rank=2, maxiter=bad)  # also where it would not be used
+    with pytest.raises(exc, match="`maxiter`"):
+        kpsvd_samples(X, 1, maxiter=bad)
+    with pytest.raises(exc, match="`max_iter`"):
+        nearest_kron(np.eye(8), (2, 2, 2), max_iter=bad)
+
+
+@pytest.mark.parametrize("bad", ["1e-3", True, None, [1e-3]])
+def test_tolerance_arguments_are_validated(bad):
+    with pytest.raises(TypeError, match="`tol`"):
+        kpsvd(np.eye(36), (6, 6), rank=2, tol=bad)
+    with pytest.raises(TypeError, match="`tol`"):
+        kpsvd_samples(np.ones((4, 6, 6)), 1, tol=bad)
+    with pytest.raises(TypeError, match="`tol`"):
+        nearest_kron(np.eye(8), (2, 2, 2), tol=bad)
+
+
+def test_lanczos_maxiter_warns_and_returns_estimates(rng):
+    M = rng.standard_normal((144, 144))
+    with pytest.warns(ConvergenceWarning, match="maxiter"):
+        res = kpsvd(M, (12, 12), rank=3, method="lanczos", maxiter=3, random_state=0)
+    assert np.isfinite(res.s).all() and res.rank == 3
+
+
+def test_clustered_spectrum_converges_as_a_block(rng):
+    """White-noise samples: no spectral gap (σ2/σ3 ≈ 1.02). σ to 1e-10 against the dense SVD
+    in a bounded number of products (ARPACK with ncv = 2k+1 needed 171 here; p = 316 ran
+    for more than 15 minutes)."""
+    from kronkit._kpsvd_core import SamplesR
+
+    X = np.random.default_rng(5).standard_normal((100, 12, 12))
+    N, p = 100, 12
+    Xc = (X - X.mean(0)).reshape(N, -1)
+    s_ref = np.linalg.svd(loop_rearrange(Xc.T @ Xc / N, ((p, p), (p, p))), compute_uv=False)
+    counted = []
+    orig = SamplesR._one
+
+    def one(self, x, left):
+        counted.append(1)
+        return orig(self, x, left)
+
+    SamplesR._one = one
+    try:
+        res = kpsvd_samples(X, 3, method="lanczos", random_state=0)
+    finally:
+        SamplesR._one = orig
+    assert_close(res.s, s_ref[:3], rtol=1e-10)
+    assert len(counted) <= 120
+    assert_close(res.residual, math.sqrt(np.sum(s_ref[3:] ** 2)), rtol=1e-8)
+
+
+def test_results_stay_read_only_across_pickle_and_deepcopy(rng):
+    import copy
+    import pickle
+
+    M = rng.standard_normal((12, 12))
+    objs = [kpsvd(M, (3, 4), rank=2), nearest_kron(M, (3, 4)),
+            nearest_kron(rng.standard_normal((8, 8)), (2, 2, 2))]
+    for obj in objs:
+        copies = [pickle.loads(pickle.dumps(obj, protocol=k))
+                  for k in range(pickle.HIGHEST_PROTOCOL + 1)] + [copy.deepcopy(obj)]
+        for c in copies:
+            arrays = ([c.s, c.A, c.B, c.skew] if isinstance(c, KPSVDResult)
+                      else list(c.factors))
+            assert all(isinstance(a, np.ndarray) and not a.flags.writeable for a in arrays)
+            assert_close(c.to_dense(), obj.to_dense(), rtol=0, atol=0)
+            with pytest.raises(ValueError, match="read-only"):
+                arrays[0][(0,) * arrays[0].ndim] = 1.0

@@ -581,7 +581,7 @@ DEFAULT_TOL = 1e-12
 def full_is_cheaper(op: Any, k: int) -> bool:
     """Heuristic choice between a full SVD and an iterative one for the top ``k`` triples."""
     m = min(op.shape)
-    if k >= m - 1:  # svds needs k < min(shape)
+    if k >= m - 1:
         return True
     if isinstance(op, DenseR) and not op.is_sparse:
         return m <= 64 or 6 * k >= m
@@ -605,7 +605,7 @@ def top_svd(op: Any, k: int | None, *, method: str = "auto", tol: float = DEFAUL
     """Top ``k`` singular triples of the R-operator ``op`` (all of them when ``k`` is None).
 
     ``method``: ``"auto"`` (full SVD when cheaper, else Lanczos), ``"dense"`` (explicit R and
-    LAPACK), ``"lanczos"`` (ARPACK via ``scipy.sparse.linalg.svds``), ``"randomized"``
+    LAPACK), ``"lanczos"`` (thick-restart Lanczos, :func:`_lanczos`), ``"randomized"``
     (block subspace iteration with a convergence test). A low-rank operator is always exact.
     """
     if isinstance(op, LowRankR):
@@ -634,22 +634,6 @@ def _pad(U, s, Vh, k, shape, dtype):
     return U2, np.concatenate([s, np.zeros(extra)]), Vh2
 
 
-def _as_linop(op: Any):
-    from scipy.sparse.linalg import LinearOperator
-
-    if isinstance(op, DenseR):
-        return op.R
-
-    def mv(x):
-        return op.matmat(np.asarray(x).reshape(-1, 1)).ravel()
-
-    def rmv(y):
-        return op.rmatmat(np.asarray(y).reshape(-1, 1)).ravel()
-
-    return LinearOperator(op.shape, matvec=mv, rmatvec=rmv, matmat=op.matmat,
-                          rmatmat=op.rmatmat, dtype=op.dtype)
-
-
 def _start(rng: np.random.Generator, n: int, dtype: np.dtype) -> np.ndarray:
     v = rng.standard_normal(n)
     if np.dtype(dtype).kind == "c":
@@ -657,31 +641,144 @@ def _start(rng: np.random.Generator, n: int, dtype: np.dtype) -> np.ndarray:
     return v
 
 
+#: Lanczos basis size cap (columns) and the number of Ritz vectors kept at a thick restart
+LANCZOS_MAX_BASIS = 120
+#: a wanted value whose relative gap to its neighbours is below this counts as clustered: only
+#: its singular value (not its individual vectors) is converged to ``tol`` (see _lanczos)
+CLUSTER_RELGAP = 0.01
+LANCZOS_DEFAULT_MAXITER = 2000
+
+
 def _lanczos(op: Any, k: int, *, tol: float, rng: np.random.Generator,
              maxiter: int | None) -> SVDOut:
-    """ARPACK (``scipy.sparse.linalg.svds``): Lanczos on the smaller normal matrix
-    (``R^H R`` or ``R R^H``) with tolerance ``tol``, then Rayleigh–Ritz. Falls back to
-    randomized subspace iteration on a Krylov breakdown (rank of ``R`` below ``k``) and, with a
-    ConvergenceWarning, when ARPACK does not converge.
-    """
-    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
+    """Thick-restart Lanczos on the smaller normal operator, with a residual-based stop.
 
-    A = _as_linop(op)
-    v0 = _start(rng, min(op.shape), op.dtype)
-    try:
-        U, s, Vh = svds(A, k=k, tol=tol, v0=v0, maxiter=maxiter)
-    except ArpackNoConvergence:
+    Works on ``A = R^H R`` (or ``R R^H`` when that is smaller) with full reorthogonalisation:
+    each step adds one basis vector ``x`` (the Krylov direction, taken from the Ritz residuals)
+    at the cost of one product with ``R`` and one with ``R^H``; Rayleigh–Ritz on the whole
+    basis (``G = (R V)^H (R V)``, updated incrementally) gives Ritz values ``θ_j² <= σ_j²``
+    (lower bounds) and explicit residuals ``r_j = A y_j - θ_j² y_j``. The basis holds at most
+    ``LANCZOS_MAX_BASIS`` columns; then it restarts from the leading Ritz vectors (thick
+    restart), so memory is ``O((a + 2b)·LANCZOS_MAX_BASIS)``.
+
+    Stopping rule, for each wanted ``j <= k`` (``g_j``: the gap from ``θ_j²`` to the nearest
+    other Ritz value, the one below enlarged by its residual): ``‖r_j‖ <= tol·θ_j²``
+    (backward error ``tol``; the vectors are then accurate to about ``tol·θ_j²/g_j``), or —
+    when ``θ_j`` is clustered (``g_j < CLUSTER_RELGAP·θ_j²``) — the quadratic residual bound
+    of the value, ``min(‖r_j‖, ‖r_j‖²/g_j) <= tol·θ_j²``: inside a cluster the individual
+    singular vectors are ill-conditioned and are not chased, the values are. A rounding floor
+    ``10·sqrt(n)·eps·θ_1²`` counts as converged. ``maxiter`` caps the number of steps
+    (default ``LANCZOS_DEFAULT_MAXITER``); then it warns (ConvergenceWarning) and returns the
+    current Ritz triples.
+    """
+    a, b = op.shape
+    if b <= a:
+        fwd, bwd, n, m_other = op.matmat, op.rmatmat, b, a
+    else:
+        fwd, bwd, n, m_other = op.rmatmat, op.matmat, a, b
+    dtype = np.result_type(op.dtype, np.float64)
+    maxiter = LANCZOS_DEFAULT_MAXITER if maxiter is None else int(maxiter)
+    mmax = int(min(n, max(LANCZOS_MAX_BASIS, 3 * k + 20)))
+    keep = int(min(mmax - 1, max(2 * k, k + 20, mmax // 2)))
+    eps = np.finfo(float).eps
+    V = np.empty((n, mmax), dtype=dtype)
+    W = np.empty((m_other, mmax), dtype=dtype)
+    AV = np.empty((n, mmax), dtype=dtype)
+    G = np.zeros((mmax, mmax), dtype=dtype)
+    m = 0
+    x = _start(rng, n, dtype)
+    x = x / np.linalg.norm(x)
+    converged = False
+    th = np.zeros(0)
+    Z = np.zeros((0, 0), dtype=dtype)
+    for _step in range(maxiter):
+        w = fwd(x[:, None])[:, 0]
+        z = bwd(w[:, None])[:, 0]
+        V[:, m], W[:, m], AV[:, m] = x, w, z
+        g = W[:, : m + 1].conj().T @ w
+        G[: m + 1, m] = g
+        G[m, : m + 1] = g.conj()
+        G[m, m] = g[m].real
+        m += 1
+        th, Z = np.linalg.eigh(G[:m, :m])
+        th, Z = np.maximum(th[::-1], 0.0), Z[:, ::-1]
+        l = min(m, k + 1)
+        Y = V[:, :m] @ Z[:, :l]
+        Res = AV[:, :m] @ Z[:, :l] - Y * th[:l]
+        rn = np.linalg.norm(Res, axis=0)
+        if m >= k:
+            floor = 10.0 * math.sqrt(n) * eps * th[0]
+            if m == n or _lanczos_done(th, rn, k, tol, floor):
+                converged = True
+                break
+        # the next Krylov direction: in exact arithmetic every Ritz residual is parallel to it
+        j = int(np.argmax(rn))
+        x = Res[:, j]
+        if m == mmax:  # thick restart: keep the leading Ritz vectors
+            Zk = Z[:, :keep]
+            V[:, :keep] = V[:, :m] @ Zk
+            W[:, :keep] = W[:, :m] @ Zk
+            AV[:, :keep] = AV[:, :m] @ Zk
+            G[:keep, :keep] = np.diag(th[:keep])
+            G[keep:, :] = 0.0
+            G[:, keep:] = 0.0
+            m = keep
+        for _ in range(2):
+            x = x - V[:, :m] @ (V[:, :m].conj().T @ x)
+        nx = float(np.linalg.norm(x))
+        if not nx > 1e-10 * max(float(rn[j]), 1e-300):  # Krylov space exhausted: restart it
+            x = _start(rng, n, dtype)
+            for _ in range(2):
+                x = x - V[:, :m] @ (V[:, :m].conj().T @ x)
+            nx = float(np.linalg.norm(x))
+        x = x / nx
+    if not converged:
         warnings.warn(
-            f"Lanczos (ARPACK) did not converge for the top {k} Kronecker singular values "
-            f"(tol={tol:g}); falling back to randomized subspace iteration",
+            f"Lanczos did not reach tol={tol:g} for the top {k} Kronecker singular values in "
+            f"{maxiter} steps (maxiter); returning the current estimates",
             ConvergenceWarning, stacklevel=3,
         )
-        return _randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
-    except ArpackError:
-        # e.g. "starting vector is zero": the Krylov space is exhausted (R has rank < k).
-        return _randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
-    U, s, Vh = _sorted(U, s, Vh)
+    s = np.sqrt(th[:k])
+    Zk = Z[:, :k]
+    Vk = V[:, :m] @ Zk  # unit right (or left) vectors
+    Wk = W[:, :m] @ Zk  # R Vk (or R^H Vk), columns of norm s
+    Uo = Wk / np.where(s > 0, s, 1.0)
+    if np.any(s == 0):  # zero singular values: complete with orthonormal null vectors
+        Uo = _complete(Uo, s > 0, rng)
+    if b <= a:
+        U, Vh = Uo, Vk.conj().T
+    else:
+        U, Vh = Vk, Uo.conj().T
     return SVDOut(U, s, Vh, None, "lanczos")
+
+
+def _lanczos_done(th: np.ndarray, rn: np.ndarray, k: int, tol: float, floor: float) -> bool:
+    """The stopping rule of :func:`_lanczos` for the top ``k`` Ritz values."""
+    m = th.size
+    for j in range(k):
+        if rn[j] <= max(tol * th[j], floor):
+            continue
+        up = th[j - 1] - th[j] if j > 0 else math.inf
+        lo = th[j] - (th[j + 1] + rn[j + 1]) if j + 1 < min(m, rn.size) else math.inf
+        gap = max(min(up, lo), 0.0)
+        if not (gap < CLUSTER_RELGAP * th[j]):
+            return False
+        if min(rn[j], rn[j] ** 2 / gap if gap > 0 else math.inf) > max(tol * th[j], floor):
+            return False
+    return True
+
+
+def _complete(U: np.ndarray, ok: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Replace the columns of ``U`` where ``ok`` is False by orthonormal complements."""
+    U = U.copy()
+    good = U[:, ok]
+    for c in np.flatnonzero(~ok):
+        x = _start(rng, U.shape[0], U.dtype)
+        for _ in range(2):
+            x = x - good @ (good.conj().T @ x)
+        U[:, c] = x / np.linalg.norm(x)
+        good = np.concatenate([good, U[:, [c]]], axis=1)
+    return U
 
 
 def _orth(Y: np.ndarray) -> np.ndarray:
