@@ -462,7 +462,7 @@ def separability_test(
             "'chi2' p-values are valid for Gaussian data only)")
     if n_simulations is not None:
         n_simulations = check_int(n_simulations, "n_simulations", min_value=1)
-        if method in ("bartlett", "chi2"):
+        if method in ("scaled-chi2", "bartlett", "chi2"):
             raise ValueError(f"`n_simulations` is used only by the simulation p-values, got "
                              f"n_simulations={n_simulations} with method={method!r}")
     rng = check_random_state(random_state, "random_state")
