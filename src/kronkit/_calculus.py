@@ -195,11 +195,58 @@ def _empty_batch(K: Kron, W: np.ndarray, mua, reduce, what: str, with_alpha: boo
     return out
 
 
-def _beta(q: np.ndarray, alpha: float, W: np.ndarray | None = None) -> np.ndarray:
+class _ScaledQuad(NamedTuple):
+    """The quadratic forms of rows rescaled by powers of two where q over/underflows.
+
+    ``q_i = 4^{e_i} q̂_i`` with ``q̂_i`` the form of ``ŵ_i = 2^{−e_i} w_i`` (exact scaling);
+    ``e_i = 0`` for every row whose q is representable, so those rows are untouched.
+    ``λ_i = log(α 4^{−e_i} + q̂_i) + e_i log 4`` then needs no number beyond the range.
+    """
+
+    state: _QuadState
+    e: np.ndarray | None  # None: no row rescaled
+
+    def alpha_hat(self, alpha: float) -> Any:
+        return alpha if self.e is None else np.ldexp(alpha, -2 * self.e)
+
+    def log_scale(self) -> Any:
+        return 0.0 if self.e is None else 2.0 * np.log(2.0) * self.e
+
+    def row_scale(self) -> np.ndarray | None:
+        return None if self.e is None else np.ldexp(1.0, -self.e)
+
+
+def _scaled_quad(K: Kron, W: np.ndarray, what: str, alpha: float) -> _ScaledQuad:
+    """``_QuadState`` on W; rows whose q overflows or underflows are redone on 2^{-e} w
+    (an underflowing row only where ``α·4^{-e}`` stays finite, i.e. where α does not
+    dominate β anyway)."""
+    with _overflow_checked():
+        state = _QuadState(K, W, what)
+    q = state.q
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(q) | ((np.abs(q) < np.finfo(W.dtype).tiny) & np.any(W != 0, axis=1))
+    if not bad.any():
+        return _ScaledQuad(state, None)
+    e = np.zeros(W.shape[0], dtype=int)
+    e[bad] = np.frexp(np.max(np.abs(W[bad]), axis=1))[1]
+    with np.errstate(over="ignore"):
+        e[~np.isfinite(np.ldexp(alpha, -2 * e))] = 0
+    if not e.any():
+        _check_q(q, K, W)
+        return _ScaledQuad(state, None)
+    W_hat = np.ldexp(W, -e[:, None])
+    with _overflow_checked():
+        state = _QuadState(K, W_hat, what)
+    _check_q(state.q, K, W)  # still not finite: the factors themselves are out of range
+    return _ScaledQuad(state, e)
+
+
+def _beta(q: np.ndarray, alpha: Any, W: np.ndarray | None = None) -> np.ndarray:
     beta = alpha + q
     bad = np.flatnonzero(~(beta > 0))
     if bad.size:
         i = int(bad[0])
+        alpha = float(np.broadcast_to(alpha, q.shape)[i])
         if W is not None and q[i] == 0 and np.any(W[i] != 0):
             raise DomainError(
                 f"log(alpha + q) is undefined: q = (y-mu)ᵀ S⁻¹ (y-mu) underflowed to 0 for "
@@ -459,10 +506,17 @@ class _QuadState:
         return tuple(grads), wgrad.reshape(N, -1)
 
 
-def _assemble(state: _QuadState, c: np.ndarray, mua, reduce, single: bool):
-    """Gradients of Σ c_i q_i for the requested reduction, shaped for the user."""
+def _assemble(state: _QuadState, c: np.ndarray, mua, reduce, single: bool,
+              row_scale: np.ndarray | None = None):
+    """Gradients of Σ c_i q_i for the requested reduction, shaped for the user.
+
+    ``row_scale``: the state was built on rows ``w_i · row_scale_i``; the ``w`` gradients
+    are scaled back (chain rule).
+    """
     per_obs = reduce is None and not single
     factor_grads, wgrad = state.grads(c, per_obs)
+    if row_scale is not None:
+        wgrad = wgrad * row_scale[:, None]
     if single:
         g_y = wgrad[0]
         return tuple(factor_grads), g_y, -g_y
@@ -508,10 +562,8 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
     if W.shape[0] == 0:
         K._factorizations("log_quad")
         return np.zeros(0, dtype=W.dtype)
-    with _overflow_checked():
-        state = _QuadState(K, W, "log_quad")
-    _check_q(state.q, K, W)
-    lam = np.log(_beta(state.q, a, W))
+    sq = _scaled_quad(K, W, "log_quad", a)
+    lam = np.log(_beta(sq.state.q, sq.alpha_hat(a), W)) + sq.log_scale()
     return float(lam[0]) if single else lam
 
 
@@ -573,16 +625,20 @@ def log_quad_grad(
         return LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_grad", True))
     if method == "kpsvd":
         return _log_quad_grad_kpsvd(K, W, mua, a, reduce, single)
-    with _overflow_checked():
-        state = _QuadState(K, W, "log_quad_grad")
-    _check_q(state.q, K, W)
-    beta = _beta(state.q, a, W)
-    lam = np.log(beta)
+    sq = _scaled_quad(K, W, "log_quad_grad", a)
+    beta = _beta(sq.state.q, sq.alpha_hat(a), W)  # β̂_i = 4^{-e_i} β_i
+    lam = np.log(beta) + sq.log_scale()
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
-    c = scale / beta
+    c = scale / beta  # ∂λ/∂A_k = ∂q̂/∂A_k / β̂ (λ - e log 4 is the same function of Â = A)
     with _overflow_checked():
-        factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
+        factors, g_y, g_mu = _assemble(sq.state, c, mua, reduce, single, sq.row_scale())
     _check_outputs(K, W, factors, g_y)
+    if sq.e is not None:
+        with _overflow_checked():
+            c = np.ldexp(c, -2 * sq.e)  # ∂λ/∂α = 1/β = 4^{-e}/β̂
+        if not np.all(np.isfinite(c)):
+            raise overflow_error("the gradient with respect to alpha (1/beta)",
+                                 **{"y - mu": W}, factors=K.factors)
     if single:
         return LogQuadGrad(float(lam[0]), factors, g_y, g_mu, float(c[0]))
     if reduce is None:
