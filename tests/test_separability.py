@@ -118,8 +118,8 @@ def test_null_statistics_wishart_route_equals_data_route():
     labels = np.arange(N) % G
     A, B = spd(rng, p), spd(rng, q)
     data = [separability_test(simulate(rng, N, A, B, mean=1.0), groups=labels,
-                              method="chi2").statistic for _ in range(400)]
-    wish = null_statistics(p, q, N - G, N, 2000, rng)
+                              method="chi2").statistic for _ in range(300)]
+    wish = null_statistics(p, q, N - G, N, 1000, rng)
     assert st.ks_2samp(data, wish).pvalue > 0.01
 
 
@@ -267,10 +267,10 @@ def test_t_model_parametric_bootstrap(rng):
     random A, B, M), and the test reports what it did. Size study: benchmarks/."""
     p, q, N = 2, 3, 60
     A, B = spd(rng, p), spd(rng, q)
-    data = [simulate(rng, N, A, B, mean=rng.standard_normal((p, q)), df=4) for _ in range(150)]
+    data = [simulate(rng, N, A, B, mean=rng.standard_normal((p, q)), df=4) for _ in range(100)]
     gauss = [separability_test(X) for X in data]
     assert np.mean([r.pvalue < 0.05 for r in gauss]) > 0.4
-    sims = _t_null_statistics(p, q, N, 4.0, 1500, rng, lambda Z: Z - Z.mean(axis=0), 2000,
+    sims = _t_null_statistics(p, q, N, 4.0, 800, rng, lambda Z: Z - Z.mean(axis=0), 2000,
                               1e-13)
     assert st.ks_2samp([r.statistic for r in gauss], sims).pvalue > 0.01
     r = separability_test(data[0], distribution="t", n_simulations=19, random_state=0)
