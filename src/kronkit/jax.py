@@ -209,6 +209,26 @@ def _rcond(c: Any, cholesky: bool, A: Any) -> float:
     return float(rc)
 
 
+def _traced_rcond(f: _Factor, A: jax.Array) -> jax.Array:
+    """``1/(‖A‖₁‖A⁻¹‖₁)`` in the traced program (JAX has no LAPACK ``gecon``).
+
+    Exact rather than estimated: ``(LU)⁻¹`` (or ``(LLᵀ)⁻¹``) from two triangular solves
+    with the identity, whose 1-norm is ``‖A⁻¹‖₁`` (the row permutation does not change
+    it). O(p³) per factor, about three factorisations' worth, but two operations in the
+    program (an iterative estimate compiles to far more). Nothing is differentiated
+    (``stop_gradient``). NaN or Inf (a zero pivot, a failed Cholesky) gives ``rcond = 0``.
+    """
+    A, c = jax.lax.stop_gradient(A), jax.lax.stop_gradient(f.c)
+    tri = jax.lax.linalg.triangular_solve
+    unit = f.piv is not None  # LU: unit lower L and upper U in ``c``; Cholesky: L, U = Lᵀ
+    X = tri(c, jnp.eye(A.shape[0], dtype=A.dtype), left_side=True, lower=True,
+            unit_diagonal=unit)
+    X = tri(c, X, left_side=True, lower=not unit, transpose_a=not unit)
+    inv_norm = jnp.max(jnp.sum(jnp.abs(X), axis=0))
+    rcond = 1.0 / (jnp.max(jnp.sum(jnp.abs(A), axis=0)) * inv_norm)
+    return jnp.where(jnp.isfinite(rcond) & jnp.isfinite(inv_norm), rcond, 0.0)
+
+
 def _factorize(A: jax.Array, assume: str, k: int) -> tuple[_Factor, float | None, bool]:
     """Factor ``A`` once: Cholesky for ``assume="spd"``, LU with partial pivoting otherwise.
 
@@ -216,16 +236,18 @@ def _factorize(A: jax.Array, assume: str, k: int) -> tuple[_Factor, float | None
     a factor that is not symmetric positive definite under ``assume="spd"`` (not symmetric to
     ``16·eps·max|A|``, or Cholesky fails) raises :class:`NotPositiveDefiniteError`, and
     ``rcond`` is LAPACK's estimate; ``exact_zero`` flags an exact zero pivot in the LU
-    factors. Under ``jit`` / ``vmap`` nothing can be raised or estimated (``rcond`` is
-    ``None``): a non-symmetric factor under ``assume="spd"`` gives NaN factors, so every
-    result is NaN, as a failed Cholesky gives.
+    factors. Under ``jit`` / ``vmap`` nothing can be raised: a non-symmetric factor under
+    ``assume="spd"`` gives NaN factors (every result is NaN, as a failed Cholesky gives),
+    and ``rcond`` / ``exact_zero`` are traced values, ``rcond`` from :func:`_traced_rcond`.
     """
     a = _concrete(A)
-    if a is None:  # abstract: nothing can be raised, and LAPACK's estimate is out of reach
+    if a is None:  # abstract: nothing can be raised, and LAPACK is out of reach
         if assume == "spd":
             L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
-            return _Factor(jnp.where(_is_symmetric(A), L, jnp.nan), None), None, False
-        return _Factor(*jsl.lu_factor(A)), None, False
+            f = _Factor(jnp.where(_is_symmetric(A), L, jnp.nan), None)
+            return f, _traced_rcond(f, A), jnp.zeros((), bool)
+        f = _Factor(*jsl.lu_factor(A))
+        return f, _traced_rcond(f, A), jnp.any(jnp.diagonal(f.c) == 0)
     with jax.ensure_compile_time_eval():  # a constant under jit is factored now, once
         if assume == "spd":
             why = None
@@ -248,24 +270,30 @@ def _factorize(A: jax.Array, assume: str, k: int) -> tuple[_Factor, float | None
 
 
 def _factorize_all(mats: Sequence[jax.Array], assume: str, *,
-                   zero_det_ok: bool = False) -> list[_Factor]:
-    """Factor every factor; the conditioning contract of ``Kron`` when values are concrete.
+                   zero_det_ok: bool = False) -> tuple[list[_Factor], Any]:
+    """Factor every factor, with the conditioning contract of ``Kron``.
 
-    A factor singular to working precision (``rcond <= eps``, exact zero pivots included)
-    raises :class:`SingularFactorError`; one :class:`IllConditionedWarning` names every
-    factor with ``rcond < sqrt(eps)``. ``zero_det_ok`` (log-determinants): an exact zero
-    pivot is no error (``det = 0``, ``log det = −inf``) and then nothing is checked, as in
-    ``Kron.slogdet``. Under ``jit`` / ``vmap`` none of this can happen (see the module notes).
+    Returns ``(factors, zero)``, ``zero`` true where some factor has an exact zero pivot.
+    Concrete values: a factor singular to working precision (``rcond <= eps``, exact zero
+    pivots included) raises :class:`SingularFactorError`; one :class:`IllConditionedWarning`
+    names every factor with ``rcond < sqrt(eps)``; ``zero_det_ok`` (log-determinants): an
+    exact zero pivot is no error (``det = 0``, ``log det = −inf``) and then nothing is
+    checked, as in ``Kron.slogdet``. Abstract values (``jit``, ``vmap``): such a factor is
+    replaced by NaN, so every result computed from it is NaN (``logdet`` turns an exact zero
+    pivot into −inf itself); no warning.
     """
     out = [_factorize(M, assume, k) for k, M in enumerate(mats)]
     facs = [f for f, _, _ in out]
-    if zero_det_ok and any(z for _, _, z in out):
-        return facs
+    concrete = [(k, rc, z) for k, (_, rc, z) in enumerate(out) if isinstance(rc, float)]
+    traced = [(k, rc, z) for k, (_, rc, z) in enumerate(out) if not isinstance(rc, float)]
+    zero: Any = any(z for _, _, z in concrete)
+    for _, _, z in traced:
+        zero = zero | z
+    if zero_det_ok and any(z for _, _, z in concrete):
+        return facs, True
     ill = []
-    for k, (M, (_, rc, z)) in enumerate(zip(mats, out, strict=True)):
-        if rc is None:
-            continue
-        eps = float(jnp.finfo(M.dtype).eps)
+    for k, rc, z in concrete:
+        eps = float(jnp.finfo(mats[k].dtype).eps)
         if not rc > eps:
             why = ("an exact zero pivot in its LU factorisation" if z else
                    f"reciprocal condition number {rc:.3g} <= eps = {eps:.3g}")
@@ -287,7 +315,11 @@ def _factorize_all(mats: Sequence[jax.Array], assume: str, *,
             factor=k,
             rcond=rc,
         ))
-    return facs
+    for k, rc, _ in traced:
+        f = facs[k]
+        singular = ~(rc > jnp.finfo(mats[k].dtype).eps)
+        facs[k] = _Factor(jnp.where(singular, jnp.nan, f.c), f.piv)
+    return facs, zero
 
 
 def _factor_solve(f: _Factor, b: jax.Array, trans: bool = False) -> jax.Array:
@@ -343,7 +375,7 @@ def _matvec_jvp(primals, tangents):
 
 
 def _solve_parts(assume: str, mats, y):
-    facs = _factorize_all(mats, assume)
+    facs, _ = _factorize_all(mats, assume)
     return facs, _kron_solve(facs, _to_tensor(y, _dims(mats, 1)))
 
 
@@ -386,7 +418,7 @@ def _inv_quad_jvp(assume, primals, tangents):
 def _logdet_parts(assume: str, mats, zero_det_ok: bool = True):
     """Factorisations and ``log det S = Σ_k (P/p_k) log|det A_k|``: −inf where a factor has
     an exact zero pivot (``det S = 0``), NaN where ``det S < 0``."""
-    facs = _factorize_all(mats, assume, zero_det_ok=zero_det_ok)
+    facs, zero = _factorize_all(mats, assume, zero_det_ok=zero_det_ok)
     P = _prod(_dims(mats, 0))
     sign = jnp.ones((), mats[0].dtype)
     logabs = jnp.zeros((), mats[0].dtype)
@@ -395,7 +427,8 @@ def _logdet_parts(assume: str, mats, zero_det_ok: bool = True):
         e = P // M.shape[0]  # det(S) = Π_k det(A_k)^(P/p_k)
         sign = sign * (s if e % 2 else jnp.abs(s))
         logabs = logabs + e * la
-    return facs, jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
+    value = jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
+    return facs, jnp.where(zero, -jnp.inf, value)
 
 
 @_static_assume
