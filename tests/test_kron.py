@@ -442,27 +442,27 @@ class TestIssue9Edges:
 
     def test_division_by_zero(self):
         K = Kron(np.eye(2), np.eye(2))
-        with pytest.raises(kronkit.DomainError, match="divisor.*non-zero"):
+        with pytest.raises(kronkit.DomainError, match=r"divisor.*non-zero"):
             K / 0
-        with pytest.raises(ValueError, match="divisor.*non-zero"):
+        with pytest.raises(ValueError, match=r"divisor.*non-zero"):
             K / np.float32(0.0)
 
     @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
     def test_non_finite_scalars(self, bad):
         K = Kron(np.eye(2), np.eye(2))
-        with pytest.raises(ValueError, match="divisor .* must be finite"):
+        with pytest.raises(ValueError, match=r"divisor .* must be finite"):
             K / bad
-        with pytest.raises(ValueError, match="multiplier .* must be finite"):
+        with pytest.raises(ValueError, match=r"multiplier .* must be finite"):
             K * bad
-        with pytest.raises(ValueError, match="multiplier .* must be finite"):
+        with pytest.raises(ValueError, match=r"multiplier .* must be finite"):
             bad * K
 
     @pytest.mark.parametrize("bad", [np.ones(2), "x", 1j, [1.0]])
     def test_non_scalar_scalars(self, bad):
         K = Kron(np.eye(2), np.eye(2))
-        with pytest.raises(TypeError, match="divisor .* must be a real scalar"):
+        with pytest.raises(TypeError, match=r"divisor .* must be a real scalar"):
             K / bad
-        with pytest.raises(TypeError, match="multiplier .* must be a real scalar"):
+        with pytest.raises(TypeError, match=r"multiplier .* must be a real scalar"):
             K * bad
 
     def test_scaling_overflow_is_reported_as_overflow(self):

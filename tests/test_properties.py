@@ -16,6 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kronkit
 from helpers import (
     EPS,
     assert_close_cond,
@@ -24,10 +28,6 @@ from helpers import (
     dense_log_quad_grad,
     kron_cond,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import kronkit
 from kronkit import Kron
 
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from helpers import general, spd
 
 import kronkit
+from helpers import general, spd
 from kronkit import _kron
 
 N_THREADS = 8

@@ -53,9 +53,10 @@ def as_float(
     Integers and booleans become float64; float32 stays float32 unless ``dtype`` is given.
     Complex input raises ``TypeError`` (not supported yet); NaN or Inf raises ``ValueError``
     when ``finite`` is true. A ``numpy.ma.MaskedArray`` with masked entries raises
-    ``TypeError`` (its mask would otherwise be dropped silently); one without is accepted. The user's array is never modified: with ``copy=True`` a fresh
-    array is returned, otherwise the result may share memory with ``x`` and must be treated
-    as read-only by the caller.
+    ``TypeError`` (its mask would otherwise be dropped silently); one without is accepted.
+    The user's array is never modified: with ``copy=True`` a fresh array is returned,
+    otherwise the result may share memory with ``x`` and must be treated as read-only by
+    the caller.
     """
     if x is None:
         raise TypeError(f"`{name}` must be an array, got None")

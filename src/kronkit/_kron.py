@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -107,7 +108,8 @@ class _Factorization:
             return 1.0, float(2.0 * np.sum(np.log(d)))
         if self.exact_zero or np.any(d == 0):
             return 0.0, -np.inf
-        swaps = int(np.count_nonzero(self.piv != np.arange(self.n, dtype=self.piv.dtype)))
+        piv: np.ndarray = self.piv  # type: ignore[assignment]  # LU: always set
+        swaps = int(np.count_nonzero(piv != np.arange(self.n, dtype=piv.dtype)))
         sign = (-1.0) ** swaps * float(np.prod(np.sign(d)))
         return sign, float(np.sum(np.log(np.abs(d))))
 
@@ -241,7 +243,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside kronkit."""
-    frame = sys._getframe(1)  # the function that will call warnings.warn
+    frame: types.FrameType | None = sys._getframe(1)  # the function calling warnings.warn
     level = 1
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
