@@ -458,8 +458,8 @@ def separability_test(
     if distribution == "t" and method != "auto":
         raise ValueError(
             f"with distribution='t' the p-value is a parametric bootstrap under the fitted "
-            f"separable t; `method` must be 'auto' there, got {method!r} (the 'bartlett' and "
-            "'chi2' p-values are valid for Gaussian data only)")
+            f"separable t; `method` must be 'auto' there, got {method!r} (the analytic and "
+            "Monte Carlo p-values are valid for Gaussian data only)")
     if n_simulations is not None:
         n_simulations = check_int(n_simulations, "n_simulations", min_value=1)
         if method in ("scaled-chi2", "bartlett", "chi2"):
