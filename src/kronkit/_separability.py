@@ -531,7 +531,7 @@ def separability_test(
         n_sim_used = DEFAULT_N_SIMULATIONS if n_simulations is None else n_simulations
         sims = _t_null_statistics(p, q, N, t_df, n_sim_used, rng,
                                   lambda Z: _centre(Z, assume_centered, inv), max_iter, tol)
-        pvalue = (1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used)
+        pvalue = float((1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used))
         used = "parametric-bootstrap"
     else:
         used = method
@@ -542,7 +542,7 @@ def separability_test(
         if used == "monte-carlo":
             n_sim_used = DEFAULT_N_SIMULATIONS if n_simulations is None else n_simulations
             sims = null_statistics(p, q, n_eff, N, n_sim_used, rng, max_iter, tol)
-            pvalue = (1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used)
+            pvalue = float((1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used))
         elif used == "scaled-chi2":
             pvalue = scaled_chi2_sf(stat, kappa)
         elif used == "bartlett":
