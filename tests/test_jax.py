@@ -485,6 +485,87 @@ def test_undefined_points(rng):
     assert np.isnan(jax.jit(lambda A: kj.log_quad([A, -B], y, alpha=0.0))(A))
 
 
+TRIANGULAR = np.array([[1.0, 1.0, 0.0], [0.0, 1e-20, 0.0], [0.0, 0.0, 1.0]])  # no zero pivot
+
+
+def _rotated(eigenvalues, seed=3):
+    n = len(eigenvalues)
+    Q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    A = (Q * np.asarray(eigenvalues)) @ Q.T
+    return (A + A.T) / 2
+
+
+def test_edge_contract_eager_and_under_grad(rng):
+    """Issue 9: eager calls (and jax.grad outside jit) raise as Kron and kronkit.torch do."""
+    B = spd(rng, 2)
+    y = rng.standard_normal(6)
+    nonsym = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(kronkit.NotPositiveDefiniteError, match="not symmetric") as info:
+        kj.solve([B, nonsym], y, assume="spd")  # used to solve with (A + Aᵀ)/2 silently
+    assert info.value.factor == 1
+    with pytest.raises(kronkit.NotPositiveDefiniteError, match="not symmetric"):
+        jax.grad(lambda A: kj.logdet([B, A], assume="spd"))(nonsym)
+    bad = y.copy()
+    bad[2] = np.inf
+    with pytest.raises(ValueError, match="`y` contains NaN or Inf"):
+        kj.inv_quad([B, np.eye(3)], bad)  # used to return NaN
+    with pytest.raises(ValueError, match="`y` contains NaN or Inf"):
+        jax.grad(lambda y: kj.log_quad([B, np.eye(3)], y))(jnp.asarray(bad))
+    with pytest.raises(ValueError, match=r"`factors\[0\]` contains NaN or Inf"):
+        kj.matvec([np.full((2, 2), np.nan), np.eye(3)], y)
+    # exactly singular: logdet = −inf as Kron.logdet (and np.linalg.slogdet) give; solve raises
+    exact = np.array([[1.0, 2.0], [2.0, 4.0]])
+    assert np.linalg.slogdet(np.kron(exact, np.eye(3)))[1] == -np.inf
+    assert kj.logdet([exact, np.eye(3)]) == -np.inf  # used to raise SingularFactorError
+    with pytest.raises(kronkit.SingularFactorError, match=r"`factors\[0\]`"):
+        kj.solve([exact, np.eye(3)], y)
+    with pytest.raises(kronkit.SingularFactorError):  # the derivative A⁻ᵀ does not exist
+        jax.grad(lambda A: kj.logdet([A, np.eye(3)]))(exact)
+    # singular to working precision (rcond ≈ 6e-18, 5e-21): logdet raises as solve does
+    for F, assume in [(_rotated([1.0, 1e-9, 1e-20]), "spd"), (TRIANGULAR, "general")]:
+        with pytest.raises(kronkit.SingularFactorError) as info:
+            kj.logdet([F, np.eye(2)], assume=assume)
+        assert info.value.factor == 0 and 0 < info.value.rcond <= np.finfo(float).eps
+    # ill-conditioned: one warning with the condition estimate, value accurate to κ·eps
+    A = _rotated([1.0, 1e-10, 3.0])
+    with pytest.warns(kronkit.IllConditionedWarning) as rec:
+        value = kj.logdet([A, np.eye(2)], assume="spd")
+    assert len(rec) == 1 and rec[0].message.factor == 0 and rec[0].filename == __file__
+    assert rec[0].message.rcond == pytest.approx(1 / np.linalg.cond(A, 1), rel=0.5)
+    assert float(value) == pytest.approx(2 * np.log(3e-10), abs=1e-5)
+
+
+def test_edge_contract_under_jit(rng):
+    """Under jit (and vmap) nothing can raise: where an eager call raises, the result is NaN
+    (an exact zero pivot still gives logdet = −inf); no warning."""
+    B = spd(rng, 2)
+    y = jnp.asarray(rng.standard_normal(6))
+    nonsym = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    numsing = _rotated([1.0, 1e-9, 1e-20])
+
+    @functools.partial(jax.jit, static_argnames="assume")
+    def run(A, y, assume):
+        return (kj.solve([B, A], y, assume=assume), kj.inv_quad([B, A], y, assume=assume),
+                kj.log_quad([B, A], y, assume=assume), kj.logdet([B, A], assume=assume),
+                jax.grad(lambda A: kj.logdet([B, A], assume=assume))(A))
+
+    for A, assume in [(nonsym, "spd"), (numsing, "spd"), (TRIANGULAR, "general")]:
+        for out in run(A, y, assume):
+            assert np.all(np.isnan(out)), (assume, out)  # was finite and wrong
+    exact = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
+    x, q, lam, ld, _ = run(exact, y, "general")
+    assert ld == -np.inf and np.all(np.isnan(x)) and np.isnan(q) and np.isnan(lam)
+    bad = y.at[2].set(np.inf)
+    assert np.isnan(jax.jit(lambda y: kj.log_quad([B, nonsym], y))(bad))
+    # well-conditioned and ill-conditioned factors are untouched (values match eager)
+    A = _rotated([1.0, 1e-10, 3.0])
+    with pytest.warns(kronkit.IllConditionedWarning):
+        eager = kj.logdet([B, A], assume="spd")
+    assert run(A, y, "spd")[3] == eager
+    batched = jax.vmap(lambda A: kj.logdet([B, A], assume="spd"))(jnp.stack([A, numsing]))
+    assert batched[0] == eager and np.isnan(batched[1])
+
+
 def test_import_kronkit_does_not_import_jax():
     code = "import sys, kronkit; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
