@@ -29,6 +29,17 @@ products (:func:`_mode_product`) and per-factor solves (:func:`_factor_solve`) �
 P×P array. ``log_quad`` is ``log(α + inv_quad(factors, y − μ))``; its derivatives are the
 chain rule through ``inv_quad``'s rule.
 
+Edge cases follow ``Kron`` and ``kronkit.torch`` (``docs/autodiff.md`` has the table) whenever
+values are known — plain calls, and ``jax.grad`` / ``jax.jvp`` / ``jax.hessian`` outside
+``jit``: NaN/Inf input raises ``ValueError`` naming the argument; a non-symmetric factor under
+``assume="spd"`` raises :class:`~kronkit.NotPositiveDefiniteError`; a factor singular to
+working precision (LAPACK's ``rcond <= eps``) raises :class:`~kronkit.SingularFactorError`
+(``logdet`` too, except that an exact zero pivot gives ``-inf``); ``rcond < sqrt(eps)`` gives
+an :class:`~kronkit.IllConditionedWarning`. Under ``jit`` (and for ``vmap``-ped arguments)
+nothing can be raised: where an eager call raises, the result is NaN (the factorisation of an
+offending factor is replaced by NaN, judged by the exact ``rcond`` of :func:`_traced_rcond`),
+and there is no warning.
+
 Importing ``kronkit`` does not import JAX; importing this module does.
 """
 
@@ -560,7 +571,9 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Arr
         ``P = p1·…·pd``; each row is a right-hand side.
     assume : {"general", "spd"}
         ``"general"``: LU with partial pivoting. ``"spd"``: every factor is symmetric
-        positive definite; Cholesky (only the symmetric part of each factor is read).
+        positive definite; Cholesky. A factor that is not (not symmetric to
+        ``16·eps·max|A|``, or Cholesky fails) raises
+        :class:`~kronkit.NotPositiveDefiniteError` in eager calls and gives NaN under ``jit``.
 
     Returns
     -------
@@ -569,6 +582,8 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Arr
     Notes
     -----
     Cost O(Σ p_k³ + P·Σ p_k) per row. JVP: ``dx = S⁻¹(dy − dS x)``, ``x = S⁻¹y``.
+    A factor singular to working precision raises :class:`~kronkit.SingularFactorError`
+    (NaN under ``jit``); ``rcond < sqrt(eps)`` warns (:class:`~kronkit.IllConditionedWarning`).
     Dense equivalent: ``jnp.linalg.solve(jnp.kron(A, B), y.T).T``.
     """
     _check_assume(assume)
@@ -615,9 +630,12 @@ def logdet(factors: Sequence[Any], *, assume: str = "general") -> jax.Array:
     Returns
     -------
     jax.Array of shape ()
-        The log-determinant. Where ``det(A1⊗…⊗Ad) < 0`` it is undefined: eager calls raise
-        :class:`kronkit.DomainError`; under a JAX transformation (no exception possible) the
-        value is NaN, as ``jnp.log(jnp.linalg.det(S))`` would be.
+        The log-determinant; ``-inf`` if a factor has an exact zero pivot (``det S = 0``).
+        Where ``det(A1⊗…⊗Ad) < 0`` it is undefined: eager calls raise
+        :class:`kronkit.DomainError`; under ``jit`` (no exception possible) the value is NaN,
+        as ``jnp.log(jnp.linalg.det(S))`` would be. A factor singular to working precision
+        without an exact zero pivot raises :class:`~kronkit.SingularFactorError`, as
+        :func:`solve` does (NaN under ``jit``); its derivative at ``det S = 0`` raises too.
 
     Notes
     -----

@@ -606,7 +606,9 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
     -----
     One factorisation per factor, O(Σ p_k³), then O(P·Σ p_k) per row. Backward with incoming
     ``g``: ``ȳ = S⁻ᵀ g`` and ``Ā_k = −ȳ_(k) (Z ×_{j≠k} A_j)_(k)ᵀ`` summed over the batch.
-    A singular factor raises :class:`~kronkit.SingularFactorError`.
+    A factor singular to working precision (LAPACK's ``rcond <= eps``) raises
+    :class:`~kronkit.SingularFactorError`; ``rcond < sqrt(eps)`` gives an
+    :class:`~kronkit.IllConditionedWarning` (as :class:`kronkit.Kron` does).
     Dense equivalent: ``torch.linalg.solve(torch.kron(A, B), y.T).T``.
     """
     _check_assume(assume)
@@ -654,8 +656,12 @@ def logdet(factors: Sequence[Any], *, assume: str = "auto") -> Tensor:
 
     Notes
     -----
-    Cost O(Σ p_k³). A singular factor raises :class:`~kronkit.SingularFactorError`; a negative
-    ``det S`` raises :class:`~kronkit.DomainError` (the log is undefined), never NaN.
+    Cost O(Σ p_k³). As :meth:`kronkit.Kron.logdet`: a factor with an exact zero pivot gives
+    ``-inf`` (and ``backward`` raises :class:`~kronkit.SingularFactorError`: the derivative
+    does not exist there); a factor singular to working precision otherwise raises
+    :class:`~kronkit.SingularFactorError`; ``rcond < sqrt(eps)`` warns
+    (:class:`~kronkit.IllConditionedWarning`); a negative ``det S`` raises
+    :class:`~kronkit.DomainError` (the log is undefined), never NaN.
     Dense equivalent: ``torch.logdet(torch.kron(A, B))``.
     """
     _check_assume(assume)
