@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import check_finite
 from ._dask import is_dask_array
 from ._estimators_kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
 from ._estimators_mle import _parse_shape, as_dask_samples, separable_mle
@@ -46,14 +47,33 @@ def _require_sklearn() -> None:
         ) from _SKLEARN_ERROR
 
 
+def _check_finite_samples(X: Any) -> None:
+    """kronkit's own message for NaN/Inf in ``X`` (naming ``X``), before scikit-learn's."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        return  # validate_data refuses sparse input with its own message
+    try:
+        arr = np.asarray(X)
+    except Exception:  # ragged lists and the like: validate_data reports them
+        return
+    if arr.dtype.kind in "fc":
+        check_finite(arr, "X")
+
+
 class _MatrixSamplesMixin:
     """Validation of ``(N, p, q)`` / ``(N, P)`` samples through scikit-learn's ``validate_data``."""
 
     def _samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
+        if not reset:  # scikit-learn's NotFittedError before anything else
+            from sklearn.utils.validation import check_is_fitted
+
+            check_is_fitted(self, "shape_")
         if is_dask_array(X):
             return self._dask_samples(X, shape, reset=reset)
         from sklearn.utils.validation import validate_data
 
+        _check_finite_samples(X)
         dims3 = None
         if getattr(X, "ndim", None) is None:
             X = np.asarray(X)
