@@ -36,14 +36,14 @@ class _Factorization:
     clamping or jitter of any kind: a factor that is numerically singular raises
     :class:`SingularFactorError` when a solve is asked for.
 
-    Thread safety: after construction nothing is ever written to ``lu``, ``piv`` or ``perm``
-    (all read-only; LU solves are a row permutation and two triangular solves, never SciPy's
-    ``getrs`` wrapper, which shifts the pivot array in place around the LAPACK call). The
-    cached inverse is built once under a lock.
+    Thread safety: after construction nothing is ever written to ``lu`` or ``piv`` (both
+    read-only; every LU solve hands LAPACK's ``getrs`` a private copy of the pivots, because
+    SciPy's wrapper shifts the pivot array in place around the call). The cached inverse is
+    built once under a lock.
     """
 
-    __slots__ = ("_inv", "_lock", "exact_zero", "index", "kind", "lower", "lu", "n", "perm",
-                 "piv", "rcond", "symmetric")
+    __slots__ = ("_inv", "_lock", "exact_zero", "index", "kind", "lower", "lu", "n", "piv",
+                 "rcond", "symmetric")
 
     def __init__(self, A: np.ndarray, index: int):
         self.index = index
@@ -65,7 +65,6 @@ class _Factorization:
                 self.kind = "cholesky"
                 self.lu = _frozen(c)  # lower-triangular L with A = L L^T
                 self.piv = None
-                self.perm = None
                 self.lower = True
                 rc, _ = pocon(c, anorm, uplo="L")
                 self.rcond = float(rc)
@@ -76,10 +75,6 @@ class _Factorization:
         lu, piv, info = getrf(A, overwrite_a=0)
         self.lu = _frozen(lu)
         self.piv = _frozen(piv)
-        perm = np.arange(self.n)
-        for i, j in enumerate(piv):  # the row swaps of getrf, applied in order
-            perm[i], perm[j] = perm[j], perm[i]
-        self.perm = _frozen(perm)
         self.lower = False
         if info > 0:  # exact zero pivot: det A = 0 exactly in the computed factorisation
             self.exact_zero = True
@@ -143,19 +138,14 @@ class _Factorization:
             return np.zeros(b.shape, dtype=np.result_type(b.dtype, self.lu.dtype))
         if self.kind == "cholesky":
             return sla.cho_solve((self.lu, True), b, check_finite=False)
-        # A[perm] = L U. Two triangular solves and a row permutation: nothing is written to
-        # the cached arrays (SciPy's getrs wrapper shifts the pivot array in place around the
-        # call, which corrupted memory when threads shared it), and no OpenBLAS getrs, whose
-        # threading costs milliseconds per call for small factors on a busy machine.
-        if not trans:
-            z = sla.solve_triangular(self.lu, b[self.perm], lower=True, unit_diagonal=True,
-                                     check_finite=False)
-            return sla.solve_triangular(self.lu, z, lower=False, check_finite=False)
-        z = sla.solve_triangular(self.lu, b, lower=False, trans=1, check_finite=False)
-        w = sla.solve_triangular(self.lu, z, lower=True, unit_diagonal=True, trans=1,
-                                 check_finite=False)
-        x = np.empty_like(w)
-        x[self.perm] = w
+        # LAPACK getrs with a private copy of the pivots: SciPy's wrapper shifts the pivot
+        # array to 1-based and back *in place* around the call, which corrupted memory when
+        # threads shared the cached array. ``lu`` is only read.
+        piv: np.ndarray = self.piv  # type: ignore[assignment]  # LU: always set
+        (getrs,) = lapack.get_lapack_funcs(("getrs",), (self.lu, b))
+        x, info = getrs(self.lu, piv.copy(), b, trans=1 if trans else 0, overwrite_b=0)
+        if info != 0:  # pragma: no cover - shapes are checked by the callers
+            raise ValueError(f"LAPACK getrs failed with info = {info}")
         return x
 
     def tri_solve(self, b: np.ndarray, trans: bool = False) -> np.ndarray:
