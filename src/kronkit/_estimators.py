@@ -149,7 +149,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     max_iter : int, default=500
         Maximum number of iterations.
     tol : float, default=1e-9
-        Stop when the log-likelihood changes by at most ``tol·N·P`` in an iteration.
+        Stop when the estimated distance to the maximum of the log-likelihood is at most
+        ``tol·N·P`` (see :func:`kronkit.separable_mle`).
     gauge : {"trace", "unit", "balanced"}, default="trace"
         How the scale is split between the factors: ``tr(row_covariance_) = p``,
         ``row_covariance_[0, 0] = 1``, or equal Frobenius norms. ``covariance_`` does not
@@ -179,7 +180,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     n_iter_ : int
         Iterations performed.
     converged_ : bool
-        Whether the tolerance was met (otherwise a ``kronkit.ConvergenceWarning`` was issued).
+        Whether the fit is within ``tol·N·P`` of the maximum of the log-likelihood (otherwise
+        a ``kronkit.ConvergenceWarning`` was issued).
     weights_ : ndarray of shape (N,)
         ``(ν+P)/(ν+δ_i)`` for the training observations (ones for the normal model).
     shape_ : tuple (p, q)
@@ -193,7 +195,9 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     ``assume_centered``), otherwise ``fit`` raises ValueError; it is unique for
     ``N > max(p, q) + 1``. Non-convergence warns :class:`kronkit.ConvergenceWarning` (a
     ``UserWarning``; it is not scikit-learn's ``ConvergenceWarning`` class). An iterate that
-    becomes numerically singular raises :class:`kronkit.SingularFactorError`.
+    becomes numerically singular raises :class:`kronkit.SingularFactorError`. Methods other
+    than ``fit`` raise scikit-learn's ``NotFittedError`` before ``fit``; a fitted estimator
+    holds no lazily built state of its own and may be shared across threads.
     Cost per iteration ``O(N·p·q·(p+q))``; see :func:`kronkit.separable_mle`.
 
     Examples

@@ -15,6 +15,17 @@ Model. Observations are ``N`` matrices ``X_i`` of shape ``(p, q)`` (equivalently
   ``ν`` maximising the *observed* log-likelihood with the other parameters held
   (``scipy.optimize.minimize_scalar`` on ``log ν`` over ``df_bounds``, then refined to a root
   of ``∂ℓ/∂ν`` so that ``ν`` is a smooth function of the data, not of the search's path).
+  ECME converges linearly and often slowly (rates 0.9–0.99 for heavy tails), so it is
+  accelerated by SQUAREM (Varadhan & Roland 2008) with a monotonicity safeguard.
+
+Stopping. Both fits stop on an *estimate of the distance to the maximum*, ``ℓ* − ℓ``, from
+the observed contraction of successive likelihood gains (:class:`_GapRule`), not on the last
+change: ``converged=True`` means ``ℓ* − ℓ ≤ tol·N·P``.
+
+Units. The data are rescaled internally, ``X_i / (r cᵀ)``, with row and column scales from
+the magnitudes of the entries, and the factors are Cholesky-factored on their correlation
+matrices; both make fits equivariant under ``X_i ↦ D1 X_i D2`` (diagonal ``D1``, ``D2``)
+to rounding, and data in any units (a column in 1e-7, entries near 1e200) fit alike.
 
 Every step is a triangular solve with a Cholesky factor of ``A`` or ``B`` applied to all
 observations at once (one BLAS-3 call on a ``(p, N·q)`` or ``(N·p, q)`` unfolding) and one
@@ -96,7 +107,8 @@ class SeparableMLEResult(NamedTuple):
     n_iter : int
         Iterations performed.
     converged : bool
-        Whether the change of the log-likelihood fell below ``tol·N·P``.
+        Whether the estimated distance ``ℓ* − ℓ`` to the maximum fell to ``tol·N·P`` (or the
+        last step gained nothing within rounding): see :func:`separable_mle`, Notes.
     weights : ndarray of shape (N,)
         ``w_i = (ν+P)/(ν+δ_i)`` at the returned parameters (ones for the normal model).
     distribution : str
@@ -1088,6 +1100,8 @@ def separable_mle(
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
         Observations (matrices ``X_i``; row-major ``x_i = X_i.ravel()``). Not modified. A 2-D
         ``X`` without ``shape`` is read as ``(p, q) = (P, 1)``: the unstructured fit.
+        Computations run in float64 whatever the input; for float32 ``X`` the arrays of the
+        result are float32 (``loglik``, ``loglik_history`` and ``df`` stay float64).
         A ``dask.array`` chunked along N is fitted where its chunks live, with the active dask
         scheduler (threads, ``dask.distributed``, …): same iterates as in memory, one pass
         over the data per statistic (see Notes); ``X`` is never gathered.
@@ -1102,10 +1116,14 @@ def separable_mle(
         If true the location is zero (not estimated): use it for data centred beforehand,
         e.g. by group means.
     max_iter : int
-        Maximum number of iterations (flip-flop sweeps / EM steps).
+        Maximum number of iterations (flip-flop sweeps / ECME steps; SQUAREM's extrapolated
+        points are not counted, each costs about half a step).
     tol : float
-        Stop when the log-likelihood changes by at most ``tol·N·P`` in one iteration (a change
-        per scalar observation; unaffected by the units of the data).
+        Stop when the estimated distance to the maximum, ``ℓ* − ℓ``, is at most ``tol·N·P``
+        (per scalar observation; unaffected by the units of the data). ``tol`` below about
+        ``1e-14`` is limited by rounding: the fit then stops when a step no longer changes
+        ``ℓ`` beyond rounding. The factors are determined by ``ℓ`` to about the square root
+        of that accuracy.
     gauge : {"trace", "unit", "balanced"}
         How the scale is split between the factors (only ``A⊗B`` is identified):
         ``"trace"`` — ``tr A = p``; ``"unit"`` — ``A[0, 0] = 1``; ``"balanced"`` —
@@ -1121,7 +1139,9 @@ def separable_mle(
         ``"moments"`` when ``P <= 4096`` and ``P <= 20·(p+q)``. The t model always uses
         ``"samples"`` (its weights change every iteration). For a dask ``X``, ``"auto"`` is
         ``"samples"``; ``"moments"`` there is one pass whose per-chunk P×P sums travel, then
-        no more passes — worth it for small ``P`` when passes are expensive.
+        no more passes — worth it for small ``P`` when passes are expensive. ``"moments"``
+        holds two P×P arrays: it is refused (ValueError) when they exceed
+        ``kronkit.DENSE_MAX_BYTES``, and ``"auto"`` never takes it then.
     progress : bool
         Show a progress bar (rich) with the current log-likelihood.
 
@@ -1136,15 +1156,21 @@ def separable_mle(
     ------
     ValueError
         Bad arguments, or ``N`` at or below the existence threshold
-        ``max(p/q, q/p) + 1`` (``max(p/q, q/p)`` with ``assume_centered``).
+        ``max(p/q, q/p) + 1`` (``max(p/q, q/p)`` with ``assume_centered``); ``method="moments"``
+        above ``kronkit.DENSE_MAX_BYTES``; a fitted covariance not representable in float64
+        in the requested gauge (data near 1e±200: use ``gauge="balanced"``).
     SingularFactorError, NotPositiveDefiniteError
-        An iterate became numerically singular (constant or collinear entries).
+        An entry of ``X`` is constant (exactly), or an iterate became numerically singular
+        — its *correlation* matrix, so units never trigger it — from collinear entries.
 
     Warns
     -----
     kronkit.ConvergenceWarning
-        ``max_iter`` reached before the change of the log-likelihood fell below ``tol·N·P``
-        (the message gives the iteration count and the last change).
+        ``max_iter`` reached before the estimated distance to the maximum fell to
+        ``tol·N·P`` (the message gives the count, the estimate and the last change). Also for
+        the t model when ``ν̂`` is at ``df_bounds[0]`` with the likelihood still increasing
+        towards smaller ``ν``: no MLE inside the bounds (the MLE has a smaller ``ν``, or the
+        likelihood is unbounded as ``ν → 0`` and no MLE exists).
 
     Notes
     -----
@@ -1156,7 +1182,27 @@ def separable_mle(
     − ((ν+P)/2) log(1 + δ_i/ν)]``. The first iteration is a Gaussian sweep; each later one
     computes weights ``w_i = (ν+P)/(ν+δ_i)``, ``M ← Σ w_i X_i/Σ w_i``, one flip-flop sweep of
     ``√w_i (X_i − M)`` and (if ``df`` is None) the ν-step. Each step increases ``ℓ``.
-    At a fixed point ``Σ_i w_i δ_i = N·P``.
+    At a fixed point ``Σ_i w_i δ_i = N·P``. The steps are accelerated by SQUAREM: after two
+    ECME steps ``θ0 → θ1 → θ2`` the parameters ``(M, A, B, log ν)`` (scale fixed by
+    ``tr A = p``) are extrapolated to ``θ0 − 2αr + α²v`` (``r = θ1 − θ0``,
+    ``v = θ2 − 2θ1 + θ0``, ``α = −‖r‖/‖v‖``), kept only if ``ℓ`` is at least that of
+    ``θ2`` (else ``α`` is halved towards ``θ2``), and one ECME step follows; so the history
+    stays non-decreasing. Typically 2–4× fewer steps than plain ECME (heavy tails: median 22
+    against 45, at most 51 against 262 over 50 test problems).
+
+    Convergence. Near the maximum both iterations contract linearly: a plain step that gains
+    ``d`` leaves at most ``d·R/(1 − R)`` to gain, ``R`` the largest squared contraction rate,
+    estimated from ratios of successive gains of plain steps (the largest of the last three
+    plus their spread). The fit stops when that bound is at most ``tol·N·P``; a rule on the
+    last change alone stops a factor ``R/(1 − R)`` early (≈ 7 at ``R = 0.88``).
+
+    Units. ``X`` is divided by row and column scales ``r``, ``c`` (the additive fit of
+    ``log max_i |X_i|``), fitted, and the result scaled back (``A ← RAR``, ``B ← CBC``,
+    ``M ← RMC``, ``ℓ`` shifted by ``−N(q Σ log r + p Σ log c)``); iterates are Cholesky-factored
+    on their correlation matrices. Since the scales of ``D1 X_i D2`` are ``D1 r``, ``c D2``
+    (up to a constant), the iterates are the same up to rounding: fits are equivariant under
+    rescaling of rows and columns, and a column in other units, or an outlier of 1e8, does
+    not make an iterate look singular.
 
     Cost per iteration ``O(N·p·q·(p+q) + p³ + q³)`` with ``method="samples"`` (products with
     ``L_A⁻¹``, ``L_B⁻ᵀ`` and rank-k updates over all observations at once, on a ``(p, N, q)``
@@ -1164,12 +1210,13 @@ def separable_mle(
     The dense equivalent forms ``np.kron(A, B)`` (P×P) and costs ``O(N·P² + P³)`` per
     iteration (``O(P³)`` for the normal model given the sample covariance).
 
-    Dask ``X`` (chunked along N): one pass up front (mean, and a NaN/Inf check); then per
-    iteration two passes for the normal model (row statistic, then column statistic with the
-    new ``A``) and three for the t model (weighted mean folded into the row statistic, column
-    statistic, ``δ``). Per pass the tasks return p×p or q×q sums (and the t model's ``δ``, N
-    numbers, which the ν-step and the next weights need; the weights go back out). The
-    log-likelihood of the normal model needs no pass. The chunk sums are added in a
+    Dask ``X`` (chunked along N): one pass up front (mean, the scales and a NaN/Inf check);
+    then per iteration two passes for the normal model (row statistic, then column statistic
+    with the new ``A``) and three for the t model (weighted mean folded into the row
+    statistic, column statistic, ``δ``), plus one ``δ`` pass per SQUAREM extrapolation.
+    Per pass the tasks return p×p or q×q sums (and the t model's ``δ``, N numbers, which the
+    ν-step and the next weights need; the weights go back out). The log-likelihood of the
+    normal model needs no pass. The chunk sums are added in a
     different order than in memory, so results agree with the NumPy path to rounding.
 
     Examples
