@@ -514,3 +514,17 @@ def test_reductions_overflow_reported_not_silent():
     assert_allclose(Kron(np.eye(2) * 1e200).norm(), np.sqrt(2) * 1e200, rtol=RTOL)
     with pytest.raises(OverflowError, match="partial_contraction"):
         kronkit.partial_contraction(np.full((4, 4), 1e200), np.full((2, 2), 1e200))
+
+
+def test_intermediate_overflow_is_not_an_error():
+    """(1e200·A) ⊗ (1e-200·B) applied to 1e200·y: the first mode product overflows but the
+    result does not (truth: the dense product of the unscaled factors, times 1e200)."""
+    rng = np.random.default_rng(7)
+    A, B = general(rng, 3), general(rng, 2)
+    y = rng.standard_normal((2, 6))
+    K = Kron(A * 1e200, B * 1e-200)
+    D = np.kron(A, B)
+    assert_allclose(K @ (y * 1e200), (y @ D.T) * 1e200, rtol=1e-13)
+    assert_allclose(K.rmatvec(y * 1e200), (y @ D) * 1e200, rtol=1e-13)
+    Ki = Kron(A * 1e-200, B * 1e200)  # K⁻¹ applies A⁻¹·1e200 first
+    assert_allclose(Ki.solve(y * 1e200), np.linalg.solve(D, y.T).T * 1e200, rtol=1e-12)

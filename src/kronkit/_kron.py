@@ -456,6 +456,10 @@ class Kron:
             return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
         with _overflow_checked():
             out = self._apply(arr, self._factors)
+            if not np.all(np.isfinite(out)):  # an intermediate may overflow, not the result
+                out = self._renormalised(arr, self.col_dims, [
+                    lambda t, k, M=M: mode_apply(t, M, k, self.n_factors) for M in self._factors
+                ])
         self._check_overflow(out, "K @ y", arr)
         return out
 
@@ -466,8 +470,30 @@ class Kron:
             return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
         with _overflow_checked():
             out = self._apply(arr, [a.T for a in self._factors])
+            if not np.all(np.isfinite(out)):
+                out = self._renormalised(arr, self.row_dims, [
+                    lambda t, k, M=M: mode_apply(t, M.T, k, self.n_factors)
+                    for M in self._factors
+                ])
         self._check_overflow(out, "K.T @ y", arr)
         return out
+
+    def _renormalised(self, y: np.ndarray, dims: Sequence[int], steps) -> np.ndarray:
+        """Apply the mode steps to the rows of ``y``, rescaling each row by a power of two
+        before every step (exact) and undoing it at the end: an intermediate overflow or
+        underflow of a result that is itself representable is avoided."""
+        d = self.n_factors
+        lead = y.shape[:-1]
+        t = to_tensor(y, dims)
+        axes = tuple(range(len(lead), t.ndim))
+        total = np.zeros(lead, dtype=int)
+        for k, step in enumerate(steps):
+            m = np.max(np.abs(t), axis=axes)
+            e = np.where(m > 0, np.frexp(m)[1], 0)
+            t = np.ldexp(t, -e.reshape(*lead, *(1,) * d))
+            total = total + e
+            t = step(t, k)
+        return np.ldexp(to_vec(t, d), total[..., None])
 
     def _check_overflow(self, out: Any, what: str, y: np.ndarray | None = None) -> None:
         """Raise ``OverflowError`` (naming the inputs' magnitudes) if ``out`` is not finite.
@@ -615,6 +641,10 @@ class Kron:
             return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
         with _overflow_checked():
             out = self._solve(arr, facs)
+            if not np.all(np.isfinite(out)):  # an intermediate may overflow, not the result
+                out = self._renormalised(arr, self.col_dims, [
+                    lambda t, k, f=f: _mode_solve(t, f, k, self.n_factors) for f in facs
+                ])
         self._check_overflow(out, "K.solve(y)", arr)
         return out
 
