@@ -476,8 +476,12 @@ def _as_tensor(x: Any, name: str) -> Tensor:
 
 
 def _check_finite(x: Tensor, name: str) -> None:
+    """``ValueError`` naming ``name`` (and counting the entries), as ``Kron`` raises."""
     if x.numel() and not bool(torch.isfinite(x.detach()).all()):
-        raise ValueError(f"`{name}` contains NaN or Inf")
+        bad = int(x.numel() - torch.isfinite(x.detach()).sum())
+        raise ValueError(
+            f"`{name}` contains NaN or Inf ({bad} non-finite entr{'y' if bad == 1 else 'ies'})"
+        )
 
 
 def _check_assume(assume: Any) -> None:
