@@ -194,9 +194,12 @@ class KPSVDResult:
     B : ndarray of shape (r, m2, n2)
         Right factors, ``B[k] = unvec(conj(v_k))``; the ``vec(B[k])`` are orthonormal.
     residual : float or None
-        ``‖M - Σ_k s_k A_k ⊗ B_k‖_F``. From the tail singular values when the whole
-        spectrum was computed; otherwise ``sqrt(‖M‖_F² - Σ_k s_k²)`` (absolute accuracy about
-        ``1e-8·‖M‖_F``); ``None`` when ``‖M‖_F`` is unknown (a LinearOperator input).
+        ``‖M - Σ_k s_k A_k ⊗ B_k‖_F``, without cancellation (an exact Kronecker product
+        reports ~1e-16 relative): from the tail singular values when the whole spectrum was
+        computed, else from the difference itself (dense or sparse ``M``, sums of Kron terms).
+        Only for matrix-free samples (:func:`kpsvd_samples`) is it
+        ``sqrt(‖M‖_F² - Σ_k s_k²)``, with absolute accuracy about ``1e-8·‖M‖_F``; ``None``
+        when ``‖M‖_F`` is unknown (a LinearOperator input).
     norm : float or None
         ``‖M‖_F`` (``None`` for a LinearOperator input).
     skew : ndarray of bool, shape (r,)
@@ -280,7 +283,9 @@ class NearestKronResult:
     sigma : float
         ``σ = <M, A1⊗...⊗Ad>/∏‖A_k‖_F``: the leading Kronecker singular value for d = 2.
     residual : float or None
-        ``‖M - A1 ⊗ ... ⊗ Ad‖_F = sqrt(‖M‖_F² - σ²)`` (``None`` if ``‖M‖_F`` is unknown).
+        ``‖M - A1 ⊗ ... ⊗ Ad‖_F`` without cancellation (the SVD tail for d = 2, else the
+        difference itself); ``sqrt(‖M‖_F² - σ²)`` (absolute accuracy ~1e-8·‖M‖_F) only for a
+        sum of Kron terms with d >= 3; ``None`` if ``‖M‖_F`` is unknown.
     norm : float or None
         ``‖M‖_F``.
     n_iter : int
@@ -850,17 +855,24 @@ def kpsvd(M: Any, shapes: Any, rank: int | None = None, *, structure: Any = None
         shape ``(m*n, d)`` (orthonormalised here); then the SVD is of ``Q_A^T R(M) Q_B``.
     method : {"auto", "dense", "lanczos", "randomized"}
         ``"auto"``: full LAPACK SVD when it is cheaper (small problems, or ``rank`` close to
-        ``min(m1 n1, m2 n2)``), else Lanczos (ARPACK through ``scipy.sparse.linalg.svds`` with
-        tolerance ``tol``). ``"randomized"``: block subspace iteration until the Ritz values
-        settle to ``tol``.
+        ``min(m1 n1, m2 n2)``), else Lanczos: thick-restart Lanczos on the smaller normal
+        operator with full reorthogonalisation, one product with ``R`` and one with ``R^H`` per
+        step. ``"randomized"``: block subspace iteration until the Ritz residuals reach ``tol``.
     tol : float
-        Relative tolerance of the iterative methods (default 1e-12).
+        Relative tolerance of the iterative methods (default 1e-12). Lanczos stops when every
+        wanted triple has ``‖R^H R v - θ² v‖ <= tol·θ²`` (a backward error ``tol``: σ to about
+        ``tol``, the factors to about ``tol/gap``), or — for a singular value within 1 % of
+        another (a cluster, where single factors are ill-conditioned) — when the quadratic
+        residual bound puts that σ within ``tol`` (relative); the factors of a cluster are then
+        only as accurate as ``sqrt(tol)/gap``.
     rtol : float, optional
         Rank cut-off for ``rank=None``; default ``max(m1 n1, m2 n2)·eps``.
     random_state : None, int or numpy Generator
         Start vectors of the iterative methods.
     maxiter : int, optional
-        Iteration cap of the iterative methods.
+        Iteration cap of the iterative methods (an int >= 1; Lanczos steps, default 2000, or
+        randomized iterations, default 200); on reaching it they warn
+        (:class:`~kronkit.ConvergenceWarning`) and return the current estimates.
 
     Returns
     -------
@@ -1087,9 +1099,12 @@ def nearest_kron(M: Any, shapes: Any, *, structure: Any = None, method: str = "a
     d = 2: the leading KPSVD term with ``σ`` absorbed, solved exactly. d >= 3: the best
     rank-1 approximation of the rearranged tensor
     ``T[(i1, j1), ..., (id, jd)] = M[(i1..id), (j1..jd)]`` by the higher-order power method
-    (rank-1 ALS) started from the sequential SVD ("peeling") solution, so it is never worse
-    than peeling; it reports ``n_iter``/``converged`` and warns with
-    :class:`~kronkit.ConvergenceWarning` if ``max_iter`` sweeps did not reach ``tol``.
+    (rank-1 ALS), run from two starts — the sequential SVD ("peeling") solution and the HOSVD
+    start (the leading left singular vector of each unfolding of ``T``) — keeping the larger
+    ``σ``. The result is a local maximum of ``σ``, never worse than either start (the problem
+    is NP-hard in general; a better maximum can exist). It reports ``n_iter``/``converged``
+    (of the kept run) and warns with :class:`~kronkit.ConvergenceWarning` if ``max_iter``
+    sweeps did not reach ``tol``.
 
     Parameters
     ----------
@@ -1108,7 +1123,9 @@ def nearest_kron(M: Any, shapes: Any, *, structure: Any = None, method: str = "a
         SVD method of the d = 2 solve (see :func:`kpsvd`); the d >= 3 peeling start uses
         ``"auto"``.
     tol : float
-        Power-method stop: relative change of σ per sweep (d >= 3).
+        Power-method stop, on the factors (d >= 3): the estimated distance of the unit
+        factors to the limit, ``δ·ρ/(1-ρ)`` with ``δ`` their change in a sweep and ``ρ`` the
+        observed rate, is ``<= tol`` (σ, flat at the optimum, is not used).
     max_iter : int
         Power-method sweep cap (d >= 3).
 
@@ -1232,7 +1249,7 @@ def _nearest_multi(M, shp, level, bases, *, tol, max_iter, rng) -> NearestKronRe
     if not out.converged:
         warnings.warn(f"nearest_kron: the power method did not converge in {max_iter} sweeps "
                       f"(tol={tol:g}); the result is the last iterate, still no worse than "
-                      "the sequential SVD start", ConvergenceWarning, stacklevel=3)
+                      "either start", ConvergenceWarning, stacklevel=3)
     norm = math.sqrt(sq)
     sigma = float(out.sigma)
     if sigma == 0.0:

@@ -662,7 +662,7 @@ def _lanczos(op: Any, k: int, *, tol: float, rng: np.random.Generator,
     restart), so memory is ``O((a + 2b)·LANCZOS_MAX_BASIS)``.
 
     Stopping rule, for each wanted ``j <= k`` (``g_j``: the gap from ``θ_j²`` to the nearest
-    other Ritz value, the one below enlarged by its residual): ``‖r_j‖ <= tol·θ_j²``
+    other Ritz value, an estimate of the gap in the spectrum): ``‖r_j‖ <= tol·θ_j²``
     (backward error ``tol``; the vectors are then accurate to about ``tol·θ_j²/g_j``), or —
     when ``θ_j`` is clustered (``g_j < CLUSTER_RELGAP·θ_j²``) — the quadratic residual bound
     of the value, ``min(‖r_j‖, ‖r_j‖²/g_j) <= tol·θ_j²``: inside a cluster the individual
@@ -759,7 +759,7 @@ def _lanczos_done(th: np.ndarray, rn: np.ndarray, k: int, tol: float, floor: flo
         if rn[j] <= max(tol * th[j], floor):
             continue
         up = th[j - 1] - th[j] if j > 0 else math.inf
-        lo = th[j] - (th[j + 1] + rn[j + 1]) if j + 1 < min(m, rn.size) else math.inf
+        lo = th[j] - th[j + 1] if j + 1 < m else math.inf
         gap = max(min(up, lo), 0.0)
         if not (gap < CLUSTER_RELGAP * th[j]):
             return False
