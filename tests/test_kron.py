@@ -528,3 +528,17 @@ def test_intermediate_overflow_is_not_an_error():
     assert_allclose(K.rmatvec(y * 1e200), (y @ D) * 1e200, rtol=1e-13)
     Ki = Kron(A * 1e-200, B * 1e200)  # K⁻¹ applies A⁻¹·1e200 first
     assert_allclose(Ki.solve(y * 1e200), np.linalg.solve(D, y.T).T * 1e200, rtol=1e-12)
+
+
+def test_intermediate_underflow_is_not_a_silent_zero():
+    """(1e200·A) ⊗ (1e-200·B) solving for 1e-300·y: A⁻¹ first gives 1e-500 → 0 unless the
+    rows are renormalised (before: an exact zero vector, silently)."""
+    rng = np.random.default_rng(8)
+    A, B = general(rng, 3), general(rng, 2)
+    y = rng.standard_normal((2, 6))
+    D = np.kron(A, B)
+    K = Kron(A * 1e200, B * 1e-200)
+    assert_allclose(K.solve(y * 1e-300) * 1e300, np.linalg.solve(D, y.T).T, rtol=1e-12)
+    Kt = Kron(A * 1e-200, B * 1e200)
+    assert_allclose((Kt @ (y * 1e-300)) * 1e300, y @ D.T, rtol=1e-13)
+    assert_allclose(Kt.rmatvec(y[0] * 1e-300) * 1e300, y[0] @ D, rtol=1e-13)

@@ -194,6 +194,9 @@ def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
     return 0.0 if info > 0 else float(gecon(lu, anorm, norm="1")[0])
 
 
+_MAG_LO, _MAG_HI = 2.0**-200, 2.0**200  # magnitudes beyond which products may over/underflow
+
+
 def _overflow_checked():
     """Silence NumPy's overflow warnings where the caller checks the result and raises."""
     return np.errstate(over="ignore", invalid="ignore")
@@ -316,13 +319,16 @@ class Kron:
     def _init_cache(self) -> None:
         self._facts: list[_Factorization | None] = [None] * len(self._factors)
         self._lock = threading.Lock()
+        self._extreme = any(not _MAG_LO <= float(np.max(np.abs(a))) <= _MAG_HI
+                            for a in self._factors)
 
     # -- copies and pickles ---------------------------------------------------------------
     # The state is the factors alone: a copy or an unpickled Kron starts with an empty cache
     # (it can never hold a factorisation of other factors) and read-only factors. Works for
     # every pickle protocol and for copy.copy / copy.deepcopy.
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_facts", "_lock")}
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_facts", "_lock", "_extreme")}
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -456,7 +462,7 @@ class Kron:
             return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
         with _overflow_checked():
             out = self._apply(arr, self._factors)
-            if not np.all(np.isfinite(out)):  # an intermediate may overflow, not the result
+            if self._renormalise(arr, out):  # an intermediate may over/underflow
                 out = self._renormalised(arr, self.col_dims, [
                     lambda t, k, M=M: mode_apply(t, M, k, self.n_factors) for M in self._factors
                 ])
@@ -470,13 +476,24 @@ class Kron:
             return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
         with _overflow_checked():
             out = self._apply(arr, [a.T for a in self._factors])
-            if not np.all(np.isfinite(out)):
+            if self._renormalise(arr, out):
                 out = self._renormalised(arr, self.row_dims, [
                     lambda t, k, M=M: mode_apply(t, M.T, k, self.n_factors)
                     for M in self._factors
                 ])
         self._check_overflow(out, "K.T @ y", arr)
         return out
+
+    def _renormalise(self, y: np.ndarray, out: np.ndarray) -> bool:
+        """Whether to redo a product or solve with per-step renormalisation: when it
+        overflowed, or when the factors or ``y`` are so far from 1 (beyond 2^±200) that an
+        intermediate may have underflowed to zero unseen."""
+        if not np.all(np.isfinite(out)):
+            return True
+        if self._extreme:
+            return True
+        m = float(np.max(np.abs(y)))
+        return m != 0 and not _MAG_LO <= m <= _MAG_HI
 
     def _renormalised(self, y: np.ndarray, dims: Sequence[int], steps) -> np.ndarray:
         """Apply the mode steps to the rows of ``y``, rescaling each row by a power of two
@@ -641,7 +658,7 @@ class Kron:
             return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
         with _overflow_checked():
             out = self._solve(arr, facs)
-            if not np.all(np.isfinite(out)):  # an intermediate may overflow, not the result
+            if self._renormalise(arr, out):  # an intermediate may over/underflow
                 out = self._renormalised(arr, self.col_dims, [
                     lambda t, k, f=f: _mode_solve(t, f, k, self.n_factors) for f in facs
                 ])
