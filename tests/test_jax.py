@@ -566,6 +566,24 @@ def test_edge_contract_under_jit(rng):
     assert batched[0] == eager and np.isnan(batched[1])
 
 
+@pytest.mark.parametrize("n", [5, 70])  # exact rcond up to 64, the Hager–Higham estimate above
+def test_traced_rcond_against_dense_condition_number(rng, n):
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    rcond = jax.jit(lambda A, L: (kj._traced_rcond(kj._Factor(L, None), A),
+                                  kj._traced_rcond(kj._Factor(*jax.scipy.linalg.lu_factor(A)), A)))
+    for smallest in (1e-3, 1e-12):
+        A = (Q * np.logspace(0, np.log10(smallest), n)) @ Q.T
+        A = (A + A.T) / 2
+        truth = 1.0 / np.linalg.cond(A, 1)
+        for est in rcond(A, np.linalg.cholesky(A)):
+            assert truth * 0.999 <= float(est) <= 3.0 * truth  # ‖A⁻¹‖₁ from below, factor 3
+    M = rng.standard_normal((n, n))
+    M[:, -1] = M[:, 0]  # singular (the computed pivot may or may not be exactly zero)
+    f = jax.jit(lambda A: kj.solve([A, np.eye(2)], jnp.ones(2 * n)))
+    assert np.all(np.isnan(f(M)))
+    assert np.all(np.isfinite(f(M + n * np.eye(n))))
+
+
 def test_import_kronkit_does_not_import_jax():
     code = "import sys, kronkit; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
