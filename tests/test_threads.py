@@ -22,6 +22,19 @@ N_THREADS = 8
 N_TASKS = 24
 
 
+@pytest.fixture
+def one_blas_thread():
+    """Tiny problems: BLAS threads only add synchronisation (seconds on a busy machine). The
+    Python threads under test are unaffected; the issue's reproducer runs without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 def _factors(kind: str, rng: np.random.Generator):
     if kind == "lu":  # non-symmetric factors, close to multiples of I so that q > 0
         A = 20.0 * np.eye(12) + rng.standard_normal((12, 12))
@@ -62,7 +75,7 @@ def _assert_identical(got, want):
         "log_quad_hvp",
     ],
 )
-def test_shared_kron_matches_serial(kind, op, rng):
+def test_shared_kron_matches_serial(kind, op, rng, one_blas_thread):
     factors = _factors(kind, rng)
     P = 12 * 9
     Y = rng.standard_normal((N_TASKS, P))
@@ -112,7 +125,7 @@ def test_lu_solve_repeated_under_threads(rng):
     np.testing.assert_array_equal(f.piv, _kron._Factorization(K.factors[0], 0).piv)
 
 
-def test_caches_are_built_once(monkeypatch, rng):
+def test_caches_are_built_once(monkeypatch, rng, one_blas_thread):
     """Racing threads build each factorisation and each cached inverse exactly once."""
     built = []
     orig = _kron._Factorization.__init__
@@ -142,7 +155,7 @@ def test_caches_are_built_once(monkeypatch, rng):
 # Objects built on Kron: distributions and fitted estimators
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dist", ["normal", "t"])
-def test_shared_distribution_matches_serial(dist, rng):
+def test_shared_distribution_matches_serial(dist, rng, one_blas_thread):
     A, B = spd(rng, 6), spd(rng, 5)
     loc = rng.standard_normal(30)
     Y = rng.standard_normal((N_TASKS, 3, 30))
@@ -168,7 +181,7 @@ def _matrix_samples(rng, n=40, p=5, q=4):
 
 
 @pytest.mark.parametrize("distribution", ["normal", "t"])
-def test_shared_separable_covariance_matches_serial(distribution, rng):
+def test_shared_separable_covariance_matches_serial(distribution, rng, one_blas_thread):
     pytest.importorskip("sklearn")
     X = _matrix_samples(rng)
     Xs = [_matrix_samples(rng, n=6) for _ in range(N_TASKS)]
@@ -186,7 +199,7 @@ def test_shared_separable_covariance_matches_serial(distribution, rng):
 
 
 @pytest.mark.parametrize("n_terms", [1, 2])
-def test_shared_kronecker_pca_matches_serial(n_terms, rng):
+def test_shared_kronecker_pca_matches_serial(n_terms, rng, one_blas_thread):
     pytest.importorskip("sklearn")
     X = _matrix_samples(rng, n=60)
     Xs = [_matrix_samples(rng, n=6) for _ in range(N_TASKS)]
