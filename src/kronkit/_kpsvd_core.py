@@ -743,8 +743,11 @@ def _lanczos(op: Any, k: int, *, tol: float, rng: np.random.Generator,
     Vk = V[:, :m] @ Zk  # unit right (or left) vectors
     Wk = W[:, :m] @ Zk  # R Vk (or R^H Vk), columns of norm s
     Uo = Wk / np.where(s > 0, s, 1.0)
-    if np.any(s == 0):  # zero singular values: complete with orthonormal null vectors
-        Uo = _complete(Uo, s > 0, rng)
+    # tiny singular values (R of lower rank): R v / s is rounding noise, not orthogonal to
+    # the other columns; orthonormalise those columns against the good ones
+    ok = s > 1e-8 * (float(s[0]) if s.size else 0.0)
+    if not ok.all():
+        Uo = _complete(Uo, ok, rng)
     if b <= a:
         U, Vh = Uo, Vk.conj().T
     else:
@@ -769,14 +772,20 @@ def _lanczos_done(th: np.ndarray, rn: np.ndarray, k: int, tol: float, floor: flo
 
 
 def _complete(U: np.ndarray, ok: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Replace the columns of ``U`` where ``ok`` is False by orthonormal complements."""
+    """Orthonormalise the columns of ``U`` where ``ok`` is False against the others (a random
+    orthonormal completion where a column has no usable direction)."""
     U = U.copy()
     good = U[:, ok]
     for c in np.flatnonzero(~ok):
-        x = _start(rng, U.shape[0], U.dtype)
-        for _ in range(2):
-            x = x - good @ (good.conj().T @ x)
-        U[:, c] = x / np.linalg.norm(x)
+        x = U[:, c]  # keep its direction where it has one, else a random one
+        for attempt in range(2):
+            for _ in range(2):
+                x = x - good @ (good.conj().T @ x)
+            nx = float(np.linalg.norm(x))
+            if nx > 1e-3 or attempt:
+                break
+            x = _start(rng, U.shape[0], U.dtype)
+        U[:, c] = x / nx
         good = np.concatenate([good, U[:, [c]]], axis=1)
     return U
 
