@@ -1302,10 +1302,14 @@ def separable_mle(
 
     if not converged:
         warnings.warn(
-            f"separable_mle ({distribution}) did not converge in {max_iter} iterations: the "
-            f"estimated distance to the maximum of the log-likelihood is {rule.gap:.3g} > "
-            f"tol·N·P = {rule.threshold:.3g} (last change {change:.3g}); increase `max_iter` "
-            "or `tol`",
+            f"separable_mle ({distribution}) did not converge in {max_iter} iterations: "
+            + (f"the estimated distance to the maximum of the log-likelihood is {rule.gap:.3g}"
+               f" > tol·N·P = {rule.threshold:.3g}"
+               if math.isfinite(rule.gap) else
+               "the gains of the log-likelihood do not contract yet, so the distance to the "
+               f"maximum cannot be bounded by tol·N·P = {rule.threshold:.3g} (or the "
+               "likelihood is unbounded)")
+            + f" (last change {change:.3g}); increase `max_iter` or `tol`",
             ConvergenceWarning,
             stacklevel=2,
         )
