@@ -59,12 +59,10 @@ from . import _checks
 from ._checks import as_float, check_dense_size, check_scalar
 from ._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
-from ._kron import Kron, _Factorization
+from ._kron import Kron
 
 __all__ = [
-    "SeparabilityTestResult",
     "SeparableMLEResult",
-    "separability_test",
     "separable_mle",
 ]
 
@@ -79,8 +77,6 @@ RCOND_MIN = 1e3 * float(np.finfo(np.float64).eps)
 #: P×P matrix) and only when ``P <= 20·(p + q)``, where it is the cheaper of the two.
 MOMENTS_MAX_P = 4096
 METHODS = ("auto", "samples", "moments")
-#: The separability test forms the P×P sample covariance; it refuses larger P.
-SEPARABILITY_TEST_MAX_P = 6000
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,40 +126,6 @@ class SeparableMLEResult(NamedTuple):
     def covariance(self) -> Kron:
         """``A⊗B`` as a :class:`~kronkit.Kron` (for the t model: the *scale* matrix)."""
         return Kron(self.row_covariance, self.column_covariance)
-
-
-class SeparabilityTestResult(NamedTuple):
-    r"""Likelihood-ratio test of a separable against an unstructured Gaussian covariance.
-
-    Attributes
-    ----------
-    statistic : float
-        ``−2 log Λ = 2 (ℓ_unstructured − ℓ_separable)``.
-    df : int
-        ``P(P+1)/2 − [p(p+1)/2 + q(q+1)/2 − 1]``.
-    pvalue : float
-        The p-value of the chosen ``method``: ``chi2.sf(statistic, df)`` (asymptotic) or the
-        Monte Carlo p-value ``(1 + #{T_sim ≥ statistic}) / (1 + n_simulations)``.
-    pvalue_chi2 : float
-        ``chi2.sf(statistic, df)`` whatever the method.
-    loglik_separable : float
-        Maximised log-likelihood under ``A⊗B``.
-    loglik_unstructured : float
-        Maximised log-likelihood under an unstructured covariance.
-    n_samples : int
-        Number of observations ``N``.
-    method : str
-        ``"chi2"`` or ``"monte-carlo"``.
-    """
-
-    statistic: float
-    df: int
-    pvalue: float
-    pvalue_chi2: float
-    loglik_separable: float
-    loglik_unstructured: float
-    n_samples: int
-    method: str
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,11 +326,6 @@ def _factor(M: np.ndarray, side: int, iteration: int) -> _Chol:
 def _ldet(f: _Chol) -> float:
     """``log det M = 2 Σ log diag(Lc) + Σ log diag(M)``."""
     return float(2.0 * np.sum(np.log(np.diagonal(f.Lc))) + 2.0 * np.sum(np.log(f.sd)))
-
-
-def _logdet(f: _Factorization) -> float:
-    """``log det`` from a :class:`Kron` Cholesky factorisation (used by the separability test)."""
-    return float(2.0 * np.sum(np.log(np.diagonal(f.lu))))
 
 
 def _inv_lower(f: _Chol) -> np.ndarray:
@@ -1403,157 +1360,4 @@ def _warn_df_at_lower_bound(nu: float, delta: np.ndarray, P: int,
         "maximises the likelihood with ν held at the bound; it is not an MLE",
         ConvergenceWarning,
         stacklevel=3,
-    )
-
-
-def _centre(X: np.ndarray, assume_centered: bool, inv: np.ndarray | None) -> np.ndarray:
-    """Residuals: ``X`` itself, ``X`` minus its mean, or ``X`` minus its group means."""
-    if inv is not None:
-        G = int(inv.max()) + 1
-        sums = np.zeros((G, *X.shape[1:]))
-        np.add.at(sums, inv, X)
-        return X - (sums / np.bincount(inv, minlength=G)[:, None, None])[inv]
-    return X if assume_centered else X - X.mean(axis=0)
-
-
-def _lrt(E3: np.ndarray, max_iter: int, tol: float):
-    """``(statistic, ℓ_separable, ℓ_unstructured)`` for residuals ``E3`` of shape (N, p, q).
-
-    The Gaussian MLE of a mean (or of group means) is the sample mean under both models, so
-    both fits are of the residuals with the location held at zero.
-    """
-    N, p, q = E3.shape
-    P = p * q
-    E = E3.reshape(N, P)
-    S = (E.T @ E) / N
-    f = Kron(S)._factorization(0)
-    if f.kind != "cholesky" or not f.rcond > RCOND_MIN:
-        rank = int(np.linalg.matrix_rank(E))
-        raise ValueError(
-            f"the sample covariance of `X` is singular (rank {rank} < P = {P}), so the "
-            "unstructured Gaussian MLE does not exist and the test is undefined; data centred "
-            "by G group means have rank at most N − G (pass `groups=` to account for it)"
-        )
-    ll_u = -0.5 * N * (P * _LOG_2PI + _logdet(f) + P)
-    fit = separable_mle(E3, assume_centered=True, max_iter=max_iter, tol=tol)
-    return 2.0 * (ll_u - fit.loglik), float(fit.loglik), float(ll_u)
-
-
-def separability_test(
-    X: Any,
-    *,
-    assume_centered: bool = False,
-    groups: Any = None,
-    shape: Any = None,
-    n_simulations: int | None = None,
-    random_state: Any = None,
-    max_iter: int = 2000,
-    tol: float = 1e-13,
-) -> SeparabilityTestResult:
-    r"""Likelihood-ratio test of ``H0: cov = A⊗B`` against an unstructured Gaussian covariance.
-
-    Parameters
-    ----------
-    X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
-        Observations (Gaussian model). Not modified.
-    assume_centered : bool
-        Whether the mean is known to be zero (otherwise it is estimated under both models).
-    groups : array_like of shape (N,), optional
-        Group labels: each group has its own mean (estimated under both models — the data are
-        centred by group means), with a common covariance. Excludes ``assume_centered``.
-    shape : (int, int), optional
-        ``(p, q)`` for 2-D ``X`` (required there: with ``p = 1`` or ``q = 1`` every covariance is
-        separable and the test is empty).
-    n_simulations : int, optional
-        If given, the p-value is a Monte Carlo p-value from this many data sets simulated under
-        ``H0`` with ``A = I``, ``B = I`` and the same centring (none, mean, or ``groups``) —
-        exact up to simulation error for any ``N``, because the null distribution of
-        ``−2 log Λ`` does not depend on ``A``, ``B`` or the mean(s) (the test is invariant
-        under ``X_i ↦ C X_i Dᵀ + M``). Otherwise the asymptotic chi-square p-value.
-    random_state : None, int or numpy.random.Generator
-        Seed for the simulations.
-    max_iter, tol : int, float
-        Passed to :func:`separable_mle` for the fit under ``H0`` (tight by default so that the
-        statistic is accurate).
-
-    Returns
-    -------
-    SeparabilityTestResult
-        ``statistic = −2 log Λ = 2(ℓ_unstructured − ℓ_separable)``,
-        ``df = P(P+1)/2 − [p(p+1)/2 + q(q+1)/2 − 1]``, ``pvalue``, ``pvalue_chi2``, the two
-        maximised log-likelihoods, ``n_samples`` and ``method``.
-
-    Raises
-    ------
-    ValueError
-        ``p = 1`` or ``q = 1`` (df = 0); too few observations for the unstructured MLE
-        (``n ≤ P`` residual degrees of freedom: ``n = N``, ``N − 1`` with the mean estimated,
-        ``N − G`` with ``G`` groups); a singular sample covariance; ``P`` above
-        ``SEPARABILITY_TEST_MAX_P``.
-
-    Notes
-    -----
-    ``ℓ_unstructured = −½N(P log 2π + log det S + P)`` with ``S = Σ_i e_i e_iᵀ/N`` (``e_i`` the
-    residuals): this part is dense, ``O(N·P² + P³)`` time and ``O(P²)`` memory. The
-    chi-square law of ``−2 log Λ`` is asymptotic: for ``N`` not much larger than ``P`` the
-    statistic is inflated and the chi-square p-value too small (a liberal test); use
-    ``n_simulations`` (e.g. 999) there.
-    """
-    Xs = as_samples(X, shape)
-    N, p, q = Xs.shape
-    P = p * q
-    if p == 1 or q == 1:
-        raise ValueError(
-            f"the separability test needs p >= 2 and q >= 2, got (p, q) = ({p}, {q}): every "
-            "covariance is separable then (df = 0); pass `shape=(p, q)` for 2-D `X`"
-        )
-    if P > SEPARABILITY_TEST_MAX_P:
-        raise ValueError(
-            f"the separability test forms the dense P×P sample covariance; P = {P} exceeds "
-            f"SEPARABILITY_TEST_MAX_P = {SEPARABILITY_TEST_MAX_P}"
-        )
-    inv = None
-    if groups is not None:
-        if assume_centered:
-            raise ValueError("`groups` and assume_centered=True exclude each other (with "
-                             "`groups` every group mean is estimated)")
-        labels = np.asarray(groups)
-        if labels.shape != (N,):
-            raise ValueError(f"`groups` must have shape ({N},) (one label per observation), got "
-                             f"{labels.shape}")
-        _, inv = np.unique(labels, return_inverse=True)
-        inv = inv.reshape(N)
-        n_eff, why = N - (int(inv.max()) + 1), f"N − G with G = {int(inv.max()) + 1} groups"
-    elif assume_centered:
-        n_eff, why = N, "N"
-    else:
-        n_eff, why = N - 1, "N − 1, the mean being estimated"
-    if not n_eff > P:
-        raise ValueError(
-            f"the unstructured Gaussian MLE needs more residual degrees of freedom than "
-            f"P = {P} = p·q, got {why} = {n_eff} (n_samples = {N}); the test needs n > P"
-        )
-    if n_simulations is not None and (
-        isinstance(n_simulations, bool) or not isinstance(n_simulations, numbers.Integral)
-        or n_simulations < 1
-    ):
-        raise ValueError(f"`n_simulations` must be None or an int >= 1, got {n_simulations!r}")
-    from scipy.stats import chi2
-
-    assume_centered = bool(assume_centered)
-    stat, ll_k, ll_u = _lrt(_centre(Xs, assume_centered, inv), max_iter, tol)
-    dof = P * (P + 1) // 2 - (p * (p + 1) // 2 + q * (q + 1) // 2 - 1)
-    p_chi2 = float(chi2.sf(stat, dof))
-    if n_simulations is None:
-        pvalue, method = p_chi2, "chi2"
-    else:
-        rng = np.random.default_rng(random_state)
-        exceed = 0
-        for _ in range(int(n_simulations)):
-            Z = _centre(rng.standard_normal((N, p, q)), assume_centered, inv)
-            exceed += _lrt(Z, max_iter, tol)[0] >= stat
-        pvalue, method = (1.0 + exceed) / (1.0 + n_simulations), "monte-carlo"
-    return SeparabilityTestResult(
-        statistic=float(stat), df=int(dof), pvalue=float(pvalue), pvalue_chi2=p_chi2,
-        loglik_separable=ll_k, loglik_unstructured=ll_u, n_samples=N, method=method,
     )
