@@ -62,6 +62,7 @@ def _fmt(x: float) -> str:
 
 #: How the separability test's p-value was computed, as printed.
 _PVALUE_METHODS = {
+    "scaled-chi2": "cumulant-matched χ²",
     "chi2": "asymptotic χ²",
     "bartlett": "Bartlett-corrected χ²",
     "monte-carlo": "Monte Carlo",
@@ -72,26 +73,17 @@ _PVALUE_METHODS = {
 def _separability(X: np.ndarray, model: str, assume_centered: bool, seed: int | None,
                   simulations: int | None) -> tuple[Any, str]:
     """(the test result or None, a note): the likelihood-ratio test of A⊗B against an
-    unstructured covariance, with a p-value valid for the fitted model — the Gaussian one,
-    or for ``model="t"`` the t null if :func:`kronkit.separability_test` offers it (else
-    skipped: the Gaussian p-value is not valid for heavy tails)."""
-    import inspect
-
+    unstructured covariance, with a p-value valid for the fitted model: the Gaussian null, or
+    for ``model="t"`` the t null (a parametric bootstrap; the Gaussian p-value is not valid
+    for heavy tails)."""
     from . import separability_test
 
     _, p, q = X.shape
     if p < 2 or q < 2:
         return None, "not applicable: p = 1 or q = 1, every covariance is separable"
-    params = inspect.signature(separability_test).parameters
-    kwargs: dict[str, Any] = {"assume_centered": assume_centered}
-    if model == "t":
-        if "distribution" not in params:  # pragma: no cover - before the t test existed
-            return None, ("skipped for --model t: kronkit's likelihood-ratio test assumes "
-                          "Gaussian data; its p-value is not valid under heavier tails")
-        kwargs["distribution"] = "t"
-    if seed is not None and "random_state" in params:
-        kwargs["random_state"] = seed
-    if simulations is not None and "n_simulations" in params:
+    kwargs: dict[str, Any] = {"assume_centered": assume_centered, "distribution": model,
+                              "random_state": seed}
+    if simulations is not None:
         kwargs["n_simulations"] = simulations
     try:
         return separability_test(X, **kwargs), ""
