@@ -722,3 +722,17 @@ def _measure_t_accuracy():  # pragma: no cover - a report, run as a script (see 
 
 if __name__ == "__main__":  # pragma: no cover
     _measure_t_accuracy()
+
+
+@pytest.mark.parametrize("cls", ["KronNormal", "KronT"])
+def test_ill_conditioned_scale_warns_once_on_construction(cls):
+    """One IllConditionedWarning per construction (not one per internal use of the factors)."""
+    import warnings
+
+    args = (None, [np.diag([1.0, 1e-10]), np.eye(2)]) + ((5.0,) if cls == "KronT" else ())
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        getattr(kronkit, cls)(*args)
+    ill = [w for w in rec if issubclass(w.category, kronkit.IllConditionedWarning)]
+    assert len(ill) == 1 and ill[0].message.factor == 0
+    assert 1.0 / ill[0].message.rcond == pytest.approx(1e10, rel=1e-6)

@@ -207,7 +207,7 @@ class _KronDistribution:
         self._facs = K._factorizations("a scale matrix")
         self._inverses = tuple(_readonly(f.inverse()) for f in self._facs)
         self._loc = _location(loc, self._loc_name, K)
-        self._logdet = K.logdet()
+        self._logdet = K._slogdet(self._facs)[1]  # Cholesky factors: sign +1; warned above
 
     def _init_args(self) -> tuple:
         return (self._loc, self._scale.factors)
