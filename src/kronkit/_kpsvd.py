@@ -722,6 +722,7 @@ def _decompose(op: Any, shapes, rank: int | None, *, method: str, tol: float,
     r = t.s.size
     if norm is None and t.full_sq is not None:  # an operator that was formed (small case)
         norm = math.sqrt(t.full_sq)
+    residual: float | None
     if t.exact_tail is not None:  # every σ known: the tail, no cancellation
         residual = math.sqrt(t.exact_tail)
     else:
@@ -1190,8 +1191,9 @@ def _nearest_two(M, shp, level, bases, *, method, rng) -> NearestKronResult:
             if not _is_psd(v.reshape(shp[l])):
                 raise ValueError("`structure`='psd' but `M` is not positive semi-definite: the "
                                  "leading Kronecker factors are indefinite")
+    residual: float | None
     if level is None and bases is None and t.exact_tail is not None:
-        residual: float | None = math.sqrt(t.exact_tail)  # the SVD tail, no cancellation
+        residual = math.sqrt(t.exact_tail)  # the SVD tail, no cancellation
     else:
         residual = _direct_residual(op, vecs[0][:, None], np.array([sigma]), vecs[1][None, :])
         if residual is None and sq is not None:

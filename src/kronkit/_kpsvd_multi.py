@@ -84,7 +84,7 @@ def _power(contract, vecs: list[np.ndarray], sigma: float, *, tol: float, max_it
     converged = False
     n_iter = 0
     prev = math.inf
-    for n_iter in range(1, max_iter + 1):  # noqa: B007
+    for n_iter in range(1, max_iter + 1):
         delta = 0.0
         for k in range(d):
             new, sigma = _unit(contract(k, vecs))
