@@ -805,7 +805,7 @@ def test_huge_data_fit_or_clear_error(rng):
         np.testing.assert_allclose(b.row_covariance / 1e200, a.row_covariance, rtol=1e-9)
         np.testing.assert_allclose(b.column_covariance / 1e200, a.column_covariance, rtol=1e-9)
         np.testing.assert_allclose(b.loglik, a.loglik - 180 * np.log(1e200), rtol=1e-12)
-        with pytest.raises(ValueError, match="`X`.*not representable"):
+        with pytest.raises(ValueError, match=r"`X`.*not representable"):
             separable_mle(X * 1e200, distribution=dist)
 
 

@@ -15,12 +15,12 @@ from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
 from ._calculus import logdet_grad as logdet_grad
 from ._calculus import seed_route as seed_route
+from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._distributions import KronNormal as KronNormal
 from ._distributions import KronNormalGrad as KronNormalGrad
 from ._distributions import KronT as KronT
 from ._distributions import KronTGrad as KronTGrad
 from ._errors import ConvergenceWarning as ConvergenceWarning
-from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._errors import DomainError as DomainError
 from ._errors import IllConditionedWarning as IllConditionedWarning
 from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
@@ -65,7 +65,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_package.py
     "ConvergenceWarning",
     "DENSE_MAX_BYTES",
     "DomainError",

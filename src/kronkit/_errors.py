@@ -7,6 +7,10 @@ Every error kronkit raises on bad input is one of the standard types (``ValueErr
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import numpy as np
 from scipy.linalg import LinAlgWarning
 
@@ -87,3 +91,17 @@ class IllConditionedWarning(LinAlgWarning):
         super().__init__(message)
         self.factor = factor
         self.rcond = rcond
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_at_caller(warning: Warning, *skip_dirs: str) -> None:
+    """Issue ``warning`` at the user's line: the first stack frame outside kronkit (and outside
+    the directories ``skip_dirs``, e.g. JAX's or PyTorch's, whose frames sit between the user
+    and kronkit's rules)."""
+    skip = (_PACKAGE_DIR, *skip_dirs)
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(warning, stacklevel=level)

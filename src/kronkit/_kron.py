@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import threading
-import types
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +12,7 @@ import scipy.linalg as sla
 from scipy.linalg import lapack
 
 from ._checks import as_float, check_dense_size, float_dtype, overflow_error
-from ._errors import DomainError, IllConditionedWarning, SingularFactorError
+from ._errors import DomainError, IllConditionedWarning, SingularFactorError, warn_at_caller
 from ._vec import mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
@@ -219,29 +215,15 @@ def warn_ill_conditioned(facs: Sequence[_Factorization], what: str) -> None:
     listing = ", ".join(
         f"factor {f.index} (condition number ≈ {1.0 / f.rcond:.3g})" for f in bad
     )
-    warnings.warn(
+    warn_at_caller(
         IllConditionedWarning(
             f"{what}: ill-conditioned {listing}; results may have lost more than half of their "
             f"digits (reciprocal condition number below sqrt(eps) = "
             f"{np.sqrt(np.finfo(worst.lu.dtype).eps):.3g})",
             factor=worst.index,
             rcond=worst.rcond,
-        ),
-        stacklevel=_user_stacklevel(),
+        )
     )
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside kronkit."""
-    frame: types.FrameType | None = sys._getframe(1)  # the function calling warnings.warn
-    level = 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        frame = frame.f_back
-        level += 1
-    return level
 
 
 def _mode_solve(t: np.ndarray, fac: _Factorization, k: int, d: int, *, trans: bool = False,

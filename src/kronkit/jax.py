@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -71,6 +69,7 @@ from ._errors import (
     IllConditionedWarning,
     NotPositiveDefiniteError,
     SingularFactorError,
+    warn_at_caller,
 )
 from ._kron import Kron
 
@@ -188,16 +187,12 @@ def _check_finite(x: Any, name: str) -> None:
         )
 
 
-_SKIP_FRAMES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
-                os.path.dirname(os.path.abspath(jax.__file__)) + os.sep)
+_JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
 
 
 def _warn(warning: Warning) -> None:
-    """Issue ``warning`` at the first stack frame outside kronkit and JAX (the caller's)."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_FRAMES):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(warning, stacklevel=level)
+    """Issue ``warning`` at the caller's line (skipping kronkit's and jax's frames)."""
+    warn_at_caller(warning, _JAX_DIR)
 
 
 def _is_symmetric(A: Any) -> Any:

@@ -27,8 +27,6 @@ Importing :mod:`kronkit` does not import torch; ``import kronkit.torch`` does.
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -49,6 +47,7 @@ from ._errors import (
     IllConditionedWarning,
     NotPositiveDefiniteError,
     SingularFactorError,
+    warn_at_caller,
 )
 from ._kron import Kron
 
@@ -249,16 +248,12 @@ class _Factor:
         return (-1) ** ((swaps + negatives) % 2), torch.log(diag.abs()).sum()
 
 
-_SKIP_FRAMES = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
-                os.path.dirname(os.path.abspath(torch.__file__)) + os.sep)
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 def _warn(warning: Warning) -> None:
-    """Issue ``warning`` at the first stack frame outside kronkit and torch (the caller's)."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_SKIP_FRAMES):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(warning, stacklevel=level)
+    """Issue ``warning`` at the caller's line (skipping kronkit's and torch's frames)."""
+    warn_at_caller(warning, _TORCH_DIR)
 
 
 def _factorize(factors: Sequence[Tensor], assume: str, *,
