@@ -375,22 +375,6 @@ def test_separability_rejects_a_non_separable_covariance():
     assert separability_test(X).pvalue < 1e-8
 
 
-def test_separability_with_groups_equals_group_centred_data(rng):
-    A, B = truth(2, 3)
-    labels = np.repeat(["a", "b", "c"], [10, 12, 8])
-    X = simulate(rng, 30, A, B) + np.repeat(rng.standard_normal((3, 2, 3)) * 5, [10, 12, 8],
-                                            axis=0)
-    Xc = X.copy()
-    for g in "abc":
-        Xc[labels == g] -= X[labels == g].mean(axis=0)
-    a = separability_test(X, groups=labels)
-    b = separability_test(Xc, assume_centered=True)
-    np.testing.assert_allclose(a.statistic, b.statistic, rtol=1e-8)
-    np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=RTOL)
-    mc = separability_test(X, groups=labels, n_simulations=5, random_state=0)
-    assert mc.method == "monte-carlo" and mc.pvalue in {k / 6 for k in range(1, 7)}
-
-
 def test_separability_statistic_is_invariant(rng):
     """The null distribution does not depend on A, B, M (what the Monte Carlo p-value uses)."""
     X = rng.standard_normal((30, 2, 3))

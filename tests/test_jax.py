@@ -26,18 +26,7 @@ from jax.extend import core as jex_core  # noqa: E402
 import kronkit  # noqa: E402
 import kronkit.jax as kj  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """jaxlib's CPU LAPACK calls SciPy's OpenBLAS from inside XLA's thread pool; extra
-    OpenBLAS threads oversubscribe the cores (slow, not wrong). Limit them when possible."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread_module")
 
 
 COND = 30.0  # factor condition cap: products of d factors stay well conditioned

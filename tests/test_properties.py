@@ -33,17 +33,7 @@ from kronkit import Kron
 FAST = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Tiny dense problems: BLAS threads only add synchronisation, which costs seconds on a
-    busy machine. Limited for speed only; nothing tested here depends on it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread_module")
 
 
 class Problem(NamedTuple):

@@ -73,6 +73,9 @@ def test_groups_and_assume_centered(rng):
     b = separability_test(Xc, assume_centered=True)
     np.testing.assert_allclose(a.statistic, dense_lrt(Xc)[0], rtol=1e-9)
     np.testing.assert_allclose(a.statistic, b.statistic, rtol=1e-10)
+    np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=1e-10)
+    mc = separability_test(X, groups=labels, n_simulations=5, random_state=0)
+    assert mc.method == "monte-carlo" and mc.pvalue in {k / 6 for k in range(1, 7)}
     assert a.residual_df == 27 and b.residual_df == 30
     # the residual degrees of freedom enter the null law: different Bartlett factors
     assert a.bartlett_factor > b.bartlett_factor > 1

@@ -22,19 +22,6 @@ N_THREADS = 8
 N_TASKS = 24
 
 
-@pytest.fixture
-def one_blas_thread():
-    """Tiny problems: BLAS threads only add synchronisation (seconds on a busy machine). The
-    Python threads under test are unaffected; the issue's reproducer runs without it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def _factors(kind: str, rng: np.random.Generator):
     if kind == "lu":  # non-symmetric factors, close to multiples of I so that q > 0
         A = 20.0 * np.eye(12) + rng.standard_normal((12, 12))
