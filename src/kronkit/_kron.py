@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,12 @@ def _prod(xs: Sequence[int]) -> int:
     for x in xs:
         out *= int(x)
     return out
+
+
+@functools.cache
+def _eps(dtype: np.dtype) -> float:
+    """Machine epsilon of ``dtype`` (cached: asked on every solve)."""
+    return float(np.finfo(dtype).eps)
 
 
 class _Factorization:
@@ -108,16 +115,17 @@ class _Factorization:
     @property
     def singular(self) -> bool:
         """True if the factor is singular to working precision (``rcond <= eps``)."""
-        return not self.rcond > np.finfo(self.lu.dtype).eps
+        return not self.rcond > _eps(self.lu.dtype)
 
     @property
     def ill_conditioned(self) -> bool:
         """True if results lose more than half their digits (``eps < rcond < sqrt(eps)``)."""
-        return not self.singular and self.rcond < np.sqrt(np.finfo(self.lu.dtype).eps)
+        eps = _eps(self.lu.dtype)
+        return eps < self.rcond < math.sqrt(eps)
 
     def check(self) -> None:
-        eps = np.finfo(self.lu.dtype).eps
         if self.singular:
+            eps = _eps(self.lu.dtype)
             why = ("an exact zero pivot in its LU factorisation" if self.exact_zero else
                    f"reciprocal condition number {self.rcond:.3g} <= eps = {eps:.3g}")
             raise SingularFactorError(
