@@ -59,22 +59,20 @@ class _Factorization:
             np.array_equal(A, A.T)
             or np.max(np.abs(A - A.T)) <= 16 * np.finfo(A.dtype).eps * scale
         )
-        anorm = float(np.max(np.sum(np.abs(A), axis=0))) if A.size else 0.0
         self.kind = "lu"
         if self.symmetric:
-            potrf, pocon = lapack.get_lapack_funcs(("potrf", "pocon"), (A,))
+            (potrf,) = lapack.get_lapack_funcs(("potrf",), (A,))
             c, info = potrf(A, lower=1, clean=1, overwrite_a=0)
             if info == 0:
                 self.kind = "cholesky"
                 self.lu = _frozen(c)  # lower-triangular L with A = L L^T
                 self.piv = None
                 self.lower = True
-                rc, _ = pocon(c, anorm, uplo="L")
-                self.rcond = float(rc)
+                self.rcond = rcond_from_factor(A, c, cholesky=True)
                 if not 1e-100 < scale < 1e100:  # the estimate itself may over/underflow
                     self.rcond = _rcond_rescaled(A, scale, "cholesky")
                 return
-        getrf, gecon = lapack.get_lapack_funcs(("getrf", "gecon"), (A,))
+        (getrf,) = lapack.get_lapack_funcs(("getrf",), (A,))
         lu, piv, info = getrf(A, overwrite_a=0)
         self.lu = _frozen(lu)
         self.piv = _frozen(piv)
@@ -83,8 +81,7 @@ class _Factorization:
             self.exact_zero = True
             self.rcond = 0.0
         else:
-            rc, _ = gecon(lu, anorm, norm="1")
-            self.rcond = float(rc)
+            self.rcond = rcond_from_factor(A, lu, cholesky=False)
             if not 1e-100 < scale < 1e100:
                 self.rcond = _rcond_rescaled(A, scale, "lu")
 
@@ -183,19 +180,30 @@ class _Factorization:
         return np.tril(self.lu)
 
 
+def rcond_from_factor(A: np.ndarray, factor: np.ndarray, cholesky: bool) -> float:
+    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from ``A``'s lower Cholesky factor (``pocon``)
+    or its packed LU factor (``gecon``), O(n²). The one estimate ``Kron``, ``kronkit.jax`` and
+    ``kronkit.torch`` use."""
+    anorm = float(np.max(np.sum(np.abs(A), axis=0))) if A.size else 0.0
+    if cholesky:
+        (pocon,) = lapack.get_lapack_funcs(("pocon",), (factor,))
+        return float(pocon(factor, anorm, uplo="L")[0])
+    (gecon,) = lapack.get_lapack_funcs(("gecon",), (factor,))
+    return float(gecon(factor, anorm, norm="1")[0])
+
+
 def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
     """The reciprocal condition number of ``A`` (scale-invariant), estimated on ``2^e A`` with
     entries of order one, so that norms of far-from-one matrices do not over/underflow."""
     As = np.ldexp(A, -int(np.frexp(scale)[1]))  # exact: a power-of-two scaling
-    anorm = float(np.max(np.sum(np.abs(As), axis=0)))
     if kind == "cholesky":
-        potrf, pocon = lapack.get_lapack_funcs(("potrf", "pocon"), (As,))
+        (potrf,) = lapack.get_lapack_funcs(("potrf",), (As,))
         c, info = potrf(As, lower=1, clean=1)
         if info == 0:
-            return float(pocon(c, anorm, uplo="L")[0])
-    getrf, gecon = lapack.get_lapack_funcs(("getrf", "gecon"), (As,))
+            return rcond_from_factor(As, c, cholesky=True)
+    (getrf,) = lapack.get_lapack_funcs(("getrf",), (As,))
     lu, _, info = getrf(As)
-    return 0.0 if info > 0 else float(gecon(lu, anorm, norm="1")[0])
+    return 0.0 if info > 0 else rcond_from_factor(As, lu, cholesky=False)
 
 
 _MAG_LO, _MAG_HI = 2.0**-200, 2.0**200  # magnitudes beyond which products may over/underflow

@@ -51,7 +51,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.linalg import lapack
 
 try:
     import jax
@@ -71,7 +70,7 @@ from ._errors import (
     SingularFactorError,
     warn_at_caller,
 )
-from ._kron import Kron
+from ._kron import Kron, rcond_from_factor
 
 try:  # public home since jax 0.4.36; older releases keep it in jax.core
     from jax.extend.core import concrete_or_error as _concrete_or_error
@@ -202,17 +201,9 @@ def _is_symmetric(A: Any) -> Any:
 
 
 def _rcond(c: Any, cholesky: bool, A: Any) -> float:
-    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from the factors (``pocon`` / ``gecon``, as
-    ``Kron`` computes it); O(p²) on the host."""
-    a, f = np.asarray(A), np.asarray(c)
-    anorm = float(np.max(np.sum(np.abs(a), axis=0)))
-    if cholesky:
-        (pocon,) = lapack.get_lapack_funcs(("pocon",), (f,))
-        rc, _ = pocon(f, anorm, uplo="L")
-    else:
-        (gecon,) = lapack.get_lapack_funcs(("gecon",), (f,))
-        rc, _ = gecon(f, anorm, norm="1")
-    return float(rc)
+    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from the factors, as ``Kron`` computes it
+    (O(p²) on the host)."""
+    return rcond_from_factor(np.asarray(A), np.asarray(c), cholesky)
 
 
 _EXACT_RCOND_MAX_N = 64  # up to this size the traced rcond is exact, above it estimated

@@ -39,7 +39,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 import numpy as np
-from scipy.linalg import lapack
 
 from ._checks import check_scalar
 from ._errors import (
@@ -49,7 +48,7 @@ from ._errors import (
     SingularFactorError,
     warn_at_caller,
 )
-from ._kron import Kron
+from ._kron import Kron, rcond_from_factor
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
@@ -188,16 +187,8 @@ class _Factor:
         self.rcond = 0.0 if self.exact_zero else self._estimate_rcond(A)
 
     def _estimate_rcond(self, A: Tensor) -> float:
-        a = A.cpu().numpy()
-        f = self.lu.cpu().numpy()
-        anorm = float(np.max(np.sum(np.abs(a), axis=0)))
-        if self.cholesky:
-            (pocon,) = lapack.get_lapack_funcs(("pocon",), (f,))
-            rc, _ = pocon(f, anorm, uplo="L")
-        else:
-            (gecon,) = lapack.get_lapack_funcs(("gecon",), (f,))
-            rc, _ = gecon(f, anorm, norm="1")
-        return float(rc)
+        return rcond_from_factor(A.detach().cpu().numpy(), self.lu.detach().cpu().numpy(),
+                                 self.cholesky)
 
     @property
     def eps(self) -> float:
