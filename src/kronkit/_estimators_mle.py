@@ -754,6 +754,14 @@ class _NormalSamples:
         return self.data.M, self.A, self.B, math.inf, np.ones(self.N)
 
 
+def rearrange_covariance(S: np.ndarray, p: int, q: int) -> np.ndarray:
+    """``R[…, (a, b), (j, k)] = S[…, (a, j), (b, k)]`` for one P×P matrix or a stack (a copy):
+    the rearrangement with ``R(A⊗B) = vec(A) vec(B)ᵀ`` on which the flip-flop is two products."""
+    lead = S.shape[:-2]
+    S6 = S.reshape(*lead, p, q, p, q)
+    return np.ascontiguousarray(np.moveaxis(S6, -3, -2)).reshape(*lead, p * p, q * q)
+
+
 class _NormalMoments(_NormalSamples):
     """Gaussian flip-flop on the rearranged sample covariance ``R(S) = (1/N) Σ E_i⊗E_i``.
 
@@ -764,9 +772,7 @@ class _NormalMoments(_NormalSamples):
     def __init__(self, data: Any):
         super().__init__(data)
         p, q = self.p, self.q
-        S = data.second_moment() / self.N
-        self.R = np.ascontiguousarray(S.reshape(p, q, p, q).transpose(0, 2, 1, 3)).reshape(
-            p * p, q * q)
+        self.R = rearrange_covariance(data.second_moment() / self.N, p, q)
 
     def step(self, it: int) -> float:
         p, q = self.p, self.q

@@ -30,12 +30,13 @@ import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.linalg.lapack import dpocon, dpotrf
+from scipy.linalg.lapack import dpotrf
 from scipy.special import digamma, polygamma
 
 from ._checks import check_int, check_random_state, check_scalar
 from ._errors import ConvergenceWarning, SingularFactorError
-from ._estimators_mle import RCOND_MIN, as_samples
+from ._estimators_mle import RCOND_MIN, as_samples, rearrange_covariance
+from ._kron import rcond_from_factor
 
 __all__ = ["SEPARABILITY_TEST_MAX_P", "SeparabilityTestResult", "separability_test"]
 
@@ -219,21 +220,10 @@ def separable_logdet(R: np.ndarray, p: int, q: int, max_iter: int,
     return ld, it, done
 
 
-def rearrange(S: np.ndarray, p: int, q: int) -> np.ndarray:
-    """``R[…, (a, b), (j, k)] = S[…, (a, j), (b, k)]`` for a stack of P×P matrices (a copy)."""
-    lead = S.shape[:-2]
-    S6 = S.reshape(*lead, p, q, p, q)
-    return np.ascontiguousarray(np.moveaxis(S6, -3, -2)).reshape(*lead, p * p, q * q)
-
-
 def _spd_logdet(S: np.ndarray) -> float | None:
     """``log det S`` by Cholesky, or ``None`` if ``S`` is not numerically positive definite."""
     c, info = dpotrf(S, lower=1, clean=1)
-    if info != 0:
-        return None
-    anorm = float(np.max(np.sum(np.abs(S), axis=0)))
-    rcond, info = dpocon(c, anorm, uplo="L")
-    if info != 0 or not rcond > RCOND_MIN:
+    if info != 0 or not rcond_from_factor(S, c, cholesky=True) > RCOND_MIN:
         return None
     return float(2.0 * np.sum(np.log(np.diagonal(c))))
 
@@ -269,7 +259,7 @@ def _statistic_from_samples(E3: np.ndarray, max_iter: int, tol: float,
             "unstructured Gaussian MLE does not exist and the test is undefined; data centred "
             "by G group means have rank at most N − G (pass `groups=` to account for it)"
         )
-    ld, sweeps, conv = separable_logdet(rearrange(Ss, p, q)[None], p, q, max_iter, tol)
+    ld, sweeps, conv = separable_logdet(rearrange_covariance(Ss, p, q)[None], p, q, max_iter, tol)
     ld_sep = float(ld[0])
     shift = float(np.sum(logs))
     ll_u = -0.5 * N * (P * _LOG_2PI + ld_s + shift + P)
@@ -319,7 +309,7 @@ def null_statistics(p: int, q: int, n: int, N: int, n_simulations: int,
     for start in range(0, n_simulations, batch):
         size = min(batch, n_simulations - start)
         W, ldW = wishart_identity(rng, P, n, size)
-        ld, _, conv = separable_logdet(rearrange(W, p, q), p, q, max_iter, tol)
+        ld, _, conv = separable_logdet(rearrange_covariance(W, p, q), p, q, max_iter, tol)
         failed += int(np.count_nonzero(~conv))
         out[start:start + size] = N * (ld - ldW)
     _warn_unconverged(failed, n_simulations, max_iter)
