@@ -21,6 +21,7 @@ __all__ = [
     "check_scalar",
     "check_square",
     "float_dtype",
+    "non_finite_error",
     "overflow_error",
 ]
 
@@ -100,11 +101,18 @@ def as_float(
     return arr
 
 
+def non_finite_error(name: str, bad: int) -> ValueError:
+    """The ``ValueError`` for ``bad`` NaN/Inf entries in argument ``name`` (one wording for
+    every back end and every chunked pass)."""
+    return ValueError(f"`{name}` contains NaN or Inf ({bad} non-finite entr"
+                      f"{'y' if bad == 1 else 'ies'})")
+
+
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or Inf."""
     if arr.size and not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"`{name}` contains NaN or Inf ({bad} non-finite entr{'y' if bad == 1 else 'ies'})")
+        raise non_finite_error(name, bad)
 
 
 def check_square(arr: np.ndarray, name: str, why: str = "") -> None:

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _checks
-from ._checks import as_float, check_dense_size, check_scalar
+from ._checks import as_float, check_dense_size, check_scalar, non_finite_error
 from ._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
 from ._kron import Kron
@@ -493,8 +493,7 @@ def chunked_mean(X: Any, name: str = "X") -> np.ndarray:
     """``Σ_i X_i / N`` of a dask array (N, p, q) in one pass, which also rejects NaN/Inf."""
     total, bad = tree_reduce_chunks(X, _scan_chunk, add_nested, name=name)
     if bad:
-        raise ValueError(f"`{name}` contains NaN or Inf ({bad} non-finite entr"
-                         f"{'y' if bad == 1 else 'ies'})")
+        raise non_finite_error(name, bad)
     return total / X.shape[0]
 
 
@@ -1234,8 +1233,7 @@ def separable_mle(
     if chunked:  # one pass: mean, NaN/Inf check and the scales
         total, bad, T = tree_reduce_chunks(Xs, _scan_max_chunk, _combine_scan, name="X")
         if bad:
-            raise ValueError(f"`X` contains NaN or Inf ({bad} non-finite entr"
-                             f"{'y' if bad == 1 else 'ies'})")
+            raise non_finite_error("X", bad)
         r, c = _unit_scales(T)
     else:
         _check_not_constant(Xs, assume_centered)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._checks import as_float, check_int
+from ._checks import as_float, check_int, non_finite_error
 from ._dask import is_dask_array
 from ._errors import ConvergenceWarning
 from ._kpsvd_core import (
@@ -100,7 +100,7 @@ def _as_matrix(M: Any, name: str) -> np.ndarray:
         raise ValueError(f"`{name}` must be 2-D, got shape {arr.shape}")
     if arr.size and not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"`{name}` contains NaN or Inf ({bad} non-finite entries)")
+        raise non_finite_error(name, bad)
     return arr
 
 
@@ -1054,8 +1054,7 @@ def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, rand
     if (center and mean is None) or level == "nonnegative":  # one pass: mean, NaN/Inf, min
         total, bad, xmin = tree_reduce_chunks(Xd, _scan_block, _scan_combine)
         if bad:
-            raise ValueError(f"`X` contains NaN or Inf ({bad} non-finite entr"
-                             f"{'y' if bad == 1 else 'ies'})")
+            raise non_finite_error("X", bad)
         if level == "nonnegative" and (center or xmin < 0):
             raise ValueError("`structure`='nonnegative' for samples needs center=False and "
                              "X >= 0 (a centred covariance has negative entries in general)")

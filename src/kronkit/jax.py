@@ -62,7 +62,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "`pip install kronkit[jax]`"
     ) from exc
 
-from ._checks import check_square
+from ._checks import check_square, non_finite_error
 from ._errors import (
     DomainError,
     IllConditionedWarning,
@@ -181,9 +181,7 @@ def _check_finite(x: Any, name: str) -> None:
         finite = jnp.isfinite(v)
         bad = 0 if bool(jnp.all(finite)) else int(v.size - jnp.count_nonzero(finite))
     if bad:
-        raise ValueError(
-            f"`{name}` contains NaN or Inf ({bad} non-finite entr{'y' if bad == 1 else 'ies'})"
-        )
+        raise non_finite_error(name, bad)
 
 
 _JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep

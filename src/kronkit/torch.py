@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 import numpy as np
 
-from ._checks import check_scalar
+from ._checks import check_scalar, non_finite_error
 from ._errors import (
     DomainError,
     IllConditionedWarning,
@@ -465,9 +465,7 @@ def _check_finite(x: Tensor, name: str) -> None:
     """``ValueError`` naming ``name`` (and counting the entries), as ``Kron`` raises."""
     if x.numel() and not bool(torch.isfinite(x.detach()).all()):
         bad = int(x.numel() - torch.isfinite(x.detach()).sum())
-        raise ValueError(
-            f"`{name}` contains NaN or Inf ({bad} non-finite entr{'y' if bad == 1 else 'ies'})"
-        )
+        raise non_finite_error(name, bad)
 
 
 def _check_assume(assume: Any) -> None:
