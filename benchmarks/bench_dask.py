@@ -123,7 +123,7 @@ def ooc_child(N, p, q, n_iter, chunk):
     import dask.array as da
     from threadpoolctl import threadpool_limits
 
-    import kronkit._estimators_mle as mle
+    import kronkit._estimators.separable as mle
 
     a, b = np.linspace(0.5, 2.0, p), np.linspace(1.0, 3.0, q)
     Z = da.random.default_rng(0).standard_normal((N, p, q), chunks=(chunk, p, q))

@@ -64,7 +64,7 @@ def kronkit_start(X: np.ndarray) -> np.ndarray:
     from ``B = I`` there; the flip-flop is equivariant, so the dense EM started from
     ``diag(c²)`` makes the same iterates.
     """
-    from kronkit._estimators_mle import _unit_scales  # the scales kronkit uses, not a copy
+    from kronkit._estimators.separable import _unit_scales  # the scales kronkit uses, not a copy
 
     _, c = _unit_scales(np.max(np.abs(X), axis=0))
     return np.diag(c**2)

@@ -212,7 +212,7 @@ def white_problem(N: int, p: int, seed: int = 0) -> np.ndarray:
 
 def _count_products():
     """Wrap the samples operator so that every product with R(M) or R(M)^T is counted."""
-    from kronkit import _kpsvd_core as core
+    from kronkit._kpsvd import core
 
     count = [0]
     mm, rm = core.SamplesR.matmat, core.SamplesR.rmatmat
@@ -234,7 +234,7 @@ def _child_white(N: int, p: int, reference: bool) -> None:
     import warnings
 
     import kronkit
-    from kronkit._kpsvd_core import SamplesR, chunk_samples
+    from kronkit._kpsvd.core import SamplesR, chunk_samples
 
     count = _count_products()
     X = white_problem(N, p)

@@ -378,9 +378,9 @@ def test_hostile_input(hostile_dir, argv, codes, text):
     (["nkp", "{d}/M66.npy", "--shapes", "2,3", "--plot", "{d}/s.xyz"], "kronkit._kpsvd.kpsvd"),
     (["nkp", "{d}/M12.npy", "--shapes", "2,3,2", "--plot", "{d}/nodir/s.png"],
      "kronkit._kpsvd.nearest_kron"),
-    (["fit", "{d}/X.npy", "--out", "{d}/file.txt/f"], "kronkit._estimators_mle.separable_mle"),
+    (["fit", "{d}/X.npy", "--out", "{d}/file.txt/f"], "kronkit._estimators.separable_mle"),
     (["fit", "{d}/X.npy", "--out", "{d}/f", "--plot", "{d}/f.docx"],
-     "kronkit._estimators_mle.separable_mle"),
+     "kronkit._estimators.separable_mle"),
 ])
 def test_destinations_are_checked_before_the_work(hostile_dir, monkeypatch, argv, heavy):
     def never(*args, **kwargs):

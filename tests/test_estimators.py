@@ -27,7 +27,7 @@ from kronkit import (
     separability_test,
     separable_mle,
 )
-from kronkit._cli_fit import fit as fit_command
+from kronkit.cli.fit import fit as fit_command
 
 SHAPES = [(1, 3), (2, 3), (3, 2), (3, 5), (4, 1)]
 TIGHT = 1e-14  # convergence tolerance for identities at the fixed point
@@ -841,7 +841,7 @@ def test_moments_route_refuses_above_the_dense_limit(monkeypatch):
     with pytest.raises(ValueError, match=r"method='moments'.*DENSE_MAX_BYTES"):
         separable_mle(X, method="moments")
     from kronkit import _checks
-    from kronkit._estimators_mle import _choose_method
+    from kronkit._estimators.separable import _choose_method
 
     assert _choose_method("auto", "normal", 3, 4) == "moments"
     monkeypatch.setattr(_checks, "DENSE_MAX_BYTES", 1000)  # 12² · 16 B = 2304 B > limit

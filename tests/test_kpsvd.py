@@ -31,8 +31,8 @@ from kronkit import (
     rearrange,
     unrearrange,
 )
-from kronkit._cli_nkp import nkp
-from kronkit._kpsvd_core import chunk_samples, samples_matvec, samples_rmatvec
+from kronkit.cli.nkp import nkp
+from kronkit._kpsvd.core import chunk_samples, samples_matvec, samples_rmatvec
 
 SHAPES = [  # ((m1, n1), (m2, n2)), rectangular and degenerate ones included
     ((2, 2), (3, 3)),
@@ -1199,7 +1199,7 @@ def test_clustered_spectrum_converges_as_a_block(rng):
     """White-noise samples: no spectral gap (σ2/σ3 ≈ 1.02). σ to 1e-10 against the dense SVD
     in a bounded number of products (ARPACK with ncv = 2k+1 needed 171 here; p = 316 ran
     for more than 15 minutes)."""
-    from kronkit._kpsvd_core import SamplesR
+    from kronkit._kpsvd.core import SamplesR
 
     X = np.random.default_rng(5).standard_normal((100, 12, 12))
     N, p = 100, 12

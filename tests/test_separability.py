@@ -7,7 +7,7 @@ import scipy.stats as st
 import kronkit
 from helpers import spd
 from kronkit import ConvergenceWarning, separability_test
-from kronkit._separability import (
+from kronkit._estimators.separability_test import (
     _sphericity_cumulants,
     _t_null_statistics,
     chi2_df,

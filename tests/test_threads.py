@@ -16,7 +16,7 @@ import pytest
 
 import kronkit
 from helpers import general, spd
-from kronkit import _kron
+from kronkit import _factor
 
 N_THREADS = 8
 N_TASKS = 24
@@ -109,20 +109,20 @@ def test_lu_solve_repeated_under_threads(rng):
     # the cached pivots are read-only and unchanged
     f = K._factorization(0)
     assert not f.piv.flags.writeable and not f.lu.flags.writeable
-    np.testing.assert_array_equal(f.piv, _kron._Factorization(K.factors[0], 0).piv)
+    np.testing.assert_array_equal(f.piv, _factor.Factorization(K.factors[0], 0).piv)
 
 
 def test_caches_are_built_once(monkeypatch, rng, one_blas_thread):
     """Racing threads build each factorisation and each cached inverse exactly once."""
     built = []
-    orig = _kron._Factorization.__init__
+    orig = _factor.Factorization.__init__
 
     def slow_init(self, A, index):
         built.append(index)
         threading.Event().wait(0.01)  # widen the window for a race
         orig(self, A, index)
 
-    monkeypatch.setattr(_kron._Factorization, "__init__", slow_init)
+    monkeypatch.setattr(_factor.Factorization, "__init__", slow_init)
     K = kronkit.Kron(spd(rng, 5), general(rng, 4))
     barrier = threading.Barrier(N_THREADS)
 

@@ -25,30 +25,30 @@ from ._errors import DomainError as DomainError
 from ._errors import IllConditionedWarning as IllConditionedWarning
 from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
 from ._errors import SingularFactorError as SingularFactorError
-from ._estimators_kpca import KroneckerPCAResult as KroneckerPCAResult
-from ._estimators_kpca import SumOfKron as SumOfKron
-from ._estimators_kpca import kronecker_pca as kronecker_pca
-from ._estimators_mle import SeparableMLEResult as SeparableMLEResult
-from ._estimators_mle import separable_mle as separable_mle
+from ._errors import StructureWarning as StructureWarning
+from ._estimators import KroneckerPCAResult as KroneckerPCAResult
+from ._estimators import SeparabilityTestResult as SeparabilityTestResult
+from ._estimators import SeparableMLEResult as SeparableMLEResult
+from ._estimators import SumOfKron as SumOfKron
+from ._estimators import kronecker_pca as kronecker_pca
+from ._estimators import separability_test as separability_test
+from ._estimators import separable_mle as separable_mle
 from ._frobenius import frob as frob
 from ._frobenius import partial_contraction as partial_contraction
 from ._hvp import LogQuadHVP as LogQuadHVP
 from ._hvp import log_quad_hvp as log_quad_hvp
 from ._kpsvd import KPSVDResult as KPSVDResult
 from ._kpsvd import NearestKronResult as NearestKronResult
-from ._kpsvd import StructureWarning as StructureWarning
 from ._kpsvd import kpsvd as kpsvd
 from ._kpsvd import kpsvd_samples as kpsvd_samples
 from ._kpsvd import nearest_kron as nearest_kron
 from ._kpsvd import rearrange as rearrange
 from ._kpsvd import unrearrange as unrearrange
 from ._kron import Kron as Kron
-from ._separability import SeparabilityTestResult as SeparabilityTestResult
-from ._separability import separability_test as separability_test
 
 # The scikit-learn estimators are imported on first use, so that ``import kronkit`` does not
 # import scikit-learn (an optional dependency: ``pip install kronkit[sklearn]``).
-_LAZY = {"SeparableCovariance": "._estimators", "KroneckerPCA": "._estimators"}
+_LAZY = {"SeparableCovariance": "._estimators.sklearn", "KroneckerPCA": "._estimators.sklearn"}
 
 
 def __getattr__(name: str):

@@ -24,7 +24,8 @@ from scipy.linalg.blas import get_blas_funcs
 from ._checks import as_float, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
-from ._kron import Kron, _Factorization, _mode_solve, _overflow_checked, as_kron
+from ._factor import Factorization, mode_solve
+from ._kron import Kron, as_kron, overflow_checked
 from ._vec import to_tensor, unfold
 
 __all__ = [
@@ -227,7 +228,7 @@ def _scaled_quad(K: Kron, W: np.ndarray, what: str, alpha: float) -> _ScaledQuad
     """``_QuadState`` on W; rows whose q overflows or underflows are redone on 2^{-e} w
     (an underflowing row only where ``α·4^{-e}`` stays finite, i.e. where α does not
     dominate β anyway)."""
-    with _overflow_checked():
+    with overflow_checked():
         state = _QuadState(K, W, what)
     q = state.q
     tiny = np.finfo(W.dtype).tiny
@@ -246,7 +247,7 @@ def _scaled_quad(K: Kron, W: np.ndarray, what: str, alpha: float) -> _ScaledQuad
         _check_q(q, K, W)
         return _ScaledQuad(state, None)
     W_hat = np.ldexp(W, -e[:, None])
-    with _overflow_checked():
+    with overflow_checked():
         state = _QuadState(K, W_hat, what)
     _check_q(state.q, K, W)  # still not finite: the factors themselves are out of range
     return _ScaledQuad(state, e)
@@ -291,7 +292,7 @@ def _gram(t: np.ndarray, k: int, d: int) -> np.ndarray:
     return M @ M.T
 
 
-def _sandwich(f: _Factorization, G: np.ndarray) -> np.ndarray:
+def _sandwich(f: Factorization, G: np.ndarray) -> np.ndarray:
     """``L⁻ᵀ G L⁻¹`` for symmetric G and the Cholesky factor L of ``f``."""
     H = sla.solve_triangular(f.lu, G, lower=True, trans=1, check_finite=False)
     S = sla.solve_triangular(f.lu, H.T, lower=True, trans=1, check_finite=False).T
@@ -309,7 +310,7 @@ def _per_obs_gram(t: np.ndarray, k: int, d: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # Two SPD factors: the hot path, written directly on BLAS (trsm / syrk) with few copies
 # ---------------------------------------------------------------------------------------
-def _rmul_tri(M: np.ndarray, f: _Factorization, inverse_transpose: bool) -> np.ndarray:
+def _rmul_tri(M: np.ndarray, f: Factorization, inverse_transpose: bool) -> np.ndarray:
     """``M L⁻ᵀ`` (``inverse_transpose``) or ``M L⁻¹`` for a C-contiguous 2-D ``M`` (new array).
 
     Works on the Fortran view ``Mᵀ``: ``(M L⁻ᵀ)ᵀ = L⁻¹ Mᵀ``, one left ``trsm``, no transpose copy.
@@ -319,7 +320,7 @@ def _rmul_tri(M: np.ndarray, f: _Factorization, inverse_transpose: bool) -> np.n
     return out.T
 
 
-def _lmul_tri(M: np.ndarray, f: _Factorization, transpose: bool) -> np.ndarray:
+def _lmul_tri(M: np.ndarray, f: Factorization, transpose: bool) -> np.ndarray:
     """``L⁻ᵀ M`` (``transpose``) or ``L⁻¹ M`` for a C-contiguous 2-D ``M`` (new array)."""
     (trsm,) = get_blas_funcs(("trsm",), (M,))
     # (L⁻¹ M)ᵀ = Mᵀ L⁻ᵀ ; (L⁻ᵀ M)ᵀ = Mᵀ L⁻¹  — a right trsm on the Fortran view Mᵀ
@@ -358,7 +359,7 @@ class _TwoFactorSPD:
 
     BATCH_MIN = 4
 
-    def __init__(self, fa: _Factorization, fb: _Factorization, W: np.ndarray):
+    def __init__(self, fa: Factorization, fb: Factorization, W: np.ndarray):
         self.fa, self.fb = fa, fb
         self.N = N = W.shape[0]
         self.p, self.q_dim = p, q = fa.n, fb.n
@@ -471,7 +472,7 @@ class _QuadState:
         for k, f in enumerate(self.facs):
             pk = f.n
             if per_obs:
-                Y = _mode_solve(X, f, k, d, tri=True, trans=True)
+                Y = mode_solve(X, f, k, d, tri=True, trans=True)
                 if k == 0:
                     Y0 = Y
                 grads.append(-c.reshape(N, 1, 1) * _per_obs_gram(Y, k, d))
@@ -484,18 +485,18 @@ class _QuadState:
             rest = N * P // pk
             if rest < 2 * pk:  # cheaper to solve first, then one rank-k update
                 if k == 0:
-                    Y0 = _mode_solve(X, f, k, d, tri=True, trans=True)
+                    Y0 = mode_solve(X, f, k, d, tri=True, trans=True)
                     Ys = Y0 * self._bcast(np.sqrt(c))
                 else:
-                    Ys = _mode_solve(Xs, f, k, d, tri=True, trans=True)
+                    Ys = mode_solve(Xs, f, k, d, tri=True, trans=True)
                 G = _gram(Ys, k, d)
                 grads.append(-0.5 * (G + G.T))
             else:  # cheaper to form the Gram matrix first, then two p_k×p_k solves
                 grads.append(-_sandwich(f, _gram(Xs, k, d)))
         # ∂q_i/∂w_i = 2 Z_i with Z = X ×_k L_k⁻ᵀ (all k)
-        Z = Y0 if Y0 is not None else _mode_solve(X, self.facs[0], 0, d, tri=True, trans=True)
+        Z = Y0 if Y0 is not None else mode_solve(X, self.facs[0], 0, d, tri=True, trans=True)
         for k in range(1, d):
-            Z = _mode_solve(Z, self.facs[k], k, d, tri=True, trans=True)
+            Z = mode_solve(Z, self.facs[k], k, d, tri=True, trans=True)
         wgrad = (2.0 * self._bcast(c)) * Z
         return tuple(grads), wgrad.reshape(N, -1)
 
@@ -505,7 +506,7 @@ class _QuadState:
         Uc = self.U * self._bcast(c)
         grads = []
         for k, f in enumerate(self.facs):
-            V = _mode_solve(Wt, f, k, d)  # w ×_k A_k⁻¹ = Z ×_{j≠k} A_j
+            V = mode_solve(Wt, f, k, d)  # w ×_k A_k⁻¹ = Z ×_{j≠k} A_j
             if per_obs:
                 pk = f.n
                 Uk = np.moveaxis(Uc, 1 + k, 1).reshape(N, pk, -1)
@@ -641,11 +642,11 @@ def log_quad_grad(
     lam = np.log(beta) + sq.log_scale()
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = scale / beta  # ∂λ/∂A_k = ∂q̂/∂A_k / β̂ (λ - e log 4 is the same function of Â = A)
-    with _overflow_checked():
+    with overflow_checked():
         factors, g_y, g_mu = _assemble(sq.state, c, mua, reduce, single, sq.row_scale())
     _check_outputs(K, W, factors, g_y)
     if sq.e is not None:
-        with _overflow_checked():
+        with overflow_checked():
             c = np.ldexp(c, -2 * sq.e)  # ∂λ/∂α = 1/β = 4^{-e}/β̂
         if not np.all(np.isfinite(c)):
             raise overflow_error("the gradient with respect to alpha (1/beta)",
@@ -668,12 +669,12 @@ def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum")
     K, W, mua, single = _prepare(K, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*_empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
-    with _overflow_checked():
+    with overflow_checked():
         state = _QuadState(K, W, "inv_quad_grad")
     _check_q(state.q, K, W)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     c = np.full(W.shape[0], scale)
-    with _overflow_checked():
+    with overflow_checked():
         factors, g_y, g_mu = _assemble(state, c, mua, reduce, single)
     _check_outputs(K, W, factors, g_y)
     q = state.q
@@ -696,7 +697,7 @@ def logdet_grad(K: Any) -> tuple[np.ndarray, ...]:
             "det(K) is negative, so log det(K) and its gradient are undefined", value=-1.0
         )
     P = K.shape[0]
-    with _overflow_checked():
+    with overflow_checked():
         out = tuple((P // f.n) * f.inverse().T for f in facs)
     for k, g in enumerate(out):
         if not np.all(np.isfinite(g)):

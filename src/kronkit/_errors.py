@@ -72,6 +72,14 @@ class ConvergenceWarning(UserWarning):
     """An iterative method stopped before meeting its tolerance."""
 
 
+class StructureWarning(UserWarning):
+    """A requested structure holds, but a better unstructured answer exists (and is reported).
+
+    Raised by :func:`nearest_kron` with ``structure="symmetric"`` when the best Kronecker
+    approximation of a symmetric ``M`` is skew ⊗ skew rather than symmetric ⊗ symmetric.
+    """
+
+
 class IllConditionedWarning(LinAlgWarning):
     """A factor is so ill-conditioned that results lose more than half of their digits.
 

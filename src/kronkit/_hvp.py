@@ -27,7 +27,7 @@ import numpy as np
 
 from ._calculus import LogQuadGrad, _beta, _check_outputs, _check_q, _empty_batch, _prepare
 from ._checks import as_float, check_scalar
-from ._kron import _mode_solve
+from ._factor import mode_solve
 from ._vec import mode_apply, to_tensor, unfold
 
 __all__ = ["LogQuadHVP", "log_quad_hvp"]
@@ -174,7 +174,7 @@ def log_quad_hvp(
 
     def solve(t: np.ndarray, trans: bool) -> np.ndarray:
         for k, f in enumerate(facs):
-            t = _mode_solve(t, f, k, d, trans=trans)
+            t = mode_solve(t, f, k, d, trans=trans)
         return t
 
     Wt = to_tensor(W, dims)
@@ -207,9 +207,9 @@ def log_quad_hvp(
     left = c1 * dU + c2 * U
     g_fac, h_fac = [], []
     for k, (f, D) in enumerate(zip(facs, dA, strict=True)):
-        V = _mode_solve(Wt, f, k, d)  # w ×_k A_k⁻¹
+        V = mode_solve(Wt, f, k, d)  # w ×_k A_k⁻¹
         r = dWt if D is None else dWt - mode_apply(V, D, k, d)
-        dV = _mode_solve(r, f, k, d)
+        dV = mode_solve(r, f, k, d)
         Vk = unfold(V, k, d)
         aUk = unfold(aU, k, d)
         g_fac.append(-(aUk @ Vk.T))

@@ -9,256 +9,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
-from scipy.linalg import lapack
 
 from ._checks import as_float, check_dense_size, float_dtype, overflow_error
-from ._errors import DomainError, IllConditionedWarning, SingularFactorError, warn_at_caller
+from ._errors import DomainError
+from ._factor import Factorization, frozen, mode_solve, warn_ill_conditioned
 from ._vec import mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
 
 
-def _prod(xs: Sequence[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out
-
-
-@functools.cache
-def _eps(dtype: np.dtype) -> float:
-    """Machine epsilon of ``dtype`` (cached: asked on every solve)."""
-    return float(np.finfo(dtype).eps)
-
-
-class _Factorization:
-    """Cholesky (symmetric positive definite) or LU factorisation of one square factor.
-
-    Computed once, on first need, and cached by the owning :class:`Kron`. No eigenvalue
-    clamping or jitter of any kind: a factor that is numerically singular raises
-    :class:`SingularFactorError` when a solve is asked for.
-
-    Thread safety: after construction nothing is ever written to ``lu`` or ``piv`` (both
-    read-only; every LU solve hands LAPACK's ``getrs`` a private copy of the pivots, because
-    SciPy's wrapper shifts the pivot array in place around the call). The cached inverse is
-    built once under a lock.
-    """
-
-    __slots__ = ("_inv", "_lock", "exact_zero", "index", "kind", "lower", "lu", "n", "piv",
-                 "rcond", "symmetric")
-
-    def __init__(self, A: np.ndarray, index: int):
-        self.index = index
-        self.n = A.shape[0]
-        self._inv: np.ndarray | None = None
-        self._lock = threading.Lock()
-        self.exact_zero = False
-        scale = float(np.max(np.abs(A))) if A.size else 0.0
-        self.symmetric = bool(
-            np.array_equal(A, A.T)
-            or np.max(np.abs(A - A.T)) <= 16 * np.finfo(A.dtype).eps * scale
-        )
-        self.kind = "lu"
-        if self.symmetric:
-            (potrf,) = lapack.get_lapack_funcs(("potrf",), (A,))
-            c, info = potrf(A, lower=1, clean=1, overwrite_a=0)
-            if info == 0:
-                self.kind = "cholesky"
-                self.lu = _frozen(c)  # lower-triangular L with A = L L^T
-                self.piv = None
-                self.lower = True
-                self.rcond = rcond_from_factor(A, c, cholesky=True)
-                if not 1e-100 < scale < 1e100:  # the estimate itself may over/underflow
-                    self.rcond = _rcond_rescaled(A, scale, "cholesky")
-                return
-        (getrf,) = lapack.get_lapack_funcs(("getrf",), (A,))
-        lu, piv, info = getrf(A, overwrite_a=0)
-        self.lu = _frozen(lu)
-        self.piv = _frozen(piv)
-        self.lower = False
-        if info > 0:  # exact zero pivot: det A = 0 exactly in the computed factorisation
-            self.exact_zero = True
-            self.rcond = 0.0
-        else:
-            self.rcond = rcond_from_factor(A, lu, cholesky=False)
-            if not 1e-100 < scale < 1e100:
-                self.rcond = _rcond_rescaled(A, scale, "lu")
-
-    # -- copies and pickles: no lock in the state; arrays come back read-only -------------
-    def __getstate__(self):
-        return {s: getattr(self, s) for s in self.__slots__ if s != "_lock"}
-
-    def __setstate__(self, state):
-        for s, v in state.items():
-            if isinstance(v, np.ndarray):
-                v = _frozen(np.array(v, copy=True))
-            object.__setattr__(self, s, v)
-        self._lock = threading.Lock()
-
-    # -- determinants -------------------------------------------------------------------
-    def slogdet(self) -> tuple[float, float]:
-        d = np.diagonal(self.lu)
-        if self.kind == "cholesky":
-            return 1.0, float(2.0 * np.sum(np.log(d)))
-        if self.exact_zero or np.any(d == 0):
-            return 0.0, -np.inf
-        piv: np.ndarray = self.piv  # type: ignore[assignment]  # LU: always set
-        swaps = int(np.count_nonzero(piv != np.arange(self.n, dtype=piv.dtype)))
-        sign = (-1.0) ** swaps * float(np.prod(np.sign(d)))
-        return sign, float(np.sum(np.log(np.abs(d))))
-
-    # -- conditioning -------------------------------------------------------------------
-    @property
-    def singular(self) -> bool:
-        """True if the factor is singular to working precision (``rcond <= eps``)."""
-        return not self.rcond > _eps(self.lu.dtype)
-
-    @property
-    def ill_conditioned(self) -> bool:
-        """True if results lose more than half their digits (``eps < rcond < sqrt(eps)``)."""
-        eps = _eps(self.lu.dtype)
-        return eps < self.rcond < math.sqrt(eps)
-
-    def check(self) -> None:
-        if self.singular:
-            eps = _eps(self.lu.dtype)
-            why = ("an exact zero pivot in its LU factorisation" if self.exact_zero else
-                   f"reciprocal condition number {self.rcond:.3g} <= eps = {eps:.3g}")
-            raise SingularFactorError(
-                f"factor {self.index} is singular to working precision ({why}); "
-                "an inverse, solve or log-determinant is undefined",
-                factor=self.index,
-                rcond=self.rcond,
-            )
-
-    # -- solves -------------------------------------------------------------------------
-    def solve(self, b: np.ndarray, trans: bool = False) -> np.ndarray:
-        """``A^{-1} b`` (or ``A^{-T} b``) for ``b`` of shape (n,) or (n, k) (a new array)."""
-        if b.size == 0:
-            return np.zeros(b.shape, dtype=np.result_type(b.dtype, self.lu.dtype))
-        if self.kind == "cholesky":
-            return sla.cho_solve((self.lu, True), b, check_finite=False)
-        # LAPACK getrs with a private copy of the pivots: SciPy's wrapper shifts the pivot
-        # array to 1-based and back *in place* around the call, which corrupted memory when
-        # threads shared the cached array. ``lu`` is only read.
-        piv: np.ndarray = self.piv  # type: ignore[assignment]  # LU: always set
-        (getrs,) = lapack.get_lapack_funcs(("getrs",), (self.lu, b))
-        x, info = getrs(self.lu, piv.copy(), b, trans=1 if trans else 0, overwrite_b=0)
-        if info != 0:  # pragma: no cover - shapes are checked by the callers
-            raise ValueError(f"LAPACK getrs failed with info = {info}")
-        return x
-
-    def tri_solve(self, b: np.ndarray, trans: bool = False) -> np.ndarray:
-        """``L^{-1} b`` (or ``L^{-T} b``) with the Cholesky factor ``L`` (Cholesky only)."""
-        if b.size == 0:
-            return np.zeros(b.shape, dtype=np.result_type(b.dtype, self.lu.dtype))
-        return sla.solve_triangular(self.lu, b, lower=True, trans=1 if trans else 0,
-                                    check_finite=False)
-
-    def inverse(self) -> np.ndarray:
-        """``A⁻¹`` through the factorisation (computed once, cached; a fresh copy each call)."""
-        return self.inverse_view().copy()
-
-    def inverse_view(self) -> np.ndarray:
-        """The cached ``A⁻¹`` itself (read-only; for internal products)."""
-        inv = self._inv
-        if inv is None:
-            with self._lock:
-                inv = self._inv
-                if inv is None:
-                    eye = np.eye(self.n, dtype=self.lu.dtype)
-                    inv = self.solve(eye)
-                    if self.kind == "cholesky":
-                        inv = 0.5 * (inv + inv.T)
-                    inv = _frozen(np.ascontiguousarray(inv))
-                    self._inv = inv
-        return inv
-
-    def chol(self) -> np.ndarray:
-        """The lower Cholesky factor ``L`` (zeros above the diagonal)."""
-        return np.tril(self.lu)
-
-
-def rcond_from_factor(A: np.ndarray, factor: np.ndarray, cholesky: bool) -> float:
-    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from ``A``'s lower Cholesky factor (``pocon``)
-    or its packed LU factor (``gecon``), O(n²). The one estimate ``Kron``, ``kronkit.jax`` and
-    ``kronkit.torch`` use."""
-    anorm = float(np.max(np.sum(np.abs(A), axis=0))) if A.size else 0.0
-    if cholesky:
-        (pocon,) = lapack.get_lapack_funcs(("pocon",), (factor,))
-        return float(pocon(factor, anorm, uplo="L")[0])
-    (gecon,) = lapack.get_lapack_funcs(("gecon",), (factor,))
-    return float(gecon(factor, anorm, norm="1")[0])
-
-
-def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
-    """The reciprocal condition number of ``A`` (scale-invariant), estimated on ``2^e A`` with
-    entries of order one, so that norms of far-from-one matrices do not over/underflow."""
-    As = np.ldexp(A, -int(np.frexp(scale)[1]))  # exact: a power-of-two scaling
-    if kind == "cholesky":
-        (potrf,) = lapack.get_lapack_funcs(("potrf",), (As,))
-        c, info = potrf(As, lower=1, clean=1)
-        if info == 0:
-            return rcond_from_factor(As, c, cholesky=True)
-    (getrf,) = lapack.get_lapack_funcs(("getrf",), (As,))
-    lu, _, info = getrf(As)
-    return 0.0 if info > 0 else rcond_from_factor(As, lu, cholesky=False)
-
-
 _MAG_LO, _MAG_HI = 2.0**-200, 2.0**200  # magnitudes beyond which products may over/underflow
 
 
-def _overflow_checked():
+def overflow_checked():
     """Silence NumPy's overflow warnings where the caller checks the result and raises."""
     return np.errstate(over="ignore", invalid="ignore")
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
-def warn_ill_conditioned(facs: Sequence[_Factorization], what: str) -> None:
-    """One :class:`IllConditionedWarning` if some factor has ``eps < rcond < sqrt(eps)``.
-
-    Names every such factor; the warning's ``factor`` / ``rcond`` are the worst one's.
-    """
-    bad = [f for f in facs if f.ill_conditioned]
-    if not bad:
-        return
-    worst = min(bad, key=lambda f: f.rcond)
-    listing = ", ".join(
-        f"factor {f.index} (condition number ≈ {1.0 / f.rcond:.3g})" for f in bad
-    )
-    warn_at_caller(
-        IllConditionedWarning(
-            f"{what}: ill-conditioned {listing}; results may have lost more than half of their "
-            f"digits (reciprocal condition number below sqrt(eps) = "
-            f"{np.sqrt(np.finfo(worst.lu.dtype).eps):.3g})",
-            factor=worst.index,
-            rcond=worst.rcond,
-        )
-    )
-
-
-def _mode_solve(t: np.ndarray, fac: _Factorization, k: int, d: int, *, trans: bool = False,
-                tri: bool = False) -> np.ndarray:
-    """Apply ``A_k^{-1}`` (``trans``: ``A_k^{-T}``; ``tri``: ``L_k^{-1}``/``L_k^{-T}``) on mode k."""
-    solve = fac.tri_solve if tri else fac.solve
-    lead = t.shape[: t.ndim - d]
-    dims = t.shape[t.ndim - d :]
-    nk = dims[k]
-    before = _prod(lead) * _prod(dims[:k])
-    after = _prod(dims[k + 1 :])
-    if before == 1:
-        out = solve(t.reshape(nk, after), trans=trans)
-    elif after == 1:
-        out = solve(t.reshape(before, nk).T, trans=trans).T
-    else:
-        x = t.reshape(before, nk, after).transpose(1, 0, 2).reshape(nk, before * after)
-        out = solve(x, trans=trans).reshape(nk, before, after).transpose(1, 0, 2)
-    return np.ascontiguousarray(out).reshape(t.shape)
 
 
 class Kron:
@@ -315,7 +80,7 @@ class Kron:
         self._init_cache()
 
     def _init_cache(self) -> None:
-        self._facts: list[_Factorization | None] = [None] * len(self._factors)
+        self._facts: list[Factorization | None] = [None] * len(self._factors)
         self._lock = threading.Lock()
         self._extreme = any(not _MAG_LO <= float(np.max(np.abs(a))) <= _MAG_HI
                             for a in self._factors)
@@ -332,7 +97,7 @@ class Kron:
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         state["_factors"] = tuple(
-            _frozen(np.array(a, copy=True, order="C")) for a in state["_factors"]
+            frozen(np.array(a, copy=True, order="C")) for a in state["_factors"]
         )
         self.__dict__.update(state)
         self._init_cache()
@@ -361,7 +126,7 @@ class Kron:
     @property
     def shape(self) -> tuple[int, int]:
         """``(m1*...*md, n1*...*nd)``."""
-        return _prod(self.row_dims), _prod(self.col_dims)
+        return math.prod(self.row_dims), math.prod(self.col_dims)
 
     @property
     def dtype(self) -> np.dtype:
@@ -391,19 +156,19 @@ class Kron:
                     f"`factors[{k}]` must be square for {what}, got shape {a.shape}"
                 )
 
-    def _factorization(self, k: int) -> _Factorization:
+    def _factorization(self, k: int) -> Factorization:
         fac = self._facts[k]
         if fac is None:
             # compute once, even when several threads ask at the same time
             with self._lock:
                 fac = self._facts[k]
                 if fac is None:
-                    fac = _Factorization(self._factors[k], k)
+                    fac = Factorization(self._factors[k], k)
                     self._facts[k] = fac
         return fac
 
     def _factorizations(self, what: str, *, check: bool = True,
-                        warn: bool | None = None) -> list[_Factorization]:
+                        warn: bool | None = None) -> list[Factorization]:
         """The factorisations of every factor (cached).
 
         ``check``: raise :class:`SingularFactorError` for a factor singular to working precision.
@@ -458,7 +223,7 @@ class Kron:
         arr = self._vectors(y, "y", self.shape[1])
         if arr.size == 0:
             return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
-        with _overflow_checked():
+        with overflow_checked():
             out = self._apply(arr, self._factors)
             if self._renormalise(arr, out):  # an intermediate may over/underflow
                 out = self._renormalised(arr, self.col_dims, [
@@ -472,7 +237,7 @@ class Kron:
         arr = self._vectors(y, "y", self.shape[0])
         if arr.size == 0:
             return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
-        with _overflow_checked():
+        with overflow_checked():
             out = self._apply(arr, [a.T for a in self._factors])
             if self._renormalise(arr, out):
                 out = self._renormalised(arr, self.row_dims, [
@@ -537,7 +302,7 @@ class Kron:
                 "the mixed product (A1⊗..⊗Ad)(B1⊗..⊗Bd) = (A1B1)⊗..⊗(AdBd) needs the same number "
                 f"of factors with matching inner sizes, got {self!r} and {other!r}"
             )
-        with _overflow_checked():
+        with overflow_checked():
             prods = [a @ b for a, b in zip(self._factors, other.factors, strict=True)]
         for k, m in enumerate(prods):
             if not np.all(np.isfinite(m)):
@@ -619,7 +384,7 @@ class Kron:
     def trace(self) -> float:
         """``tr(A1) * ... * tr(Ad)``."""
         self._require_square("trace")
-        with _overflow_checked():
+        with overflow_checked():
             out = float(np.prod([np.trace(a) for a in self._factors]))
         self._check_overflow(out, "K.trace()")
         return out
@@ -627,14 +392,14 @@ class Kron:
     def diag(self) -> np.ndarray:
         """The diagonal, ``kron(diag(A1), ..., diag(Ad))``, of length P."""
         self._require_square("diag")
-        with _overflow_checked():
+        with overflow_checked():
             out = functools.reduce(np.kron, [np.diagonal(a) for a in self._factors]).copy()
         self._check_overflow(out, "K.diag()")
         return out
 
     def norm(self) -> float:
         """Frobenius norm ``‖A1‖_F · ... · ‖Ad‖_F`` (each computed scaled: no spurious overflow)."""
-        with _overflow_checked():
+        with overflow_checked():
             out = 1.0
             for a in self._factors:
                 s = float(np.max(np.abs(a)))
@@ -654,26 +419,26 @@ class Kron:
         facs = self._factorizations("solve")
         if arr.size == 0:
             return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
-        with _overflow_checked():
+        with overflow_checked():
             out = self._solve(arr, facs)
             if self._renormalise(arr, out):  # an intermediate may over/underflow
                 out = self._renormalised(arr, self.col_dims, [
-                    lambda t, k, f=f: _mode_solve(t, f, k, self.n_factors) for f in facs
+                    lambda t, k, f=f: mode_solve(t, f, k, self.n_factors) for f in facs
                 ])
         self._check_overflow(out, "K.solve(y)", arr)
         return out
 
-    def _solve(self, y: np.ndarray, facs: Sequence[_Factorization], trans: bool = False):
+    def _solve(self, y: np.ndarray, facs: Sequence[Factorization], trans: bool = False):
         d = self.n_factors
         t = to_tensor(y, self.col_dims)
         for k, f in enumerate(facs):
-            t = _mode_solve(t, f, k, d, trans=trans)
+            t = mode_solve(t, f, k, d, trans=trans)
         return to_vec(t, d)
 
     def inv(self) -> Kron:
         """``K⁻¹ = A1⁻¹ ⊗ ... ⊗ Ad⁻¹`` as a Kron (factors inverted through the cache)."""
         facs = self._factorizations("inv")
-        with _overflow_checked():
+        with overflow_checked():
             invs = [f.inverse() for f in facs]
         for f, a in zip(facs, invs, strict=True):
             if not np.all(np.isfinite(a)):
@@ -701,7 +466,7 @@ class Kron:
         warn_ill_conditioned(facs, "slogdet")
         return self._slogdet(facs)
 
-    def _slogdet(self, facs: Sequence[_Factorization]) -> tuple[float, float]:
+    def _slogdet(self, facs: Sequence[Factorization]) -> tuple[float, float]:
         P = self.shape[0]
         sign, logabs = 1.0, 0.0
         for f in facs:
@@ -737,7 +502,7 @@ class Kron:
         facs = self._factorizations("inv_quad")
         if arr.size == 0:
             return np.zeros(arr.shape[:-1], dtype=np.result_type(arr.dtype, self.dtype))
-        with _overflow_checked():
+        with overflow_checked():
             if all(f.kind == "cholesky" for f in facs):
                 x = to_vec(self._half_solve(arr, facs), self.n_factors)
                 out = np.einsum("...i,...i->...", x, x)
@@ -746,12 +511,12 @@ class Kron:
         self._check_overflow(out, "the quadratic form yᵀ K⁻¹ y", arr)
         return float(out) if out.ndim == 0 else out
 
-    def _half_solve(self, y: np.ndarray, facs: Sequence[_Factorization]) -> np.ndarray:
+    def _half_solve(self, y: np.ndarray, facs: Sequence[Factorization]) -> np.ndarray:
         """``(L1⁻¹ ⊗ ... ⊗ Ld⁻¹) y`` as a tensor ``(..., n1, ..., nd)`` (Cholesky factors)."""
         d = self.n_factors
         t = to_tensor(y, self.col_dims)
         for k, f in enumerate(facs):
-            t = _mode_solve(t, f, k, d, tri=True)
+            t = mode_solve(t, f, k, d, tri=True)
         return t
 
     # -- interoperability --------------------------------------------------------------------

@@ -70,7 +70,8 @@ from ._errors import (
     SingularFactorError,
     warn_at_caller,
 )
-from ._kron import Kron, rcond_from_factor
+from ._factor import rcond_from_factor
+from ._kron import Kron
 
 try:  # public home since jax 0.4.36; older releases keep it in jax.core
     from jax.extend.core import concrete_or_error as _concrete_or_error

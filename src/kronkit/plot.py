@@ -32,7 +32,7 @@ def _figure(figsize: tuple[float, float]) -> Any:
 
 def _separable_parts(fit: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(A, B, loglik history, label) from a fitted SeparableCovariance or a SeparableMLEResult."""
-    from ._estimators_mle import SeparableMLEResult
+    from ._estimators import SeparableMLEResult
 
     if isinstance(fit, SeparableMLEResult):
         dist, df = fit.distribution, fit.df
@@ -196,7 +196,7 @@ def spectrum(kpca: Any, *, figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
         ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — fit with a generous ``n_terms`` and read off where the
         curve flattens.
     """
-    from ._estimators_kpca import KroneckerPCAResult
+    from ._estimators import KroneckerPCAResult
 
     if isinstance(kpca, KroneckerPCAResult):
         s, energy = kpca.singular_values, kpca.explained_energy

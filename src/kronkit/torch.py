@@ -48,7 +48,8 @@ from ._errors import (
     SingularFactorError,
     warn_at_caller,
 )
-from ._kron import Kron, rcond_from_factor
+from ._factor import rcond_from_factor
+from ._kron import Kron
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 

@@ -33,10 +33,10 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf
 from scipy.special import digamma, polygamma
 
-from ._checks import check_int, check_random_state, check_scalar
-from ._errors import ConvergenceWarning, SingularFactorError
-from ._estimators_mle import RCOND_MIN, as_samples, rearrange_covariance
-from ._kron import rcond_from_factor
+from .._checks import check_int, check_random_state, check_scalar
+from .._errors import ConvergenceWarning, SingularFactorError
+from .._factor import rcond_from_factor
+from .separable import RCOND_MIN, as_samples, rearrange_covariance
 
 __all__ = ["SEPARABILITY_TEST_MAX_P", "SeparabilityTestResult", "separability_test"]
 
@@ -511,7 +511,7 @@ def separability_test(
     p_chi2 = float(chi2.sf(stat, dof))
     n_sim_used, t_df = 0, None
     if distribution == "t":
-        from ._estimators_mle import separable_mle
+        from .separable import separable_mle
 
         if groups is not None:
             fit = separable_mle(E3, distribution="t", assume_centered=True)

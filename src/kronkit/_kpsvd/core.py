@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from ._errors import ConvergenceWarning
+from .._errors import ConvergenceWarning
 
 # ----------------------------------------------------------------------------------------
 # shapes
@@ -375,7 +375,7 @@ class ChunkedSamplesR:
     def _pass(self, cols: np.ndarray, left: bool) -> np.ndarray:
         from functools import partial
 
-        from ._dask import add_nested, tree_reduce_chunks
+        from .._dask import add_nested, tree_reduce_chunks
 
         k = cols.shape[1]
         self.n_products += k

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_finite
-from ._dask import is_dask_array
-from ._estimators_kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
-from ._estimators_mle import _parse_shape, as_dask_samples, separable_mle
-from ._kron import Kron
+from .._checks import check_finite
+from .._dask import is_dask_array
+from .._kron import Kron
+from .kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
+from .separable import _parse_shape, as_dask_samples, separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
     from sklearn.base import BaseEstimator as _BaseEstimator
@@ -270,7 +270,7 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     def _distribution(self) -> Any:
         from sklearn.utils.validation import check_is_fitted
 
-        from ._distributions import KronNormal, KronT
+        from .._distributions import KronNormal, KronT
 
         check_is_fitted(self, "covariance_")
         loc = self.location_.ravel()

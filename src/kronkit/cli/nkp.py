@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._io import (
+from .._io import (
     InputError,
     NumericalError,
     check_output_path,
@@ -114,7 +114,7 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     from rich.console import Console
     from rich.table import Table
 
-    from ._kpsvd import kpsvd, nearest_kron
+    from .._kpsvd import kpsvd, nearest_kron
 
     shp = parse_shapes_option(shapes)
     if len(shp) > 2 and rank not in (None, 1):

@@ -17,11 +17,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import as_float, check_scalar
-from ._dask import is_dask_array
-from ._errors import NotPositiveDefiniteError
-from ._estimators_mle import as_dask_samples, as_samples, chunked_mean
-from ._kron import Kron, _Factorization
+from .._checks import as_float, check_scalar
+from .._dask import is_dask_array
+from .._errors import NotPositiveDefiniteError
+from .._factor import Factorization, mode_solve
+from .._kron import Kron
+from .separable import as_dask_samples, as_samples, chunked_mean
 
 __all__ = ["KroneckerPCAResult", "SumOfKron", "kronecker_pca"]
 
@@ -33,8 +34,8 @@ DENSE_MAX_P = 4096
 class _Whitened(NamedTuple):
     """``Σ = (W_A⊗W_B) diag(vec lam) (W_A⊗W_B)ᵀ`` with ``W_A = L_A U``, ``W_B = L_B V``."""
 
-    fA: _Factorization
-    fB: _Factorization
+    fA: Factorization
+    fB: Factorization
     U: np.ndarray
     V: np.ndarray
     lam: np.ndarray  # (p, q)
@@ -224,10 +225,8 @@ class SumOfKron:
         s = self._factorize()
         if isinstance(s, _Whitened):
             p, q = self.dims
-            from ._kron import _mode_solve
-
-            T = _mode_solve(W.reshape(-1, p, q), s.fA, 0, 2, tri=True)
-            T = _mode_solve(T, s.fB, 1, 2, tri=True)
+            T = mode_solve(W.reshape(-1, p, q), s.fA, 0, 2, tri=True)
+            T = mode_solve(T, s.fB, 1, 2, tri=True)
             Z = s.U.T @ T @ s.V  # (N, p, q)
             out = np.einsum("nij,nij->n", Z * (1.0 / s.lam), Z)
         else:
@@ -248,14 +247,14 @@ def _is_symmetric(M: np.ndarray) -> bool:
     return bool(np.max(np.abs(M - M.T)) <= 64 * np.finfo(np.float64).eps * scale)
 
 
-def _congruence(f: _Factorization, M: np.ndarray) -> np.ndarray:
+def _congruence(f: Factorization, M: np.ndarray) -> np.ndarray:
     """``L⁻¹ M L⁻ᵀ`` (symmetrised) for the Cholesky factor ``L`` of ``f``."""
     H = f.tri_solve(M)
     C = f.tri_solve(H.T)
     return 0.5 * (C + C.T)
 
 
-def _chol_logdet(f: _Factorization) -> float:
+def _chol_logdet(f: Factorization) -> float:
     return float(2.0 * np.sum(np.log(np.diagonal(f.lu))))
 
 
@@ -352,13 +351,13 @@ def kronecker_pca(
         tau = check_scalar(shrinkage, "shrinkage")
         if tau < 0:
             raise ValueError(f"`shrinkage` must be >= 0 (a soft threshold), got {tau}")
-    from ._kpsvd import kpsvd_samples
+    from .._kpsvd.decompose import kpsvd_samples
 
     M = np.zeros((p, q)) if assume_centered else None
     # structure="psd": symmetric terms, the leading one with SPD factors (tr A_0 > 0).
     if chunked:
-        from ._kpsvd import _kpsvd_samples_chunked
-        from ._kpsvd_core import DEFAULT_TOL
+        from .._kpsvd.core import DEFAULT_TOL
+        from .._kpsvd.decompose import _kpsvd_samples_chunked
 
         if M is None:
             M = chunked_mean(Xs)  # one pass (and the NaN/Inf check)

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import numpy as np
 
-from . import __version__
-from ._io import (
+from .. import __version__
+from .._io import (
     FiniteFloat,
     InputError,
     check_output_path,
@@ -73,7 +73,7 @@ def run_demo(console=None) -> int:
     """Print the seed's example three ways; return 0 if they agree, 1 otherwise."""
     from rich.table import Table
 
-    from ._calculus import log_quad_grad, seed_route
+    from .._calculus import log_quad_grad, seed_route
 
     con = console or _console()
     A, B, y, mu, alpha = DEMO_A, DEMO_B, DEMO_Y, DEMO_MU, DEMO_ALPHA
@@ -197,7 +197,7 @@ def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path:
     """Value and gradients of λ = log(α + (y−μ)ᵀ(A⊗B)⁻¹(y−μ)) for arrays in files."""
     from rich.table import Table
 
-    from ._calculus import log_quad_grad
+    from .._calculus import log_quad_grad
 
     out_path = check_output_path(out_path, "--out")
     names = ["--A", "--B"] + [f"--factor #{i + 1}" for i in range(len(extra))]
@@ -226,21 +226,11 @@ def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path:
     con.print(f"saved to {out_path}")
 
 
-def _register_optional_commands() -> None:
-    """Commands that live beside their modules (KPSVD, estimators)."""
-    import importlib
+from .fit import fit  # noqa: E402 - the commands register on the group defined above
+from .nkp import nkp  # noqa: E402
 
-    for mod, name in (("._cli_nkp", "nkp"), ("._cli_fit", "fit")):
-        try:
-            module = importlib.import_module(mod, __package__)
-        except ModuleNotFoundError as exc:  # pragma: no cover - only while a module is absent
-            if exc.name and exc.name.endswith(mod.lstrip(".")):
-                continue
-            raise
-        main.add_command(getattr(module, name))
-
-
-_register_optional_commands()
+main.add_command(nkp)
+main.add_command(fit)
 
 
 if __name__ == "__main__":  # pragma: no cover

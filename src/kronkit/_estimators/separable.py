@@ -55,11 +55,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _checks
-from ._checks import as_float, check_dense_size, check_scalar, non_finite_error
-from ._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
-from ._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
-from ._kron import Kron
+from .. import _checks
+from .._checks import as_float, check_dense_size, check_scalar, non_finite_error
+from .._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
+from .._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
+from .._kron import Kron
 
 __all__ = [
     "SeparableMLEResult",
@@ -582,7 +582,7 @@ def _t_normalizer(nu: float, P: int) -> float:
     """``lgamma((ν+P)/2) − lgamma(ν/2) − (P/2) log(νπ)``."""
     if nu <= _DF_DIRECT_MAX:
         return math.lgamma(0.5 * (nu + P)) - math.lgamma(0.5 * nu) - 0.5 * P * math.log(nu * math.pi)
-    from ._special import t_log_normalizer
+    from .._special import t_log_normalizer
 
     return float(t_log_normalizer(nu, P))
 
@@ -630,7 +630,7 @@ def _df_score(nu: float, delta: np.ndarray, P: int) -> float:
         return float(0.5 * N * (digamma(0.5 * (nu + P)) - digamma(0.5 * nu) - P / nu)
                      + np.sum(0.5 * (nu + P) * delta / (nu * (nu + delta))
                               - 0.5 * np.log1p(delta / nu)))
-    from ._special import t_logpdf_dnu
+    from .._special import t_logpdf_dnu
 
     return float(np.sum(t_logpdf_dnu(nu, P, delta)))
 

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._checks import as_float, check_int, non_finite_error
-from ._dask import is_dask_array
-from ._errors import ConvergenceWarning
-from ._kpsvd_core import (
+from .._checks import as_float, check_int, non_finite_error
+from .._dask import is_dask_array
+from .._errors import ConvergenceWarning, StructureWarning
+from .._kron import Kron
+from .core import (
     DEFAULT_TOL,
     ChunkedSamplesR,
     DenseR,
@@ -48,13 +49,11 @@ from ._kpsvd_core import (
     to_tensor,
     top_svd,
 )
-from ._kpsvd_multi import _mode_mul, cp_sqnorm, hopm_cp, hopm_dense
-from ._kron import Kron
+from .multi import _mode_mul, cp_sqnorm, hopm_cp, hopm_dense
 
 __all__ = [
     "KPSVDResult",
     "NearestKronResult",
-    "StructureWarning",
     "kpsvd",
     "kpsvd_samples",
     "nearest_kron",
@@ -67,14 +66,6 @@ _PSD_RTOL = 1e-8  # factor eigenvalues >= -_PSD_RTOL * λ_max count as PSD
 _M_LEVEL = ("symmetric", "psd", "nonnegative")
 _LINEAR_NAMES = ("general", "skew", "toeplitz", "hankel", "circulant", "diagonal", "upper",
                  "lower")
-
-
-class StructureWarning(UserWarning):
-    """A requested structure holds, but a better unstructured answer exists (and is reported).
-
-    Raised by :func:`nearest_kron` with ``structure="symmetric"`` when the best Kronecker
-    approximation of a symmetric ``M`` is skew ⊗ skew rather than symmetric ⊗ symmetric.
-    """
 
 
 # ----------------------------------------------------------------------------------------
@@ -1039,7 +1030,7 @@ def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, rand
     """
     from functools import partial
 
-    from ._dask import row_chunks, tree_reduce_chunks
+    from .._dask import row_chunks, tree_reduce_chunks
 
     if X.dtype.kind not in "biuf":
         raise TypeError(f"`X` must be a real numeric array, got dtype {X.dtype}")

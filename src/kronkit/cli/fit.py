@@ -11,8 +11,8 @@ from typing import Any
 import click
 import numpy as np
 
-from ._estimators_mle import GAUGES
-from ._io import (
+from .._estimators.separable import GAUGES
+from .._io import (
     FiniteFloat,
     InputError,
     check_output_path,
@@ -76,7 +76,7 @@ def _separability(X: np.ndarray, model: str, assume_centered: bool, seed: int | 
     unstructured covariance, with a p-value valid for the fitted model: the Gaussian null, or
     for ``model="t"`` the t null (a parametric bootstrap; the Gaussian p-value is not valid
     for heavy tails)."""
-    from . import separability_test
+    from .. import separability_test
 
     _, p, q = X.shape
     if p < 2 or q < 2:
@@ -146,8 +146,8 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     from rich.console import Console
     from rich.table import Table
 
-    from ._errors import ConvergenceWarning
-    from ._estimators_mle import separable_mle
+    from .._errors import ConvergenceWarning
+    from .._estimators import separable_mle
 
     if df is not None and model != "t":
         raise InputError("--df is used only with --model t")
@@ -232,7 +232,7 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     con.print(f"saved to {out_path}")
 
     if plot_path is not None:
-        from . import plot as kplot
+        from .. import plot as kplot
 
         picture = plot_path
         fig = kplot.fit_summary(res)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kpsvd_core import DenseR, top_svd
+from .core import DenseR, top_svd
 
 
 @dataclass
