@@ -25,7 +25,16 @@ from ._checks import as_float, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._factor import Factorization, mode_solve
-from ._kron import Kron, as_kron, overflow_checked
+from ._kron import (
+    Kron,
+    as_kron,
+    factorizations,
+    half_solve,
+    overflow_checked,
+    require_square,
+    slogdet_with,
+    solve_with,
+)
 from ._vec import to_tensor, unfold
 
 __all__ = [
@@ -127,7 +136,7 @@ class SeedRoute(NamedTuple):
 def _prepare(K: Any, y: Any, mu: Any, what: str) -> tuple[Kron, np.ndarray, np.ndarray | None, bool]:
     """Validate; return (Kron, W of shape (N, P) = y − μ, μ array or None, y was 1-D)."""
     K = as_kron(K)
-    K._require_square(what)
+    require_square(K, what)
     P = K.shape[1]
     ya = as_float(y, "y", ndim=(1, 2))
     if ya.shape[-1] != P:
@@ -181,7 +190,7 @@ def _empty_batch(K: Kron, W: np.ndarray, mua, reduce, what: str, with_alpha: boo
     ``reduce=None``: empty arrays of the per-observation shapes; ``"sum"``: zeros (an empty
     sum); ``"mean"``: ``ValueError`` (the mean of no observations is undefined).
     """
-    K._factorizations(what)  # the same SingularFactorError / warning as a non-empty batch
+    factorizations(K, what)  # the same SingularFactorError / warning as a non-empty batch
     if reduce == "mean":
         raise ValueError(
             f"reduce='mean' needs at least one observation: `y` has shape {W.shape} "
@@ -428,7 +437,7 @@ class _QuadState:
         self.dims = K.col_dims
         self.N = W.shape[0]
         self.W = W
-        self.facs = K._factorizations(what)
+        self.facs = factorizations(K, what)
         self.spd = all(f.kind == "cholesky" for f in self.facs)
         self._two = None
         self._X: np.ndarray | None = None
@@ -436,12 +445,12 @@ class _QuadState:
             self._two = _TwoFactorSPD(self.facs[0], self.facs[1], W)
             self.q = self._two.q
         elif self.spd:
-            self._X = K._half_solve(W, self.facs)  # (N, p1, ..., pd)
+            self._X = half_solve(K, W, self.facs)  # (N, p1, ..., pd)
             Xf = self._X.reshape(self.N, -1)
             self.q = np.einsum("ij,ij->i", Xf, Xf)
         else:
-            self.Z = to_tensor(K._solve(W, self.facs), self.dims)
-            self.U = to_tensor(K._solve(W, self.facs, trans=True), self.dims)
+            self.Z = to_tensor(solve_with(K, W, self.facs), self.dims)
+            self.U = to_tensor(solve_with(K, W, self.facs, trans=True), self.dims)
             self.q = np.einsum("ij,ij->i", W, self.Z.reshape(self.N, -1))
 
     def grads(self, c: np.ndarray, per_obs: bool) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
@@ -456,7 +465,7 @@ class _QuadState:
     def X(self) -> np.ndarray:
         """``(⊗ L_k⁻¹) w`` as a tensor (N, p1, ..., pd) (SPD factors; computed on first use)."""
         if self._X is None:
-            self._X = self.K._half_solve(self.W, self.facs)
+            self._X = half_solve(self.K, self.W, self.facs)
         return self._X
 
     def _bcast(self, c: np.ndarray) -> np.ndarray:
@@ -572,7 +581,7 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
     K, W, _, single = _prepare(K, y, mu, "log_quad")
     a = check_scalar(alpha, "alpha")
     if W.shape[0] == 0:
-        K._factorizations("log_quad")
+        factorizations(K, "log_quad")
         return np.zeros(0, dtype=W.dtype)
     sq = _scaled_quad(K, W, "log_quad", a)
     lam = np.log(_beta(sq.state.q, sq.alpha_hat(a), W)) + sq.log_scale()
@@ -691,8 +700,8 @@ def logdet_grad(K: Any) -> tuple[np.ndarray, ...]:
     Requires ``det > 0`` for the log to be real (see :meth:`Kron.logdet`); cost O(Σ p_k³).
     """
     K = as_kron(K)
-    facs = K._factorizations("logdet_grad")  # singular factors raise; one warning if ill-conditioned
-    if K._slogdet(facs)[0] < 0:
+    facs = factorizations(K, "logdet_grad")  # singular factors raise; one warning if ill-conditioned
+    if slogdet_with(K, facs)[0] < 0:
         raise DomainError(
             "det(K) is negative, so log det(K) and its gradient are undefined", value=-1.0
         )
@@ -721,7 +730,7 @@ def seed_route(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> SeedRoute:
     if not single:
         raise ValueError(f"`y` must be a single observation of shape ({K.shape[1]},), got {W.shape}")
     a = check_scalar(alpha, "alpha")
-    K._factorizations("seed_route")  # consistent with solve: singular raises, ill warns
+    factorizations(K, "seed_route")  # consistent with solve: singular raises, ill warns
     return _seed_route_one(K, W[0], a)
 
 
@@ -746,7 +755,7 @@ def _seed_route_one(K: Kron, w: np.ndarray, alpha: float) -> SeedRoute:
         z = np.linalg.solve(S, w)
         u = np.linalg.solve(S.T, w)
     except np.linalg.LinAlgError:
-        K._factorizations("seed_route", warn=False)  # raises SingularFactorError naming it
+        factorizations(K, "seed_route", warn=False)  # raises SingularFactorError naming it
         raise
     beta = float(_beta(np.array([w @ z]), alpha, w[None, :])[0])
     X = np.outer(u, z)  # S⁻ᵀ w wᵀ S⁻ᵀ = (S⁻ᵀw)(S⁻¹w)ᵀ
@@ -760,7 +769,7 @@ def _seed_route_one(K: Kron, w: np.ndarray, alpha: float) -> SeedRoute:
 
 
 def _log_quad_grad_kpsvd(K: Kron, W: np.ndarray, mua, alpha: float, reduce, single: bool):
-    K._factorizations("log_quad_grad")  # consistent with solve: singular raises, ill warns
+    factorizations(K, "log_quad_grad")  # consistent with solve: singular raises, ill warns
     routes = [_seed_route_one(K, w, alpha) for w in W]
     lam = np.array([r.value for r in routes])
     gA = np.stack([r.A for r in routes])
@@ -784,7 +793,7 @@ def _log_quad_grad_kpsvd(K: Kron, W: np.ndarray, mua, alpha: float, reduce, sing
 # ---------------------------------------------------------------------------------------
 def _dask_args(K: Any, y: Any, mu: Any, alpha: Any, what: str):
     K = as_kron(K)
-    K._require_square(what)
+    require_square(K, what)
     P = K.shape[1]
     if y.ndim != 2 or y.shape[1] != P:
         raise ValueError(f"`y` as a dask array must have shape (N, {P}), got {y.shape}")

@@ -34,7 +34,7 @@ from ._calculus import _check_reduce, _QuadState
 from ._checks import as_float, check_random_state
 from ._dask import is_dask_array, row_chunks
 from ._errors import NotPositiveDefiniteError, SingularFactorError
-from ._kron import Kron, as_kron
+from ._kron import Kron, as_kron, factorizations, slogdet_with
 from ._special import t_entropy_excess, t_log_kernel, t_log_normalizer, t_logpdf_dnu
 from ._vec import mode_apply, to_tensor
 
@@ -122,7 +122,7 @@ def _spd_scale(scale: Any) -> Kron:
     for k, a in enumerate(K.factors):
         if a.shape[0] != a.shape[1]:
             raise ValueError(f"`scale[{k}]` (factor {k}) must be square, got shape {a.shape}")
-    facs = K._factorizations("a scale matrix", check=False)
+    facs = factorizations(K, "a scale matrix", check=False)
     for f in facs:
         k = f.index
         if f.kind != "cholesky":
@@ -204,10 +204,10 @@ class _KronDistribution:
     def __init__(self, loc: Any, scale: Any):
         K = _spd_scale(scale)
         self._scale = K
-        self._facs = K._factorizations("a scale matrix")
+        self._facs = factorizations(K, "a scale matrix")
         self._inverses = tuple(_readonly(f.inverse()) for f in self._facs)
         self._loc = _location(loc, self._loc_name, K)
-        self._logdet = K._slogdet(self._facs)[1]  # Cholesky factors: sign +1; warned above
+        self._logdet = slogdet_with(K, self._facs)[1]  # Cholesky factors: sign +1; warned above
 
     def _init_args(self) -> tuple:
         return (self._loc, self._scale.factors)

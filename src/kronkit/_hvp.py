@@ -28,6 +28,7 @@ import numpy as np
 from ._calculus import LogQuadGrad, _beta, _check_outputs, _check_q, _empty_batch, _prepare
 from ._checks import as_float, check_scalar
 from ._factor import mode_solve
+from ._kron import factorizations
 from ._vec import mode_apply, to_tensor, unfold
 
 __all__ = ["LogQuadHVP", "log_quad_hvp"]
@@ -169,7 +170,7 @@ def log_quad_hvp(
     if N == 0:  # an empty batch: zeros for a sum, ValueError for a mean
         grad = LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_hvp", True))
         return LogQuadHVP(0.0, grad.factors, np.zeros_like(W), grad)
-    facs = K._factorizations("log_quad_hvp")
+    facs = factorizations(K, "log_quad_hvp")
     sym = all(f.symmetric for f in facs)
 
     def solve(t: np.ndarray, trans: bool) -> np.ndarray:

@@ -556,3 +556,37 @@ def as_kron(K: Any, name: str = "K") -> Kron:
             raise ValueError(f"`{name}` must hold at least one factor, got an empty sequence")
         return Kron(*K)
     raise TypeError(f"`{name}` must be a Kron or a sequence of factor matrices, got {type(K).__name__}")
+
+
+# -- the package's access to a Kron's factorisations (other modules use these, not the
+#    methods' private names) ----------------------------------------------------------------
+def require_square(K: Kron, what: str) -> None:
+    """Raise ``ValueError`` naming the first non-square factor of ``K`` (for ``what``)."""
+    K._require_square(what)
+
+
+def factorization(K: Kron, k: int) -> Factorization:
+    """The cached :class:`Factorization` of factor ``k`` (no checks, no warnings)."""
+    return K._factorization(k)
+
+
+def factorizations(K: Kron, what: str, *, check: bool = True,
+                   warn: bool | None = None) -> list[Factorization]:
+    """Every factor's cached factorisation; see :meth:`Kron._factorizations`."""
+    return K._factorizations(what, check=check, warn=warn)
+
+
+def solve_with(K: Kron, y: np.ndarray, facs: Sequence[Factorization],
+               trans: bool = False) -> np.ndarray:
+    """``K⁻¹ y`` (``trans``: ``K⁻ᵀ y``) with factorisations already checked."""
+    return K._solve(y, facs, trans)
+
+
+def half_solve(K: Kron, y: np.ndarray, facs: Sequence[Factorization]) -> np.ndarray:
+    """``(L1⁻¹ ⊗ ... ⊗ Ld⁻¹) y`` as a tensor (Cholesky factorisations)."""
+    return K._half_solve(y, facs)
+
+
+def slogdet_with(K: Kron, facs: Sequence[Factorization]) -> tuple[float, float]:
+    """``(sign, log|det K|)`` from factorisations already made."""
+    return K._slogdet(facs)

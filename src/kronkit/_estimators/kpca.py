@@ -148,8 +148,8 @@ class SumOfKron:
             return None
         A1, B1 = self._terms[0].factors
         sign = 1.0 if np.trace(A1) >= 0 else -1.0
-        fA = Kron(sign * A1)._factorization(0)
-        fB = Kron(sign * B1)._factorization(0)
+        fA = Factorization(sign * A1, 0)
+        fB = Factorization(sign * B1, 1)
         if fA.kind != "cholesky" or fB.kind != "cholesky":
             return None
         p, q = self.dims
@@ -188,7 +188,7 @@ class SumOfKron:
                     )
                 M = self.to_dense()
                 M = 0.5 * (M + M.T)
-                f = Kron(M)._factorization(0)
+                f = Factorization(M, 0)
                 if f.kind != "cholesky":
                     ev = float(np.linalg.eigvalsh(M)[0])
                     raise NotPositiveDefiniteError(
