@@ -33,6 +33,58 @@ def general(rng: np.random.Generator, n: int, m: int | None = None,
             return A
 
 
+FACTOR_KINDS = ("spd", "general", "general+", "indefinite", "near-spd", "mixed")
+
+
+def factor(rng: np.random.Generator, n: int, kind: str = "spd",
+           cond_cap: float = COND_CAP) -> np.ndarray:
+    """One n×n test factor from the catalogue, condition number below ``cond_cap``.
+
+    ``"spd"``: symmetric positive definite. ``"general"``: non-symmetric. ``"general+"``:
+    non-symmetric with ``det > 0`` (so ``log det`` of a product is defined). ``"indefinite"``:
+    symmetric, not positive definite (LU route on a symmetric matrix). ``"near-spd"``:
+    ``S^{1/2}(I + E)S^{1/2}`` with ``S`` SPD and a skew ``E``, ``‖E‖ ≤ 1/4`` (non-symmetric, but
+    the symmetric part of a product of up to three such factors is positive definite, so
+    ``q = wᵀK⁻¹w > 0`` for every ``w``).
+    """
+    if kind == "spd":
+        return spd(rng, n, cond_cap)
+    if kind == "general":
+        return general(rng, n, cond_cap=cond_cap)
+    if kind == "general+":
+        A = general(rng, n, cond_cap=cond_cap)
+        if np.linalg.det(A) < 0:
+            A[0] *= -1.0  # flips the sign of det A, keeps the conditioning
+        return A
+    if kind == "indefinite":
+        while True:
+            X = rng.standard_normal((n, n))
+            A = X + X.T + (2.0 * np.eye(n) if n == 1 else 0.0)
+            if np.linalg.cond(A) < cond_cap:
+                return A
+    if kind == "near-spd":
+        S = spd(rng, n, cond_cap)
+        if n == 1:
+            return S
+        X = rng.standard_normal((n, n))
+        E = X - X.T
+        E *= 0.25 / np.linalg.norm(E, 2)
+        w, V = np.linalg.eigh(S)
+        half = (V * np.sqrt(w)) @ V.T
+        return half @ (np.eye(n) + E) @ half
+    raise ValueError(f"unknown factor kind {kind!r}; one of {FACTOR_KINDS}")
+
+
+def factors(rng: np.random.Generator, dims, kind: str = "spd",
+            cond_cap: float = COND_CAP) -> list[np.ndarray]:
+    """Test factors of sizes ``dims`` (see :func:`factor`); ``"mixed"`` alternates SPD and
+    general (SPD first)."""
+    if kind == "mixed":
+        return [factor(rng, n, "spd" if k % 2 == 0 else "general", cond_cap)
+                for k, n in enumerate(dims)]
+    return [factor(rng, n, kind, cond_cap) for n in dims]
+
+
 def dense_kron(*factors: np.ndarray) -> np.ndarray:
     """The dense oracle: np.kron(A1, np.kron(A2, ...))."""
     return functools.reduce(np.kron, factors)
