@@ -12,6 +12,7 @@ import functools
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -19,8 +20,8 @@ from scipy.linalg import lapack
 
 from ._errors import IllConditionedWarning, SingularFactorError, warn_at_caller
 
-__all__ = ["Factorization", "eps_of", "frozen", "mode_solve", "rcond_from_factor",
-           "warn_ill_conditioned"]
+__all__ = ["Factorization", "eps_of", "frozen", "kron_logdet", "kron_sign", "mode_solve",
+           "rcond_from_factor", "warn_ill_conditioned"]
 
 
 @functools.cache
@@ -248,3 +249,28 @@ def mode_solve(t: np.ndarray, fac: Factorization, k: int, d: int, *, trans: bool
         x = t.reshape(before, nk, after).transpose(1, 0, 2).reshape(nk, before * after)
         out = solve(x, trans=trans).reshape(nk, before, after).transpose(1, 0, 2)
     return np.ascontiguousarray(out).reshape(t.shape)
+
+
+def kron_logdet(logdets: Sequence[Any], dims: Sequence[int]) -> Any:
+    """``log|det(A_1 ⊗ ... ⊗ A_d)| = Σ_k (P/n_k) log|det A_k|`` with ``P = Π_k n_k``.
+
+    The one statement of the rule: ``logdets[k]`` is ``log|det A_k|`` (a float, or a NumPy, JAX
+    or PyTorch scalar or batch — only ``*`` and ``+`` are used) and ``dims[k] = n_k``.
+    """
+    P = math.prod(int(n) for n in dims)
+    total: Any = 0.0
+    for ld, n in zip(logdets, dims, strict=True):
+        total = total + (P // int(n)) * ld
+    return total
+
+
+def kron_sign(signs: Sequence[float], dims: Sequence[int]) -> float:
+    """``sign det(A_1 ⊗ ... ⊗ A_d) = Π_k sign(det A_k)^(P/n_k)`` (0 if some factor's is 0)."""
+    P = math.prod(int(n) for n in dims)
+    out = 1.0
+    for s, n in zip(signs, dims, strict=True):
+        if s == 0:
+            return 0.0
+        if s < 0 and (P // int(n)) % 2:
+            out = -out
+    return out
