@@ -234,7 +234,8 @@ def _child_white(N: int, p: int, reference: bool) -> None:
     import warnings
 
     import kronkit
-    from kronkit._kpsvd.core import SamplesR, chunk_samples
+    from kronkit._kpsvd.core import SamplesR
+    from kronkit._samples import chunk_samples
 
     count = _count_products()
     X = white_problem(N, p)

@@ -32,7 +32,7 @@ from kronkit import (
     unrearrange,
 )
 from kronkit.cli.nkp import nkp
-from kronkit._kpsvd.core import chunk_samples, samples_matvec, samples_rmatvec
+from kronkit._samples import chunk_samples, col_sandwich, row_sandwich
 
 SHAPES = [  # ((m1, n1), (m2, n2)), rectangular and degenerate ones included
     ((2, 2), (3, 3)),
@@ -507,8 +507,8 @@ def test_samples_chunk_kernels(rng):
     V, U = rng.standard_normal((q, q)), rng.standard_normal((p, p))
     chunks = chunk_samples(X, None, chunk_elements=5 * p * q)  # chunks of 5 samples
     assert len(chunks) == 5
-    assert_close(sum(samples_matvec(c, V) for c in chunks).ravel(), R @ V.ravel())
-    assert_close(sum(samples_rmatvec(c, U) for c in chunks).ravel(), R.T @ U.ravel())
+    assert_close(sum(row_sandwich(c, V) for c in chunks).ravel(), R @ V.ravel())
+    assert_close(sum(col_sandwich(c, U) for c in chunks).ravel(), R.T @ U.ravel())
 
 
 def test_samples_does_not_modify_input(rng):

@@ -22,7 +22,7 @@ from .._dask import is_dask_array
 from .._errors import NotPositiveDefiniteError
 from .._factor import Factorization, mode_solve
 from .._kron import Kron
-from .separable import as_dask_samples, as_samples, chunked_mean
+from .._samples import as_dask_samples, as_samples, chunked_mean
 
 __all__ = ["KroneckerPCAResult", "SumOfKron", "kronecker_pca"]
 

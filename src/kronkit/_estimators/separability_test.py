@@ -36,7 +36,8 @@ from scipy.special import digamma, polygamma
 from .._checks import check_int, check_random_state, check_scalar
 from .._errors import ConvergenceWarning, SingularFactorError
 from .._factor import rcond_from_factor
-from .separable import RCOND_MIN, as_samples, rearrange_covariance
+from .._samples import as_samples
+from .separable import RCOND_MIN, rearrange_covariance
 
 __all__ = ["SEPARABILITY_TEST_MAX_P", "SeparabilityTestResult", "separability_test"]
 

@@ -33,8 +33,8 @@ symmetric rank-k update; an iteration costs ``O(N·p·q·(p+q) + p³ + q³)`` ag
 ``O(N·P² + P³)`` of the same iteration written with ``np.kron(A, B)``.
 
 Chunked data. Each statistic is a sum over observations, computed by a per-chunk kernel
-(:func:`_row_stat`, :func:`_col_stat`, :func:`_delta_kernel` on residuals in ``(p, n, q)``
-layout). In memory (:class:`_InMemorySamples`) the whole data set is one chunk; for a
+(``row_gram``, ``col_gram``, ``delta_kernel`` of :mod:`kronkit._samples` on residuals in
+``(p, n, q)`` layout). In memory (:class:`_InMemorySamples`) the whole data set is one chunk; for a
 ``dask.array`` (:class:`_DaskSamples`) the kernels run where the chunks live and only the
 p×p / q×q sums travel, reduced in a tree. The iteration is the same either way. A flip-flop
 sweep is two passes over chunked data, because the column statistic ``Σ E_iᵀA⁻¹E_i`` needs
@@ -56,10 +56,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _checks
-from .._checks import as_float, check_dense_size, check_scalar, non_finite_error
-from .._dask import add_nested, concat_chunks, is_dask_array, row_chunks, tree_reduce_chunks
+from .._checks import check_dense_size, check_scalar, non_finite_error
+from .._dask import add_nested, concat_chunks, is_dask_array, tree_reduce_chunks
 from .._errors import ConvergenceWarning, NotPositiveDefiniteError, SingularFactorError
 from .._kron import Kron
+from .._samples import (
+    as_dask_samples,
+    as_samples,
+    chunked_mean,
+    col_gram,
+    combine_scans,
+    delta_kernel,
+    layout,
+    row_gram,
+    scan_chunk,
+    second_moment,
+)
 
 __all__ = [
     "SeparableMLEResult",
@@ -131,79 +143,6 @@ class SeparableMLEResult(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------
-def _parse_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
-    try:
-        vals = tuple(shape)
-    except TypeError as exc:
-        raise TypeError(f"`{name}` must be a pair of positive ints (p, q), got {shape!r}") from exc
-    if len(vals) != 2 or not all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in vals
-    ):
-        raise TypeError(f"`{name}` must be a pair of positive ints (p, q), got {shape!r}")
-    p, q = (int(v) for v in vals)
-    if p < 1 or q < 1:
-        raise ValueError(f"`{name}` must be a pair of positive ints (p, q), got {shape!r}")
-    return p, q
-
-
-def _sample_shape(arr_shape: tuple[int, ...], shape: Any, name: str) -> tuple[int, int, int]:
-    """The ``(N, p, q)`` that samples of shape ``arr_shape`` stand for (rules in as_samples)."""
-    arr_shape = tuple(int(v) for v in arr_shape)
-    if len(arr_shape) == 3:
-        if shape is not None and _parse_shape(shape) != arr_shape[1:]:
-            raise ValueError(
-                f"`shape` {tuple(shape)!r} does not match `{name}` of shape {arr_shape} "
-                f"(expected shape=None or {arr_shape[1:]})"
-            )
-        out = arr_shape
-    elif len(arr_shape) == 2:
-        P = arr_shape[1]
-        p, q = (P, 1) if shape is None else _parse_shape(shape)
-        if p * q != P:
-            raise ValueError(
-                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
-                f"{arr_shape}"
-            )
-        out = (arr_shape[0], p, q)
-    else:
-        raise ValueError(
-            f"`{name}` must have shape (N, p, q), or (N, P) with `shape=(p, q)`, got shape "
-            f"{arr_shape}"
-        )
-    if min(out) == 0:
-        raise ValueError(f"`{name}` must hold at least one non-empty observation, got shape "
-                         f"{arr_shape}")
-    return out
-
-
-def as_samples(X: Any, shape: Any = None, name: str = "X") -> np.ndarray:
-    """Validate samples: a C-contiguous float64 array of shape (N, p, q) (read-only use).
-
-    ``X`` of shape (N, p, q) is taken as is (``shape``, if given, must equal ``(p, q)``);
-    ``X`` of shape (N, P) needs ``shape=(p, q)`` with ``p·q = P`` — or, with ``shape=None``,
-    is read as ``(p, q) = (P, 1)``: an unstructured covariance (``A`` is P×P, ``B`` = [[1]]).
-    """
-    arr = as_float(X, name, dtype=np.float64)
-    dims = _sample_shape(arr.shape, shape, name)
-    return np.ascontiguousarray(arr.reshape(dims), dtype=np.float64)  # may share memory with `X`
-
-
-def as_dask_samples(X: Any, shape: Any = None, name: str = "X") -> Any:
-    """Validate samples given as a dask array: shape (N, p, q), chunked along N only.
-
-    Same shape rules as :func:`as_samples`; chunks along the other axes are merged (a rechunk
-    in the graph, nothing computed). Values (NaN/Inf) are checked by the first pass.
-    """
-    kind = X.dtype.kind
-    if kind == "c":
-        raise TypeError(f"`{name}` is complex ({X.dtype}); the estimators take real data")
-    if kind not in "biuf":
-        raise TypeError(f"`{name}` must be a real numeric array, got dtype {X.dtype}")
-    Xr = row_chunks(X, name) if X.ndim in (2, 3) else X  # rejects unknown chunk sizes first
-    dims = _sample_shape(Xr.shape, shape, name)
-    return Xr if Xr.ndim == 3 else Xr.reshape(dims)
-
-
 def existence_threshold(p: int, q: int) -> float:
     """``max(p/q, q/p)``: the Gaussian MLE of ``A⊗B`` exists (a.s.) for ``n > threshold``.
 
@@ -342,72 +281,11 @@ def _inv_lower(f: _Chol) -> np.ndarray:
 
 
 # -- per-chunk statistics: the in-memory path is the one-chunk case ----------------------
-def _layout(X: np.ndarray, M: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
-    """Samples ``X`` (n, p, q) as residuals ``√w_i (X_i − M)`` in a contiguous ``(p, n, q)`` array.
-
-    In this layout each statistic below is one GEMM on a ``(p·n, q)`` or ``(p, n·q)`` view and
-    one symmetric rank-k update — no further copies. One allocation of ``n·p·q`` float64.
-    """
-    n, p, q = X.shape
-    out = np.empty((p, n, q))
-    src = X.transpose(1, 0, 2)
-    if M is None:
-        out[...] = src
-    else:
-        np.subtract(src, M[:, None, :], out=out)
-    if w is not None:
-        out *= np.sqrt(w)[None, :, None]
-    return out
-
-
-def _row_stat(Et: np.ndarray, LBi: np.ndarray) -> np.ndarray:
-    """``Σ_i E_i B⁻¹ E_iᵀ = Σ_i (E_i L_B⁻ᵀ)(E_i L_B⁻ᵀ)ᵀ`` (p×p) for ``Et`` in (p, n, q) layout.
-
-    ``LBi = L_B⁻¹``. Cost ``n·p·q·(p+q)`` multiply-adds (one GEMM, one rank-k update).
-    """
-    p, n, q = Et.shape
-    Fm = (Et.reshape(p * n, q) @ LBi.T).reshape(p, n * q)  # rows of E_i L_B^{-T}
-    return Fm @ Fm.T
-
-
-def _col_stat(Et: np.ndarray, LAi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``Σ_i E_iᵀ A⁻¹ E_i = Σ_i G_iᵀ G_i`` (q×q) with ``G_i = L_A⁻¹ E_i``; also ``G`` (p, n, q)."""
-    p, n, q = Et.shape
-    G = LAi @ Et.reshape(p, n * q)
-    Gm = G.reshape(p * n, q)
-    return Gm.T @ Gm, G.reshape(p, n, q)
-
-
-def _delta_kernel(G: np.ndarray, LBi: np.ndarray) -> np.ndarray:
-    """``δ_i = ‖G_i L_B⁻ᵀ‖_F² = tr(A⁻¹ E_i B⁻¹ E_iᵀ)`` from ``G_i = L_A⁻¹ E_i`` (p, n, q); shape (n,)."""
-    p, n, q = G.shape
-    H = (G.reshape(p * n, q) @ LBi.T).reshape(p, n, q)
-    return np.einsum("anb,anb->n", H, H)
-
-
-def _scan_chunk(block: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(Σ_i X_i, number of non-finite entries)`` of a chunk (n, p, q)."""
-    b = np.asarray(block, dtype=np.float64)
-    bad = int(b.size - np.count_nonzero(np.isfinite(b)))
-    return b.sum(axis=0), bad
-
-
-def _scan_max_chunk(block: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
-    """``(Σ_i X_i, number of non-finite entries, max_i |X_i|)`` of a chunk (n, p, q)."""
-    b = np.asarray(block, dtype=np.float64)
-    total, bad = _scan_chunk(b)
-    return total, bad, np.max(np.abs(b), axis=0)
-
-
-def _combine_scan(a: tuple, b: tuple) -> tuple:
-    return a[0] + b[0], a[1] + b[1], np.maximum(a[2], b[2])
-
-
 def _row_chunk(block: np.ndarray, w: np.ndarray | None, *, M: np.ndarray, LBi: np.ndarray,
                with_mean: bool) -> Any:
     """Row statistic of one chunk; with ``with_mean`` also ``Σ w_i`` and ``Σ w_i (X_i − M)``."""
-    Et = _layout(block, M, w)
-    S = _row_stat(Et, LBi)
+    Et = layout(block, M, w)
+    S = row_gram(Et, LBi)
     if not with_mean or w is None:
         return S
     return S, float(np.sum(w)), np.einsum("anb,n->ab", Et, np.sqrt(w))
@@ -415,24 +293,19 @@ def _row_chunk(block: np.ndarray, w: np.ndarray | None, *, M: np.ndarray, LBi: n
 
 def _col_chunk(block: np.ndarray, w: np.ndarray | None, *, M: np.ndarray,
                LAi: np.ndarray) -> np.ndarray:
-    return _col_stat(_layout(block, M, w), LAi)[0]
+    return col_gram(layout(block, M, w), LAi)[0]
 
 
 def _delta_chunk(block: np.ndarray, *, M: np.ndarray, LAi: np.ndarray,
                  LBi: np.ndarray) -> np.ndarray:
-    return _delta_kernel(_col_stat(_layout(block, M), LAi)[1], LBi)
-
-
-def _moment_chunk(block: np.ndarray, *, M: np.ndarray) -> np.ndarray:
-    """``Σ_i vec(X_i − M) vec(X_i − M)ᵀ`` (P×P) of one chunk."""
-    E = (np.asarray(block, dtype=np.float64) - M).reshape(block.shape[0], -1)
-    return E.T @ E
+    return delta_kernel(col_gram(layout(block, M), LAi)[1], LBi)
 
 
 class _InMemorySamples:
     """Observations held in memory: the whole data set is one chunk.
 
-    The residuals ``E_i = X_i − M`` are laid out once in ``(p, N, q)`` layout (:func:`_layout`);
+    The residuals ``E_i = X_i − M`` are laid out once in ``(p, N, q)`` layout
+    (:func:`kronkit._samples.layout`);
     the t model also keeps the raw data in that layout (its weighted mean moves) and the
     weighted residuals ``√w_i E_i``. Every statistic is the per-chunk kernel on the whole array.
     """
@@ -444,7 +317,7 @@ class _InMemorySamples:
         # raw data in (p, N, q) layout (t model only), residuals, weighted residuals: arrays,
         # or None where the route does not use them
         self._Xt: Any = np.ascontiguousarray(X.transpose(1, 0, 2)) if weighted else None
-        self._E: Any = _layout(X, self.M) if laid_out else None
+        self._E: Any = layout(X, self.M) if laid_out else None
         self._Es: Any = self._E
         self._w: np.ndarray | None = None
         self._keep_G = weighted
@@ -462,39 +335,31 @@ class _InMemorySamples:
 
     def row_stat(self, LBi: np.ndarray) -> np.ndarray:
         """``Σ_i w_i (X_i − M) B⁻¹ (X_i − M)ᵀ`` (p×p)."""
-        return _row_stat(self._Es, LBi)
+        return row_gram(self._Es, LBi)
 
     def col_stat(self, LAi: np.ndarray) -> np.ndarray:
         """``Σ_i w_i (X_i − M)ᵀ A⁻¹ (X_i − M)`` (q×q)."""
-        S, G = _col_stat(self._Es, LAi)
+        S, G = col_gram(self._Es, LAi)
         self._LAi = LAi
         self._G = G if self._keep_G else None
         return S
 
     def delta(self, LBi: np.ndarray) -> np.ndarray:
         """``δ_i`` (N,) for the row factor of the last :meth:`col_stat` and ``B = L_B L_Bᵀ``."""
-        G = self._G if self._G is not None else _col_stat(self._Es, self._LAi)[1]
+        G = self._G if self._G is not None else col_gram(self._Es, self._LAi)[1]
         self._G = None
-        d = _delta_kernel(G, LBi)  # δ_i·w_i for the weighted residuals
+        d = delta_kernel(G, LBi)  # δ_i·w_i for the weighted residuals
         return d / self._w if self._w is not None else d
 
     def delta_at(self, M: np.ndarray, LAi: np.ndarray, LBi: np.ndarray) -> np.ndarray:
         """``δ_i`` (N,) at location ``M`` and factors ``A = L_A L_Aᵀ``, ``B = L_B L_Bᵀ`` (t only)."""
         p, n, q = self._Xt.shape
         E = self._Xt - M[:, None, :]
-        return _delta_kernel((LAi @ E.reshape(p, n * q)).reshape(p, n, q), LBi)
+        return delta_kernel((LAi @ E.reshape(p, n * q)).reshape(p, n, q), LBi)
 
     def second_moment(self) -> np.ndarray:
         """``Σ_i vec(X_i − M) vec(X_i − M)ᵀ`` (P×P)."""
-        return _moment_chunk(self._X, M=self.M)
-
-
-def chunked_mean(X: Any, name: str = "X") -> np.ndarray:
-    """``Σ_i X_i / N`` of a dask array (N, p, q) in one pass, which also rejects NaN/Inf."""
-    total, bad = tree_reduce_chunks(X, _scan_chunk, add_nested, name=name)
-    if bad:
-        raise non_finite_error(name, bad)
-    return total / X.shape[0]
+        return second_moment(self._X, self.M)
 
 
 class _DaskSamples:
@@ -554,7 +419,7 @@ class _DaskSamples:
 
     def second_moment(self) -> np.ndarray:
         self.passes += 1
-        return tree_reduce_chunks(self.X, functools.partial(_moment_chunk, M=self.M), add_nested)
+        return tree_reduce_chunks(self.X, functools.partial(second_moment, mean=self.M), add_nested)
 
 
 def _sweep(data: Any, fB: _Chol, it: int):
@@ -1231,7 +1096,7 @@ def separable_mle(
     route = _choose_method(method, distribution, p, q, chunked)
     assume_centered = bool(assume_centered)
     if chunked:  # one pass: mean, NaN/Inf check and the scales
-        total, bad, T = tree_reduce_chunks(Xs, _scan_max_chunk, _combine_scan, name="X")
+        total, bad, _, T = tree_reduce_chunks(Xs, scan_chunk, combine_scans, name="X")
         if bad:
             raise non_finite_error("X", bad)
         r, c = _unit_scales(T)

@@ -25,8 +25,9 @@ import numpy as np
 from .._checks import check_finite
 from .._dask import is_dask_array
 from .._kron import Kron
+from .._samples import as_dask_samples, parse_shape
 from .kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
-from .separable import _parse_shape, as_dask_samples, separable_mle
+from .separable import separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
     from sklearn.base import BaseEstimator as _BaseEstimator
@@ -85,12 +86,12 @@ class _MatrixSamplesMixin:
         N, P = X2.shape
         if reset:
             if dims3 is not None:
-                if shape is not None and _parse_shape(shape) != dims3:
+                if shape is not None and parse_shape(shape) != dims3:
                     raise ValueError(f"`shape` {tuple(shape)!r} does not match `X` of shape "
                                      f"{(N, *dims3)} (expected shape=None or {dims3})")
                 dims = dims3
             elif shape is not None:
-                dims = _parse_shape(shape)
+                dims = parse_shape(shape)
                 if dims[0] * dims[1] != P:
                     raise ValueError(f"`shape` {dims} needs rows of length p*q = "
                                      f"{dims[0] * dims[1]}, but `X` has shape {X2.shape}")

@@ -14,7 +14,7 @@ The classes are :class:`DenseR` (an explicit ndarray or scipy sparse matrix), :c
 ``scipy.sparse.linalg.LinearOperator`` M), :class:`SamplesR` (the sample covariance of matrix
 samples, never formed) and :class:`ProjectedR` (``Q_A^T R Q_B`` for orthonormal bases of a
 linear structure). Any object with the same attributes (for example a dask-backed samples
-operator built from :func:`samples_matvec` / :func:`samples_rmatvec`) works with
+operator built from :func:`kronkit._samples.row_sandwich` / :func:`~kronkit._samples.col_sandwich`) works with
 :func:`top_svd`.
 """
 
@@ -31,6 +31,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .._errors import ConvergenceWarning
+from .._samples import col_sandwich, cross_gram, layout, row_sandwich
 
 # ----------------------------------------------------------------------------------------
 # shapes
@@ -229,57 +230,12 @@ class OperatorR:
 
 # -- samples ------------------------------------------------------------------------------
 
-SAMPLE_CHUNK_ELEMENTS = 1 << 22  # about 32 MB of float64 per chunk
-
-
-def samples_layout(X: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
-    """Samples ``X`` of shape ``(n, p, q)`` minus ``mean`` as a contiguous ``(p, n, q)`` array.
-
-    The kernels :func:`samples_matvec` and :func:`samples_rmatvec` take this layout: both
-    products are then single GEMMs with no further copies. One allocation of ``n·p·q``.
-    """
-    n, p, q = X.shape
-    out = np.empty((p, n, q), dtype=np.float64)
-    src = X.transpose(1, 0, 2)
-    if mean is None:
-        out[...] = src
-    else:
-        np.subtract(src, mean[:, None, :], out=out)
-    return out
-
-
-def samples_matvec(Xt: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """``Σ_n X_n V X_n^T`` (p×p, unnormalised) for a batch ``Xt`` in ``(p, n, q)`` layout.
-
-    ``V`` is ``(q, q)``. Two GEMMs, ``2·n·p·q·(p+q)`` flops, workspace ``n·p·q``. With
-    ``M = Σ_n vec(X_n) vec(X_n)^T`` this is ``R(M) vec(V)`` (reshaped), a per-chunk partial sum.
-    """
-    p, n, q = Xt.shape
-    Z = Xt.reshape(p * n, q) @ V  # Z[a, n, d] = (X_n V)[a, d]
-    return Z.reshape(p, n * q) @ Xt.reshape(p, n * q).T
-
-
-def samples_rmatvec(Xt: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """``Σ_n X_n^T U X_n`` (q×q, unnormalised) for a batch ``Xt`` in ``(p, n, q)`` layout.
-
-    ``U`` is ``(p, p)``; this is ``R(M)^T vec(U)`` (reshaped). Two GEMMs, workspace ``n·p·q``.
-    """
-    p, n, q = Xt.shape
-    W = (U @ Xt.reshape(p, n * q)).reshape(p * n, q)  # W[a, n, d] = (U X_n)[a, d]
-    return Xt.reshape(p * n, q).T @ W
-
-
-def samples_gram(Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
-    """Cross Gram block ``G[n, m] = <X_n, X_m>`` for two batches in ``(p, n, q)`` layout."""
-    return np.tensordot(Xa, Xb, axes=([0, 2], [0, 2]))
-
-
 class SamplesR:
     """``R(M)`` for ``M = (1/N) Σ_n vec(X_n) vec(X_n)^T`` (``X_n`` already centred), never formed.
 
     ``R(M) = (1/N) Σ_n X_n ⊗ X_n`` (``p²×q²``); ``R vec(V) = vec((1/N) Σ X_n V X_n^T)`` and
     ``R^T vec(U) = vec((1/N) Σ X_n^T U X_n)``. The samples are held as chunks of ``(p, c, q)``
-    layout (see :func:`samples_layout`); each product is two GEMMs per chunk, cost
+    layout (see :func:`kronkit._samples.layout`); each product is two GEMMs per chunk, cost
     ``O(N·p·q·(p+q))``, memory ``O(N·p·q + p² + q²)``.
     """
 
@@ -300,10 +256,10 @@ class SamplesR:
             return self._one(x.real, left) + 1j * self._one(x.imag, left)
         if left:
             V = x.reshape(self.q, self.q)
-            acc = sum(samples_matvec(c, V) for c in self.chunks)
+            acc = sum(row_sandwich(c, V) for c in self.chunks)
         else:
             U = x.reshape(self.p, self.p)
-            acc = sum(samples_rmatvec(c, U) for c in self.chunks)
+            acc = sum(col_sandwich(c, U) for c in self.chunks)
         return np.ravel(acc) / self.n_total
 
     def matmat(self, X: np.ndarray) -> np.ndarray:
@@ -325,7 +281,7 @@ class SamplesR:
             if self.n_total <= P:
                 for i, a in enumerate(self.chunks):
                     for j in range(i, len(self.chunks)):
-                        g = samples_gram(a, self.chunks[j])
+                        g = cross_gram(a, self.chunks[j])
                         total += (1.0 if i == j else 2.0) * float(np.vdot(g, g))
             else:
                 C = np.zeros((P, P))
@@ -344,8 +300,8 @@ def _chunk_products(block: np.ndarray, *, mean: np.ndarray | None, mats: np.ndar
     ``block`` is ``(n, p, q)``; ``mats`` is ``(k, q, q)`` or ``(k, p, p)``; returns ``(k, p, p)``
     or ``(k, q, q)``, unnormalised. The same kernels as :class:`SamplesR`.
     """
-    Xt = samples_layout(np.asarray(block, dtype=np.float64), mean)
-    kernel = samples_matvec if left else samples_rmatvec
+    Xt = layout(np.asarray(block, dtype=np.float64), mean)
+    kernel = row_sandwich if left else col_sandwich
     return np.stack([kernel(Xt, V) for V in mats])
 
 
@@ -355,7 +311,7 @@ class ChunkedSamplesR:
     Same products as :class:`SamplesR`, ``R vec(V) = vec((1/N) Σ_n X_n V X_n^T)`` and
     ``R^T vec(U) = vec((1/N) Σ_n X_n^T U X_n)``, but each block product (all columns of ``X``
     at once) is **one pass** over the data: every chunk is centred and laid out where it lives
-    (:func:`samples_layout`), its partial sums come back (``k`` matrices of p×p or q×q) and are
+    (:func:`kronkit._samples.layout`), its partial sums come back (``k`` matrices of p×p or q×q) and are
     added in a tree (:func:`kronkit._dask.tree_reduce_chunks`). ``sqnorm`` is given by the
     caller (``None`` when not computed). ``passes`` counts the passes made.
     """
@@ -396,14 +352,6 @@ class ChunkedSamplesR:
 
     def rmatmat(self, Y: np.ndarray) -> np.ndarray:
         return self._pass(np.asarray(Y), False)  # R is real, so R^H = R^T
-
-
-def chunk_samples(X: np.ndarray, mean: np.ndarray | None,
-                  chunk_elements: int = SAMPLE_CHUNK_ELEMENTS) -> list[np.ndarray]:
-    """Split samples ``(N, p, q)`` into centred ``(p, c, q)`` chunks of about ``chunk_elements``."""
-    N, p, q = X.shape
-    c = max(1, min(N, chunk_elements // max(1, p * q)))
-    return [samples_layout(X[s : s + c], mean) for s in range(0, N, c)]
 
 
 class ProjectedR:

@@ -29,6 +29,7 @@ from .._checks import as_float, check_int, non_finite_error
 from .._dask import is_dask_array
 from .._errors import ConvergenceWarning, StructureWarning
 from .._kron import Kron
+from .._samples import chunk_samples, combine_scans, scan_chunk, second_moment
 from .core import (
     DEFAULT_TOL,
     ChunkedSamplesR,
@@ -37,7 +38,6 @@ from .core import (
     OperatorR,
     SamplesR,
     check_method,
-    chunk_samples,
     full_is_cheaper,
     linear_basis,
     parse_shapes,
@@ -1000,26 +1000,6 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
 CHUNKED_NORM_MAX_P = 1024
 
 
-def _scan_block(block: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """``(Σ_n X_n, number of non-finite entries, min)`` of one chunk (n, p, q)."""
-    b = np.asarray(block, dtype=np.float64)
-    bad = int(b.size - np.count_nonzero(np.isfinite(b)))
-    return b.sum(axis=0), bad, float(b.min()) if b.size else math.inf
-
-
-def _scan_combine(a, b):
-    return a[0] + b[0], a[1] + b[1], min(a[2], b[2])
-
-
-def _gram_block(block: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    """``Σ_n vec(X_n − mean) vec(X_n − mean)^T`` (P×P) of one chunk."""
-    E = np.asarray(block, dtype=np.float64)
-    if mean is not None:
-        E = E - mean
-    E = E.reshape(E.shape[0], -1)
-    return E.T @ E
-
-
 def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, random_state: Any,
                            tol: float, structure: Any, maxiter: int | None,
                            mean: np.ndarray | None = None) -> KPSVDResult:
@@ -1043,7 +1023,7 @@ def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, rand
     if not center:
         mean = None
     if (center and mean is None) or level == "nonnegative":  # one pass: mean, NaN/Inf, min
-        total, bad, xmin = tree_reduce_chunks(Xd, _scan_block, _scan_combine)
+        total, bad, xmin, _ = tree_reduce_chunks(Xd, scan_chunk, combine_scans)
         if bad:
             raise non_finite_error("X", bad)
         if level == "nonnegative" and (center or xmin < 0):
@@ -1052,7 +1032,7 @@ def _kpsvd_samples_chunked(X: Any, rank: int, *, center: bool, method: str, rand
         mean = total / N if center else None
     sq = None
     if p * q <= CHUNKED_NORM_MAX_P:
-        C = tree_reduce_chunks(Xd, partial(_gram_block, mean=mean), np.add)
+        C = tree_reduce_chunks(Xd, partial(second_moment, mean=mean), np.add)
         sq = float(np.vdot(C, C)) / float(N) ** 2
         if not math.isfinite(sq):
             raise ValueError("`X` contains NaN or Inf (its sample covariance is not finite)")
