@@ -29,7 +29,6 @@ from ._errors import StructureWarning as StructureWarning
 from ._estimators import KroneckerPCAResult as KroneckerPCAResult
 from ._estimators import SeparabilityTestResult as SeparabilityTestResult
 from ._estimators import SeparableMLEResult as SeparableMLEResult
-from ._estimators import SumOfKron as SumOfKron
 from ._estimators import kronecker_pca as kronecker_pca
 from ._estimators import separability_test as separability_test
 from ._estimators import separable_mle as separable_mle
@@ -45,6 +44,7 @@ from ._kpsvd import nearest_kron as nearest_kron
 from ._kpsvd import rearrange as rearrange
 from ._kpsvd import unrearrange as unrearrange
 from ._kron import Kron as Kron
+from ._sum_kron import SumOfKron as SumOfKron
 
 # The scikit-learn estimators are imported on first use, so that ``import kronkit`` does not
 # import scikit-learn (an optional dependency: ``pip install kronkit[sklearn]``).

@@ -26,7 +26,8 @@ from .._checks import check_finite
 from .._dask import is_dask_array
 from .._kron import Kron
 from .._samples import as_dask_samples, parse_shape
-from .kpca import KroneckerPCAResult, SumOfKron, kronecker_pca
+from .._sum_kron import SumOfKron
+from .kpca import KroneckerPCAResult, kronecker_pca
 from .separable import separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes

@@ -1,0 +1,249 @@
+r"""Sums of Kronecker products ``M = Σ_k A_k⊗B_k`` as operators (never formed densely).
+
+The covariance Kronecker PCA returns, and the home of the exact closed forms for sums of
+Kronecker products: for two terms with the first symmetric positive definite and the second
+symmetric, the simultaneous diagonalisation ``A_1^{-1/2} A_2 A_1^{-1/2} = U diag(c) Uᵀ`` (and
+likewise for ``B``) gives ``M = (W_A⊗W_B) diag(1 + c_i d_j) (W_A⊗W_B)ᵀ``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._checks import as_float
+from ._errors import NotPositiveDefiniteError
+from ._factor import Factorization, mode_solve
+from ._kron import Kron
+
+__all__ = ["DENSE_MAX_P", "SumOfKron"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+#: Sums of three or more Kronecker terms are factorised densely (O(P³)) up to this P.
+DENSE_MAX_P = 4096
+
+
+class _Whitened(NamedTuple):
+    """``Σ = (W_A⊗W_B) diag(vec lam) (W_A⊗W_B)ᵀ`` with ``W_A = L_A U``, ``W_B = L_B V``."""
+
+    fA: Factorization
+    fB: Factorization
+    U: np.ndarray
+    V: np.ndarray
+    lam: np.ndarray  # (p, q)
+    logdet: float
+
+
+class SumOfKron:
+    r"""A sum of Kronecker products ``M = Σ_k A_k⊗B_k`` as an operator (never formed densely).
+
+    Parameters
+    ----------
+    terms : sequence of Kron, or of (A_k, B_k) pairs
+        At least one term; every term has two square factors of the same shapes
+        ``(p, p)`` and ``(q, q)``. Stored as :class:`~kronkit.Kron` (copied, read-only).
+
+    Notes
+    -----
+    ``matvec`` costs O(r·P·(p+q)) per row. :meth:`logdet`, :meth:`inv_quad` and
+    :meth:`logpdf` (a Gaussian with covariance ``M``) need ``M`` positive definite and use:
+
+    * ``r ≤ 2`` with the first term's factors symmetric positive definite (after a common
+      sign flip) and the second term's symmetric: the simultaneous diagonalisation
+      ``A_1⁻½A_2A_1⁻½ = U diag(c) Uᵀ``, ``B_1⁻½B_2B_1⁻½ = V diag(d) Vᵀ``, so
+      ``M = (L_AU⊗L_BV)(I + diag(c)⊗diag(d))(L_AU⊗L_BV)ᵀ`` — O(p³ + q³) once and
+      O(P·(p+q)) per row;
+    * otherwise the dense P×P matrix and its Cholesky factor, O(P³), for ``P ≤ DENSE_MAX_P``
+      (4096); larger ``P`` raises ``ValueError``.
+
+    Dense equivalent: ``sum(np.kron(A_k, B_k) for k ...)``.
+    """
+
+    def __init__(self, terms: Sequence[Any]):
+        if isinstance(terms, Kron):
+            terms = [terms]
+        try:
+            items = list(terms)
+        except TypeError as exc:
+            raise TypeError(f"`terms` must be a sequence of Kron or (A, B) pairs, got "
+                            f"{type(terms).__name__}") from exc
+        if not items:
+            raise ValueError("`terms` must hold at least one term, got none")
+        out: list[Kron] = []
+        for k, t in enumerate(items):
+            K = t if isinstance(t, Kron) else Kron(*t)
+            if K.n_factors != 2 or not K.is_square:
+                raise ValueError(f"`terms[{k}]` must have two square factors, got {K!r}")
+            if out and K.col_dims != out[0].col_dims:
+                raise ValueError(f"`terms[{k}]` has factor sizes {K.col_dims}, expected "
+                                 f"{out[0].col_dims} like terms[0]")
+            out.append(K)
+        self._terms: tuple[Kron, ...] = tuple(out)
+        self._structure: Any = None
+
+    # -- attributes ---------------------------------------------------------------------
+    @property
+    def terms(self) -> tuple[Kron, ...]:
+        """The terms ``A_k⊗B_k`` as :class:`~kronkit.Kron` operators."""
+        return self._terms
+
+    @property
+    def n_terms(self) -> int:
+        return len(self._terms)
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        """``(p, q)``."""
+        return self._terms[0].col_dims  # type: ignore[return-value]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._terms[0].shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        p, q = self.dims
+        return f"SumOfKron({self.n_terms} term(s) of {p}×{p} ⊗ {q}×{q}, shape={self.shape})"
+
+    # -- products -----------------------------------------------------------------------
+    def matvec(self, Y: Any) -> np.ndarray:
+        """``M @ y`` for rows ``Y`` of shape ``(..., P)``: ``Σ_k (A_k⊗B_k) y``."""
+        out = self._terms[0].matvec(Y)
+        for K in self._terms[1:]:
+            out = out + K.matvec(Y)
+        return out
+
+    def __matmul__(self, Y: Any) -> np.ndarray:
+        return self.matvec(Y)
+
+    def to_dense(self) -> np.ndarray:
+        """``Σ_k np.kron(A_k, B_k)`` (allocates P×P)."""
+        out = self._terms[0].to_dense()
+        for K in self._terms[1:]:
+            out = out + K.to_dense()
+        return out
+
+    def trace(self) -> float:
+        """``Σ_k tr A_k · tr B_k``."""
+        return float(sum(K.trace() for K in self._terms))
+
+    def diag(self) -> np.ndarray:
+        """The diagonal (length P)."""
+        return sum(K.diag() for K in self._terms)  # type: ignore[return-value]
+
+    # -- Gaussian quantities --------------------------------------------------------------
+    def _whitened(self) -> _Whitened | None:
+        """The simultaneous-diagonalisation form for r ≤ 2, or None if it does not apply."""
+        if self.n_terms > 2:
+            return None
+        A1, B1 = self._terms[0].factors
+        sign = 1.0 if np.trace(A1) >= 0 else -1.0
+        fA = Factorization(sign * A1, 0)
+        fB = Factorization(sign * B1, 1)
+        if fA.kind != "cholesky" or fB.kind != "cholesky":
+            return None
+        p, q = self.dims
+        if self.n_terms == 1:
+            U, V = np.eye(p), np.eye(q)
+            c, d = np.zeros(p), np.zeros(q)
+        else:
+            A2, B2 = self._terms[1].factors
+            if not (_is_symmetric(A2) and _is_symmetric(B2)):
+                return None
+            CA = _congruence(fA, A2)
+            CB = _congruence(fB, B2)
+            c, U = np.linalg.eigh(CA)
+            d, V = np.linalg.eigh(CB)
+        lam = 1.0 + np.outer(c, d)
+        if not np.all(lam > 0):
+            raise NotPositiveDefiniteError(
+                f"the sum of Kronecker terms is not positive definite: its eigenvalues relative to "
+                f"the first term, 1 + c_i·d_j, reach {lam.min():.6g} <= 0"
+            )
+        logdet = q * fA.slogdet()[1] + p * fB.slogdet()[1] + float(np.sum(np.log(lam)))
+        return _Whitened(fA, fB, U, V, lam, logdet)
+
+    def _factorize(self) -> Any:
+        if self._structure is None:
+            w = self._whitened()
+            if w is not None:
+                self._structure = w
+            else:
+                P = self.shape[0]
+                if P > DENSE_MAX_P:
+                    raise ValueError(
+                        f"the log-determinant and solves of a sum of {self.n_terms} Kronecker "
+                        f"terms need the dense P×P matrix here; P = {P} exceeds DENSE_MAX_P = "
+                        f"{DENSE_MAX_P} (use n_terms <= 2)"
+                    )
+                M = self.to_dense()
+                M = 0.5 * (M + M.T)
+                f = Factorization(M, 0)
+                if f.kind != "cholesky":
+                    ev = float(np.linalg.eigvalsh(M)[0])
+                    raise NotPositiveDefiniteError(
+                        f"the sum of {self.n_terms} Kronecker terms is not positive definite "
+                        f"(smallest eigenvalue {ev:.6g})"
+                    )
+                self._structure = f
+        return self._structure
+
+    @property
+    def is_positive_definite(self) -> bool:
+        """Whether ``M`` is symmetric positive definite (factorises it if needed)."""
+        try:
+            self._factorize()
+        except NotPositiveDefiniteError:
+            return False
+        return True
+
+    def logdet(self) -> float:
+        """``log det M`` (``M`` positive definite; NotPositiveDefiniteError otherwise)."""
+        s = self._factorize()
+        if isinstance(s, _Whitened):
+            return s.logdet
+        return s.slogdet()[1]
+
+    def inv_quad(self, Y: Any) -> Any:
+        """``yᵀ M⁻¹ y`` for rows ``Y`` of shape (P,) or (N, P); O(P·(p+q)) per row (r ≤ 2)."""
+        arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
+        P = self.shape[0]
+        if arr.shape[-1] != P:
+            raise ValueError(f"`Y` must have length {P} in its last axis, got shape {arr.shape}")
+        single = arr.ndim == 1
+        W = arr.reshape(-1, P)
+        s = self._factorize()
+        if isinstance(s, _Whitened):
+            p, q = self.dims
+            T = mode_solve(W.reshape(-1, p, q), s.fA, 0, 2, tri=True)
+            T = mode_solve(T, s.fB, 1, 2, tri=True)
+            Z = s.U.T @ T @ s.V  # (N, p, q)
+            out = np.einsum("nij,nij->n", Z * (1.0 / s.lam), Z)
+        else:
+            Z = s.tri_solve(W.T)
+            out = np.einsum("ij,ij->j", Z, Z)
+        return float(out[0]) if single else out
+
+    def logpdf(self, Y: Any, mean: Any = None) -> Any:
+        """Gaussian ``log N(y; μ, M) = −½(P log 2π + log det M + (y−μ)ᵀM⁻¹(y−μ))``."""
+        arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
+        if mean is not None:
+            arr = arr - as_float(mean, "mean", ndim=1, dtype=np.float64)
+        return -0.5 * (self.shape[0] * _LOG_2PI + self.logdet() + self.inv_quad(arr))
+
+
+def _is_symmetric(M: np.ndarray) -> bool:
+    scale = float(np.max(np.abs(M))) if M.size else 0.0
+    return bool(np.max(np.abs(M - M.T)) <= 64 * np.finfo(np.float64).eps * scale)
+
+
+def _congruence(f: Factorization, M: np.ndarray) -> np.ndarray:
+    """``L⁻¹ M L⁻ᵀ`` (symmetrised) for the Cholesky factor ``L`` of ``f``."""
+    H = f.tri_solve(M)
+    C = f.tri_solve(H.T)
+    return 0.5 * (C + C.T)
