@@ -211,6 +211,37 @@ def test_error_identity(rng):
         assert_close(res.residual, math.sqrt(np.sum(s_ref[r:] ** 2)), atol=1e-12)
 
 
+@pytest.mark.parametrize("shapes", [((4, 3), (3, 5)), ((2, 2), (3, 3))])
+def test_tail_errors_match_dense_differences(rng, shapes):
+    """tail_errors()[k-1] = ‖M − Σ_{j<=k} s_j A_j⊗B_j‖_F, for a truncated and a full KPSVD."""
+    (m1, n1), (m2, n2) = shapes
+    M = rng.standard_normal((m1 * m2, n1 * n2))
+    nrm = np.linalg.norm(M)
+    for r in (2, min(m1 * n1, m2 * n2)):
+        res = kpsvd(M, shapes, rank=r)
+        want = [np.linalg.norm(M - sum(np.kron(res.s[j] * res.A[j], res.B[j])
+                                       for j in range(k))) for k in range(1, r + 1)]
+        err = res.tail_errors()
+        assert err.shape == (r,)
+        assert_close(err, want, atol=1e-12)
+        assert_close(err[-1], res.residual, atol=1e-12)
+        assert_close(res.tail_errors(relative=True), np.asarray(want) / nrm, atol=1e-12)
+    # an exact Kronecker product: the tail is tiny, not a cancellation residue
+    K = np.kron(rng.standard_normal((m1, n1)), rng.standard_normal((m2, n2)))
+    err = kpsvd(K, shapes, rank=2).tail_errors(relative=True)
+    assert np.all(err < 1e-14)
+
+
+def test_tail_errors_zero_matrix_and_unknown_residual(rng):
+    res = kpsvd(np.zeros((6, 6)), (3, 2), rank=2)
+    assert_close(res.tail_errors(), [0.0, 0.0], atol=0)
+    assert_close(res.tail_errors(relative=True), [0.0, 0.0], atol=0)
+    M = rng.standard_normal((60, 60))  # big enough for the matrix-free path
+    res = kpsvd(aslinearoperator(M), (6, 10), rank=2, method="lanczos", random_state=0)
+    assert res.residual is None
+    assert res.tail_errors() is None and res.tail_errors(relative=True) is None
+
+
 def test_truncation_is_best_among_random_kron_sums(rng):
     shapes = ((3, 3), (2, 2))
     M = rng.standard_normal((6, 6))

@@ -231,6 +231,38 @@ class KPSVDResult:
             return None
         return 0.0 if self.norm == 0.0 else self.residual / self.norm
 
+    def tail_errors(self, relative: bool = False) -> np.ndarray | None:
+        r"""The error after each number of terms: ``‖M - M_k‖_F`` for ``k = 1..r``.
+
+        ``M_k = Σ_{j<=k} s_j A_j ⊗ B_j``; by orthogonality of the terms
+        ``‖M - M_k‖_F = sqrt(Σ_{j>k} s_j² + residual²)``, summed from the tail (a reverse
+        cumulative sum: no cancellation). The last entry is ``residual``.
+
+        Parameters
+        ----------
+        relative : bool, default False
+            Divide by ``‖M‖_F`` (all zeros for the zero matrix, as :attr:`rel_error`).
+
+        Returns
+        -------
+        ndarray of shape (r,) or None
+            Non-increasing errors; ``None`` when ``residual`` is unknown (a LinearOperator
+            input), as :attr:`rel_error`. Cost ``O(r)``.
+
+        Examples
+        --------
+        Dense equivalent, for ``k = 1..r``:
+        ``np.linalg.norm(M - sum(np.kron(s[j] * A[j], B[j]) for j in range(k)))``.
+        """
+        if self.residual is None or (relative and self.norm is None):
+            return None
+        sq = np.abs(self.s).astype(float) ** 2
+        after = np.concatenate([np.cumsum(sq[::-1])[::-1][1:], [0.0]])
+        err = np.sqrt(after + float(self.residual) ** 2)
+        if not relative:
+            return err
+        return np.zeros_like(err) if self.norm == 0.0 else err / float(self.norm)
+
     def term(self, k: int) -> Kron:
         """Term ``k`` as the operator ``Kron(s[k] * A[k], B[k])`` (real results only)."""
         if not -self.rank <= k < self.rank:
