@@ -40,6 +40,7 @@ __all__ = [
     "cli_errors",
     "load_array",
     "load_cli_array",
+    "make_console",
     "write_output",
 ]
 
@@ -260,6 +261,14 @@ def write_output(save: Callable[[], Any], path: str, name: str) -> None:
     except (OSError, ValueError, RuntimeError) as exc:
         reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         raise InputError(f"{name}: could not write {path}: {reason}") from exc
+
+
+def make_console() -> Any:
+    """The ``rich`` console every command prints its report on (stdout, no highlighting,
+    long lines kept whole)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:

@@ -19,41 +19,49 @@ from .._io import (
     check_plot_path,
     cli_errors,
     load_cli_array,
+    make_console,
     write_output,
 )
+from .._samples import as_samples, parse_shape
 
 __all__ = ["fit"]
 
 
 def _parse_shape(text: str | None) -> tuple[int, int] | None:
+    """``"p,q"`` (or ``pxq``, ``p×q``) to ``(p, q)``; ``None`` stays ``None``."""
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*[,x×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise InputError(f"--shape: expected two positive integers 'p,q', got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    try:
+        if m is None:
+            raise ValueError(text)
+        return parse_shape((int(m.group(1)), int(m.group(2))), "--shape")
+    except ValueError as exc:
+        raise InputError(f"--shape: expected two positive integers 'p,q', got {text!r}") from exc
 
 
 def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
+    """The observations in ``path`` as an (N, p, q) array, by the samples' shape rule
+    (:func:`~kronkit._samples.as_samples`), with the command line's messages: a 2-D file
+    needs ``--shape`` here (the library would read it as (N, P, 1))."""
     arr = load_cli_array(path, "DATA")  # float64, finite, not empty
-    if arr.ndim == 3:
-        if shape is not None and shape != arr.shape[1:]:
+    if arr.ndim == 2 and shape is None:
+        raise InputError(
+            f"--shape: the data are 2-D (shape {arr.shape}: N rows of length P); give the "
+            "matrix shape of a row with --shape p,q (rows are row-major flattenings)")
+    try:
+        return as_samples(arr, shape, "DATA")
+    except ValueError as exc:
+        if arr.ndim == 3 and shape is not None:
+            raise InputError(f"--shape: {shape[0]},{shape[1]} does not match the data of shape "
+                             f"{arr.shape}") from exc
+        if arr.ndim == 2 and shape is not None:
             raise InputError(
-                f"--shape: {shape[0]},{shape[1]} does not match the data of shape {arr.shape}")
-        return arr
-    if arr.ndim == 2:
-        if shape is None:
-            raise InputError(
-                f"--shape: the data are 2-D (shape {arr.shape}: N rows of length P); give the "
-                "matrix shape of a row with --shape p,q (rows are row-major flattenings)")
-        if shape[0] * shape[1] != arr.shape[1]:
-            raise InputError(
-                f"--shape: {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, but "
-                f"the data have shape {arr.shape}")
-        return arr.reshape(arr.shape[0], *shape)
-    raise InputError(
-        f"DATA: {path} must hold a 3-D array (N, p, q) or a 2-D one (N, P) with --shape, got "
-        f"shape {arr.shape}")
+                f"--shape: {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, "
+                f"but the data have shape {arr.shape}") from exc
+        raise InputError(
+            f"DATA: {path} must hold a 3-D array (N, p, q) or a 2-D one (N, P) with --shape, "
+            f"got shape {arr.shape}") from exc
 
 
 def _fmt(x: float) -> str:
@@ -101,6 +109,83 @@ def _test_label(test: Any) -> tuple[str, str]:
     return name, f"{label}, {n_sim} draws" if n_sim else label
 
 
+def _fit_separable(X: np.ndarray, **options: Any) -> tuple[Any, list[str]]:
+    """(:func:`~kronkit.separable_mle` of ``X`` with ``options``, the convergence notes it
+    warned): a ``ValueError`` (too few observations, ...) is about DATA (exit status 2), a
+    ``LinAlgError`` a numerical failure (1); other warnings go to the usual printer."""
+    from .._errors import ConvergenceWarning
+    from .._estimators import separable_mle
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            res = separable_mle(X, **options)
+        except np.linalg.LinAlgError:  # valid data, failed computation: exit status 1
+            raise
+        except ValueError as exc:  # too few observations, ... : about DATA
+            raise InputError(f"DATA: {exc}") from exc
+    for w in caught:  # warnings other than the convergence notes go to the usual printer
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return res, [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def _summary_table(name: str, dims: tuple[int, ...], res: Any, test: Any, model: str,
+                   df_fixed: bool, gauge: str) -> Any:
+    """The printed summary of a fit of N observations of shape (p, q) (``dims``)."""
+    from rich.table import Table
+
+    N, p, q = dims
+    table = Table(title=f"kronkit fit — {name}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("observations N × (p, q)", f"{N} × ({p}, {q})")
+    table.add_row("model", "matrix normal" if model == "normal" else "vec-form t (scale A⊗B)")
+    table.add_row("log-likelihood", f"{res.loglik:.10g}")
+    table.add_row("mean log-likelihood", f"{res.loglik / N:.10g}")
+    table.add_row("iterations", str(res.n_iter))
+    table.add_row("converged", "yes" if res.converged else "[yellow]no[/yellow]")
+    if model == "t":
+        table.add_row("ν (df)", _fmt(res.df) + (" (fixed)" if df_fixed else " (estimated)"))
+    table.add_row("gauge", f"{gauge}")
+    if test is not None:
+        name, method = _test_label(test)
+        table.add_row(f"{name} statistic", f"{test.statistic:.6g}")
+        table.add_row(f"{name} df", str(test.df))
+        table.add_row(f"{name} p-value", f"{test.pvalue:.4g} ({method})")
+    else:
+        table.add_row("separability test", "n/a (see below)")
+    return table
+
+
+def _output_arrays(res: Any, test: Any, shape: tuple[int, ...], model: str,
+                   gauge: str) -> dict[str, Any]:
+    """The arrays ``--out`` saves: the fit, and the separability test when it ran."""
+    out: dict[str, Any] = {
+        "location": res.location,
+        "row_covariance": res.row_covariance,
+        "column_covariance": res.column_covariance,
+        "df": np.float64(res.df),
+        "loglik": np.float64(res.loglik),
+        "loglik_history": res.loglik_history,
+        "n_iter": np.int64(res.n_iter),
+        "converged": np.bool_(res.converged),
+        "weights": res.weights,
+        "shape": np.array(shape, dtype=np.int64),
+        "model": np.array(model),
+        "gauge": np.array(gauge),
+    }
+    if test is not None:
+        out.update(separability_statistic=np.float64(test.statistic),
+                   separability_df=np.int64(test.df),
+                   separability_pvalue=np.float64(test.pvalue),
+                   separability_method=np.array(str(getattr(test, "method", "chi2"))),
+                   separability_simulations=np.int64(getattr(test, "n_simulations", 0) or 0),
+                   separability_distribution=np.array(
+                       str(getattr(test, "distribution", "normal"))))
+    return out
+
+
 @click.command("fit")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--shape", "shape_text", default=None, metavar="P,Q",
@@ -143,12 +228,6 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     computed: under the Gaussian null for --model normal, a parametric bootstrap under the
     separable t for --model t) and saves the factors to --out.
     """
-    from rich.console import Console
-    from rich.table import Table
-
-    from .._errors import ConvergenceWarning
-    from .._estimators import separable_mle
-
     if df is not None and model != "t":
         raise InputError("--df is used only with --model t")
     shape = _parse_shape(shape_text)
@@ -156,23 +235,10 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     if plot_path is not None:
         plot_path = check_plot_path(plot_path, "--plot")
     X = _load_samples(data, shape)
-    N, p, q = X.shape
-    con = Console(highlight=False, soft_wrap=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            res = separable_mle(X, distribution=model, df=df, assume_centered=assume_centered,
+    con = make_console()
+    res, notes = _fit_separable(X, distribution=model, df=df, assume_centered=assume_centered,
                                 max_iter=max_iter, tol=tol, gauge=gauge,
                                 progress=not no_progress)
-        except np.linalg.LinAlgError:  # valid data, failed computation: exit status 1
-            raise
-        except ValueError as exc:  # too few observations, ... : about DATA
-            raise InputError(f"DATA: {exc}") from exc
-    for w in caught:  # warnings other than the convergence notes go to the usual printer
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    notes = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
-
     if no_test:
         test, test_note = None, "skipped (--no-test)"
     elif no_progress:
@@ -181,56 +247,15 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
         with con.status("separability test…"):
             test, test_note = _separability(X, model, assume_centered, seed, simulations)
 
-    table = Table(title=f"kronkit fit — {os.path.basename(data)}")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_row("observations N × (p, q)", f"{N} × ({p}, {q})")
-    table.add_row("model", "matrix normal" if model == "normal" else "vec-form t (scale A⊗B)")
-    table.add_row("log-likelihood", f"{res.loglik:.10g}")
-    table.add_row("mean log-likelihood", f"{res.loglik / N:.10g}")
-    table.add_row("iterations", str(res.n_iter))
-    table.add_row("converged", "yes" if res.converged else "[yellow]no[/yellow]")
-    if model == "t":
-        table.add_row("ν (df)", _fmt(res.df) + (" (fixed)" if df is not None else " (estimated)"))
-    table.add_row("gauge", f"{gauge}")
-    if test is not None:
-        name, method = _test_label(test)
-        table.add_row(f"{name} statistic", f"{test.statistic:.6g}")
-        table.add_row(f"{name} df", str(test.df))
-        table.add_row(f"{name} p-value", f"{test.pvalue:.4g} ({method})")
-    else:
-        table.add_row("separability test", "n/a (see below)")
-    con.print(table)
+    con.print(_summary_table(os.path.basename(data), X.shape, res, test, model,
+                             df is not None, gauge))
     if test is None:
         con.print(f"separability test: {test_note}")
     for note in notes:
         con.print(f"[yellow]warning:[/yellow] {note}")
-
-    out: dict[str, Any] = {
-        "location": res.location,
-        "row_covariance": res.row_covariance,
-        "column_covariance": res.column_covariance,
-        "df": np.float64(res.df),
-        "loglik": np.float64(res.loglik),
-        "loglik_history": res.loglik_history,
-        "n_iter": np.int64(res.n_iter),
-        "converged": np.bool_(res.converged),
-        "weights": res.weights,
-        "shape": np.array([p, q], dtype=np.int64),
-        "model": np.array(model),
-        "gauge": np.array(gauge),
-    }
-    if test is not None:
-        out.update(separability_statistic=np.float64(test.statistic),
-                   separability_df=np.int64(test.df),
-                   separability_pvalue=np.float64(test.pvalue),
-                   separability_method=np.array(str(getattr(test, "method", "chi2"))),
-                   separability_simulations=np.int64(getattr(test, "n_simulations", 0) or 0),
-                   separability_distribution=np.array(
-                       str(getattr(test, "distribution", "normal"))))
+    out = _output_arrays(res, test, X.shape[1:], model, gauge)
     write_output(lambda: np.savez(out_path, **out), out_path, "--out")
     con.print(f"saved to {out_path}")
-
     if plot_path is not None:
         from .. import plot as kplot
 

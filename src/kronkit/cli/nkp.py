@@ -1,6 +1,7 @@
 """``kronkit nkp``: nearest Kronecker product / Kronecker-product SVD of a matrix in a file.
 
-The command object :data:`nkp` is registered on the ``kronkit`` click group by ``cli.py``.
+The command object :data:`nkp` is registered on the ``kronkit`` click group by
+``cli/__init__.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .._io import (
     check_plot_path,
     cli_errors,
     load_cli_array,
+    make_console,
     write_output,
 )
 
@@ -46,10 +48,14 @@ def parse_shapes_option(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def _load_matrix(path: str) -> np.ndarray:
+def _load_matrix(path: str, shp: tuple[tuple[int, int], ...], shapes: str) -> np.ndarray:
+    """MATRIX as a float64 2-D array of the size the factor shapes ``shp`` multiply to."""
     M = load_cli_array(path, "MATRIX")  # float64, finite, not empty
     if M.ndim != 2:
         raise InputError(f"MATRIX: {path} must hold a 2-D matrix, got shape {M.shape}")
+    want = (math.prod(m for m, _ in shp), math.prod(n for _, n in shp))
+    if M.shape != want:
+        raise InputError(f"--shapes: MATRIX has shape {M.shape}, but shapes {shapes} need {want}")
     return M
 
 
@@ -111,11 +117,6 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     k terms (the first --max-terms of them; --all for every one); --out and --plot save
     all of them.
     """
-    from rich.console import Console
-    from rich.table import Table
-
-    from .._kpsvd import kpsvd, nearest_kron
-
     shp = parse_shapes_option(shapes)
     if len(shp) > 2 and rank not in (None, 1):
         raise InputError("--rank: a rank above 1 needs exactly two factor shapes")
@@ -123,53 +124,69 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
         out_path = check_output_path(out_path, "--out")
     if plot_path is not None:
         plot_path = check_plot_path(plot_path, "--plot")
-    M = _load_matrix(matrix)
-    con = Console(highlight=False, soft_wrap=True)
-    want = (math.prod(m for m, _ in shp), math.prod(n for _, n in shp))
-    if M.shape != want:
-        raise InputError(f"--shapes: MATRIX has shape {M.shape}, but shapes {shapes} need {want}")
+    M = _load_matrix(matrix, shp, shapes)
+    con = make_console()
+    res = _decompose(con, M, shp, rank, structure)
+    if len(shp) > 2:
+        _report_nearest(con, res, shp, out_path, plot_path)
+    else:
+        shown = res.s.size if show_all else min(res.s.size, max_terms)
+        _report_kpsvd(con, res, shp, structure, shown, out_path, plot_path)
+
+
+def _decompose(con: Any, M: np.ndarray, shp: tuple[tuple[int, int], ...], rank: int | None,
+               structure: str | None) -> Any:
+    """:func:`~kronkit.kpsvd` of ``M`` for two factor shapes, :func:`~kronkit.nearest_kron`
+    for more, under a status line; an overflowing ``‖M‖_F`` is a numerical failure."""
+    from .._kpsvd import kpsvd, nearest_kron
+
     with con.status(f"computing the Kronecker decomposition of a {M.shape[0]}×{M.shape[1]} "
                     "matrix…"):
         if len(shp) == 2:
             res = kpsvd(M, shp, rank, structure=structure)
         else:
-            near = nearest_kron(M, shp, structure=structure)
-
-    norm_m = res.norm if len(shp) == 2 else near.norm
-    if not math.isfinite(float(norm_m or 0.0)):
+            res = nearest_kron(M, shp, structure=structure)
+    if not math.isfinite(float(res.norm or 0.0)):
         raise NumericalError(
             "numerical failure: ‖MATRIX‖_F overflows in floating point (entries up to "
             f"{np.max(np.abs(M)):.3g}); rescale MATRIX")
-    if len(shp) > 2:
-        table = Table(title=f"nearest Kronecker product ({' ⊗ '.join(f'{m}×{n}' for m, n in shp)})")
-        table.add_column("σ", justify="right")
-        table.add_column("relative error", justify="right")
-        table.add_column("sweeps", justify="right")
-        table.add_column("converged")
-        table.add_row(f"{near.sigma:.10g}", f"{near.rel_error:.3e}", str(near.n_iter),
-                      "yes" if near.converged else "no")
-        con.print(table)
-        if out_path is not None:
-            arrays: dict[str, Any] = {f"A{k + 1}": f for k, f in enumerate(near.factors)}
-            path = out_path
-            write_output(lambda: np.savez(path, sigma=near.sigma,
-                                          residual=float(near.residual or 0.0),
-                                          norm=float(near.norm or 0.0), **arrays),
-                         path, "--out")
-            con.print(f"saved to {out_path}")
-        if plot_path is not None:
-            _plot_spectrum(np.array([near.sigma]), np.array([near.rel_error]), plot_path,
-                           "nearest Kronecker product")
-            con.print(f"plot saved to {plot_path}")
-        return
+    return res
 
-    # a dense M: the norm and residual are always known
-    norm = float(res.norm or 0.0)
-    residual = float(res.residual or 0.0)
-    s = np.asarray(res.s)
-    rel = _tail_errors(s, residual) / norm if norm > 0 else np.zeros(s.size)
+
+def _report_nearest(con: Any, near: Any, shp: tuple[tuple[int, int], ...],
+                    out_path: str | None, plot_path: str | None) -> None:
+    """Print, save and plot the nearest Kronecker product of three or more factors."""
+    from rich.table import Table
+
+    table = Table(title=f"nearest Kronecker product ({' ⊗ '.join(f'{m}×{n}' for m, n in shp)})")
+    table.add_column("σ", justify="right")
+    table.add_column("relative error", justify="right")
+    table.add_column("sweeps", justify="right")
+    table.add_column("converged")
+    table.add_row(f"{near.sigma:.10g}", f"{near.rel_error:.3e}", str(near.n_iter),
+                  "yes" if near.converged else "no")
+    con.print(table)
+    if out_path is not None:
+        arrays: dict[str, Any] = {f"A{k + 1}": f for k, f in enumerate(near.factors)}
+        path = out_path
+        write_output(lambda: np.savez(path, sigma=near.sigma,
+                                      residual=float(near.residual or 0.0),
+                                      norm=float(near.norm or 0.0), **arrays),
+                     path, "--out")
+        con.print(f"saved to {out_path}")
+    if plot_path is not None:
+        _plot_spectrum(np.array([near.sigma]), np.array([near.rel_error]), plot_path,
+                       "nearest Kronecker product")
+        con.print(f"plot saved to {plot_path}")
+
+
+def _spectrum_table(res: Any, rel: np.ndarray, shp: tuple[tuple[int, int], ...],
+                    structure: str | None, shown: int) -> Any:
+    """The first ``shown`` terms: k, σ_k, the relative error after k terms (and the kind of
+    term for a symmetric structure)."""
+    from rich.table import Table
+
     (m1, n1), (m2, n2) = shp
-    shown = s.size if show_all else min(s.size, max_terms)
     table = Table(title=f"Kronecker-product SVD: A {m1}×{n1} ⊗ B {m2}×{n2}")
     table.add_column("k", justify="right")
     table.add_column("σ_k", justify="right")
@@ -177,11 +194,22 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     if structure in ("symmetric", "psd"):
         table.add_column("term")
     for k in range(shown):
-        row = [str(k + 1), f"{s[k]:.10g}", f"{rel[k]:.3e}"]
+        row = [str(k + 1), f"{res.s[k]:.10g}", f"{rel[k]:.3e}"]
         if structure in ("symmetric", "psd"):
             row.append("skew⊗skew" if res.skew[k] else "sym⊗sym")
         table.add_row(*row)
-    con.print(table)
+    return table
+
+
+def _report_kpsvd(con: Any, res: Any, shp: tuple[tuple[int, int], ...], structure: str | None,
+                  shown: int, out_path: str | None, plot_path: str | None) -> None:
+    """Print the first ``shown`` terms of the Kronecker-product SVD; save and plot them all."""
+    # a dense M: the norm and residual are always known
+    norm = float(res.norm or 0.0)
+    residual = float(res.residual or 0.0)
+    s = np.asarray(res.s)
+    rel = _tail_errors(s, residual) / norm if norm > 0 else np.zeros(s.size)
+    con.print(_spectrum_table(res, rel, shp, structure, shown))
     if shown < s.size:
         con.print(f"(the first {shown} of {s.size} terms; --max-terms K or --all prints more, "
                   "--out saves all)")
@@ -192,5 +220,6 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
                                       residual=residual, norm=norm), path, "--out")
         con.print(f"saved to {out_path}")
     if plot_path is not None:
+        (m1, n1), (m2, n2) = shp
         _plot_spectrum(s, rel, plot_path, f"Kronecker spectrum ({m1}×{n1} ⊗ {m2}×{n2})")
         con.print(f"plot saved to {plot_path}")
