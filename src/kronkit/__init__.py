@@ -9,12 +9,10 @@ __version__ = "0.1.0"
 
 from ._calculus import InvQuadGrad as InvQuadGrad
 from ._calculus import LogQuadGrad as LogQuadGrad
-from ._calculus import SeedRoute as SeedRoute
 from ._calculus import inv_quad_grad as inv_quad_grad
 from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
 from ._calculus import logdet_grad as logdet_grad
-from ._calculus import seed_route as seed_route
 from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._distributions import KronNormal as KronNormal
 from ._distributions import KronNormalGrad as KronNormalGrad
@@ -83,7 +81,6 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "LogQuadHVP",
     "NearestKronResult",
     "NotPositiveDefiniteError",
-    "SeedRoute",
     "SeparabilityTestResult",
     "SeparableCovariance",
     "SeparableMLEResult",
@@ -103,7 +100,6 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "nearest_kron",
     "partial_contraction",
     "rearrange",
-    "seed_route",
     "separability_test",
     "separable_mle",
     "unrearrange",
