@@ -5,6 +5,7 @@ never a traceback)."""
 from __future__ import annotations
 
 import io
+import math
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose
 
 import kronkit
-from helpers import dense_log_quad, spd
+from helpers import ATOL, RTOL, dense_log_quad, factor, factors
 from kronkit import cli, log_quad_grad
 
 
@@ -62,7 +63,7 @@ def test_module_entry_point():
 
 @pytest.mark.parametrize("fmt", ["npy", "csv", "npz"])
 def test_grad_on_files(runner, tmp_path, rng, fmt):
-    A, B = spd(rng, 3), spd(rng, 2)
+    A, B = factor(rng, 3), factor(rng, 2)
     Y = rng.standard_normal((4, 6))
     mu = rng.standard_normal(6)
 
@@ -91,7 +92,7 @@ def test_grad_on_files(runner, tmp_path, rng, fmt):
 
 
 def test_grad_three_factors_per_observation(runner, tmp_path, rng):
-    fs = [spd(rng, n) for n in (2, 3, 2)]
+    fs = factors(rng, (2, 3, 2))
     Y = rng.standard_normal((3, 12))
     paths = []
     for i, f in enumerate(fs):
@@ -136,8 +137,8 @@ def _make_hostile_files(d: Path) -> None:
     def save(name, arr):
         np.save(d / name, arr)
 
-    save("A.npy", spd(rng, 3))
-    save("B.npy", spd(rng, 2))
+    save("A.npy", factor(rng, 3))
+    save("B.npy", factor(rng, 2))
     save("y.npy", rng.standard_normal(6))
     save("Y.npy", rng.standard_normal((4, 6)))
     (d / "empty.csv").write_text("")
@@ -147,7 +148,7 @@ def _make_hostile_files(d: Path) -> None:
     y = rng.standard_normal(6)
     y[2] = np.nan
     save("nan_y.npy", y)
-    A = spd(rng, 3)
+    A = factor(rng, 3)
     A[0, 1] = np.inf
     save("inf_A.npy", A)
     (d / "nan.csv").write_text("1,2,nan,4,5,6\n")
@@ -625,3 +626,160 @@ def test_fit_t_does_not_print_the_gaussian_p_value(tmp_path, rng):
     res = CliRunner().invoke(cli.main, [*args, "--no-test"])
     check_clean(res, 0)
     assert "LRT p-value" not in res.stdout and "skipped (--no-test)" in res.stdout
+
+
+# -- kronkit nkp: files, options, the saved factors --------------------------------------
+def _nkp(args):
+    return CliRunner().invoke(cli.main, ["nkp", *args])
+
+
+@pytest.fixture
+def laplacian_file(tmp_path):
+    n = 4
+    T = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+    L = np.kron(T, np.eye(n)) + np.kron(np.eye(n), T)
+    path = tmp_path / "L.npy"
+    np.save(path, L)
+    return path, L
+
+
+def test_nkp_npy_and_out(tmp_path, laplacian_file):
+    path, L = laplacian_file
+    out = tmp_path / "f.npz"
+    result = _nkp([str(path), "--shapes", "4x4,4x4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    n = 4
+    assert f"{2 * n + math.sqrt(n * (6 * n - 2)):.8f}"[:9] in result.output
+    with np.load(out) as z:
+        recon = sum(z["s"][k] * np.kron(z["A"][k], z["B"][k]) for k in range(z["s"].size))
+        assert_allclose(recon, L, rtol=RTOL, atol=ATOL)
+        assert z["s"].size == 2
+
+
+def test_nkp_csv_rank_structure_plot(tmp_path, rng):
+    M = factor(rng, 6)
+    csv = tmp_path / "M.csv"
+    np.savetxt(csv, M, delimiter=",")
+    png = tmp_path / "spec.png"
+    result = _nkp([str(csv), "--shapes", "2,3", "--rank", "2", "--structure", "psd",
+                   "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.exists() and png.stat().st_size > 1000
+    assert "sym⊗sym" in result.output
+    s = kronkit.kpsvd(M, (2, 3), rank=2).s
+    assert f"{s[0]:.10g}" in result.output
+
+
+def test_nkp_npz_and_three_factors(tmp_path, rng):
+    A, B, C = rng.standard_normal((2, 2)), rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
+    M = np.kron(np.kron(A, B), C)
+    path = tmp_path / "M.npz"
+    np.savez(path, M=M)
+    out = tmp_path / "f3.npz"
+    result = _nkp([str(path), "--shapes", "2x2,3x3,2x2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with np.load(out) as z:
+        assert_allclose(np.kron(np.kron(z["A1"], z["A2"]), z["A3"]), M, rtol=RTOL, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--shapes", "4x4;4x4"], "factor shapes like"),
+        (["--shapes", "4x4"], "at least two"),
+        (["--shapes", "3x3,3x3"], "need"),
+        (["--shapes", "4x4,4x4", "--rank", "0"], "rank"),
+        (["--shapes", "4x4,4x4", "--structure", "nonnegative"], "negative entries"),
+    ],
+)
+def test_nkp_bad_arguments(laplacian_file, args, match):
+    path, _ = laplacian_file
+    result = _nkp([str(path), *args])
+    assert result.exit_code != 0
+    assert match in result.output
+
+
+def test_nkp_bad_files(tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not a numpy file")
+    r1 = _nkp([str(bad), "--shapes", "2,2"])
+    assert r1.exit_code == 2 and "could not read" in r1.output
+    r2 = _nkp([str(tmp_path / "missing.npy"), "--shapes", "2,2"])
+    assert r2.exit_code == 2 and "no such file" in r2.output
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r3 = _nkp([str(obj), "--shapes", "2,2"])
+    assert r3.exit_code == 2
+    vec = tmp_path / "vec.npy"
+    np.save(vec, np.ones(4))
+    r4 = _nkp([str(vec), "--shapes", "2,2"])
+    assert r4.exit_code == 2 and "2-D" in r4.output
+
+
+# -- kronkit fit: files, models, the saved fit, errors ------------------------------------
+def _fit(args):
+    return CliRunner().invoke(cli.main, ["fit", *args])
+
+
+def test_fit_npy_and_csv(rng, tmp_path):
+    A, B = factors(np.random.default_rng(23), (2, 3))
+    # 40 draws with vec-covariance np.kron(A, B), mean 1
+    L = np.linalg.cholesky(np.kron(A, B))
+    X = (rng.standard_normal((40, 6)) @ L.T).reshape(40, 2, 3) + 1.0
+    np.save(tmp_path / "d.npy", X)
+    np.savetxt(tmp_path / "d.csv", X.reshape(40, 6), delimiter=",")
+    res = _fit([str(tmp_path / "d.npy"), "--out", str(tmp_path / "f.npz"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "log-likelihood" in res.output and "p-value" in res.output
+    fit = kronkit.separable_mle(X)
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
+        assert_allclose(z["row_covariance"], fit.row_covariance, rtol=RTOL)
+        assert_allclose(z["loglik"], fit.loglik, rtol=1e-12)
+        assert str(z["model"]) == "normal" and list(z["shape"]) == [2, 3]
+        assert z["separability_df"] == 13
+    res = _fit([str(tmp_path / "d.csv"), "--shape", "2,3", "--model", "t", "--df", "5",
+                "--out", str(tmp_path / "g")])
+    assert res.exit_code == 0, res.output
+    assert "ECME" in res.output  # the progress bar
+    with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
+        assert z["df"] == 5.0
+
+
+def test_fit_plot(rng, tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "d.npy", rng.standard_normal((30, 2, 2)))
+    res = _fit([str(tmp_path / "d.npy"), "--out", str(tmp_path / "f.npz"), "--plot",
+                str(tmp_path / "f.png"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_errors(rng, tmp_path):
+    out = ["--out", str(tmp_path / "f.npz")]
+    np.save(tmp_path / "flat.npy", rng.standard_normal((30, 6)))
+    res = _fit([str(tmp_path / "flat.npy"), *out])
+    assert res.exit_code != 0 and "--shape" in res.output
+    res = _fit([str(tmp_path / "flat.npy"), "--shape", "4,2", *out])
+    assert res.exit_code != 0 and "rows of length 8" in res.output
+    res = _fit([str(tmp_path / "missing.npy"), *out])
+    assert res.exit_code != 0 and "no such file" in res.output
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    res = _fit([str(tmp_path / "obj.npy"), *out])
+    assert res.exit_code != 0 and "could not read" in res.output
+    (tmp_path / "bad.csv").write_text("1,2,x\n3,4\n")
+    res = _fit([str(tmp_path / "bad.csv"), "--shape", "1,3", *out])
+    assert res.exit_code != 0 and "could not read" in res.output
+    np.save(tmp_path / "few.npy", rng.standard_normal((3, 6, 2)))
+    res = _fit([str(tmp_path / "few.npy"), *out])
+    assert res.exit_code != 0 and "too few" in res.output
+    res = _fit([str(tmp_path / "flat.npy"), "--shape", "2,3", "--df", "3", *out])
+    assert res.exit_code != 0 and "--df" in res.output
+    res = _fit([str(tmp_path / "flat.npy"), "--shape", "2;3", *out])
+    assert res.exit_code != 0 and "'p,q'" in res.output
+
+
+def test_fit_small_n_reports_no_test(rng, tmp_path):
+    np.save(tmp_path / "d.npy", rng.standard_normal((6, 2, 3)))
+    res = _fit([str(tmp_path / "d.npy"), "--out", str(tmp_path / "f.npz"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "n/a" in res.output and "n > P" in res.output

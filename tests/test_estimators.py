@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import scipy.optimize as so
 import scipy.stats as st
-from click.testing import CliRunner
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kronkit
@@ -27,7 +26,6 @@ from kronkit import (
     separability_test,
     separable_mle,
 )
-from kronkit.cli.fit import fit as fit_command
 
 SHAPES = [(1, 3), (2, 3), (3, 2), (3, 5), (4, 1)]
 TIGHT = 1e-14  # convergence tolerance for identities at the fixed point
@@ -591,77 +589,6 @@ def test_sum_of_kron_operations_against_dense(rng):
         SumOfKron([])
     with pytest.raises(ValueError, match=r"terms\[1\]"):
         SumOfKron([terms[0], (np.eye(3), np.eye(2))])
-
-
-# ---------------------------------------------------------------------------------------
-# kronkit fit (command line)
-# ---------------------------------------------------------------------------------------
-def test_cli_fit_npy_and_csv(rng, tmp_path):
-    A, B = truth(2, 3)
-    X = simulate(rng, 40, A, B, mean=1.0)
-    np.save(tmp_path / "d.npy", X)
-    np.savetxt(tmp_path / "d.csv", X.reshape(40, 6), delimiter=",")
-    runner = CliRunner()
-    res = runner.invoke(fit_command, [str(tmp_path / "d.npy"), "--out", str(tmp_path / "f.npz"),
-                                      "--no-progress"])
-    assert res.exit_code == 0, res.output
-    assert "log-likelihood" in res.output and "p-value" in res.output
-    fit = separable_mle(X)
-    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
-        np.testing.assert_allclose(z["row_covariance"], fit.row_covariance, rtol=1e-10)
-        np.testing.assert_allclose(z["loglik"], fit.loglik, rtol=1e-12)
-        assert str(z["model"]) == "normal" and list(z["shape"]) == [2, 3]
-        assert z["separability_df"] == 13
-    res = runner.invoke(fit_command, [str(tmp_path / "d.csv"), "--shape", "2,3", "--model", "t",
-                                      "--df", "5", "--out", str(tmp_path / "g")])
-    assert res.exit_code == 0, res.output
-    assert "ECME" in res.output  # the progress bar
-    with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
-        assert z["df"] == 5.0
-
-
-def test_cli_fit_plot(rng, tmp_path):
-    pytest.importorskip("matplotlib")
-    np.save(tmp_path / "d.npy", rng.standard_normal((30, 2, 2)))
-    res = CliRunner().invoke(fit_command, [str(tmp_path / "d.npy"), "--out",
-                                           str(tmp_path / "f.npz"), "--plot",
-                                           str(tmp_path / "f.png"), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_cli_fit_errors(rng, tmp_path):
-    runner = CliRunner()
-    out = ["--out", str(tmp_path / "f.npz")]
-    np.save(tmp_path / "flat.npy", rng.standard_normal((30, 6)))
-    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), *out])
-    assert res.exit_code != 0 and "--shape" in res.output
-    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "4,2", *out])
-    assert res.exit_code != 0 and "rows of length 8" in res.output
-    res = runner.invoke(fit_command, [str(tmp_path / "missing.npy"), *out])
-    assert res.exit_code != 0 and "no such file" in res.output
-    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    res = runner.invoke(fit_command, [str(tmp_path / "obj.npy"), *out])
-    assert res.exit_code != 0 and "could not read" in res.output
-    (tmp_path / "bad.csv").write_text("1,2,x\n3,4\n")
-    res = runner.invoke(fit_command, [str(tmp_path / "bad.csv"), "--shape", "1,3", *out])
-    assert res.exit_code != 0 and "could not read" in res.output
-    np.save(tmp_path / "few.npy", rng.standard_normal((3, 6, 2)))
-    res = runner.invoke(fit_command, [str(tmp_path / "few.npy"), *out])
-    assert res.exit_code != 0 and "too few" in res.output
-    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "2,3", "--df", "3",
-                                      *out])
-    assert res.exit_code != 0 and "--df" in res.output
-    res = runner.invoke(fit_command, [str(tmp_path / "flat.npy"), "--shape", "2;3", *out])
-    assert res.exit_code != 0 and "'p,q'" in res.output
-
-
-def test_cli_fit_small_n_reports_no_test(rng, tmp_path):
-    np.save(tmp_path / "d.npy", rng.standard_normal((6, 2, 3)))
-    res = CliRunner().invoke(fit_command, [str(tmp_path / "d.npy"), "--out",
-                                           str(tmp_path / "f.npz"), "--no-progress"])
-    assert res.exit_code == 0, res.output
-    assert "n/a" in res.output and "n > P" in res.output
 
 
 def test_public_names():

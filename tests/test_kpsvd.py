@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import scipy.optimize
 import scipy.sparse as sp
-from click.testing import CliRunner
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import kronkit
@@ -31,7 +30,6 @@ from kronkit import (
     rearrange,
     unrearrange,
 )
-from kronkit.cli.nkp import nkp
 from kronkit._samples import chunk_samples, col_sandwich, row_sandwich
 
 SHAPES = [  # ((m1, n1), (m2, n2)), rectangular and degenerate ones included
@@ -1003,94 +1001,6 @@ def test_public_names():
     for name in ("kpsvd", "kpsvd_samples", "nearest_kron", "rearrange", "unrearrange",
                  "KPSVDResult", "NearestKronResult", "StructureWarning"):
         assert name in kronkit.__all__
-
-
-# ---------------------------------------------------------------------------------------
-# the `nkp` command
-# ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def laplacian_file(tmp_path):
-    n = 4
-    T = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
-    L = np.kron(T, np.eye(n)) + np.kron(np.eye(n), T)
-    path = tmp_path / "L.npy"
-    np.save(path, L)
-    return path, L
-
-
-def test_cli_nkp_npy_and_out(tmp_path, laplacian_file):
-    path, L = laplacian_file
-    out = tmp_path / "f.npz"
-    result = CliRunner().invoke(nkp, [str(path), "--shapes", "4x4,4x4", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    n = 4
-    assert f"{2 * n + math.sqrt(n * (6 * n - 2)):.8f}"[:9] in result.output
-    with np.load(out) as z:
-        recon = sum(z["s"][k] * np.kron(z["A"][k], z["B"][k]) for k in range(z["s"].size))
-        assert_close(recon, L, atol=1e-12)
-        assert z["s"].size == 2
-
-
-def test_cli_nkp_csv_rank_structure_plot(tmp_path, rng):
-    M = spd(rng, 6)
-    csv = tmp_path / "M.csv"
-    np.savetxt(csv, M, delimiter=",")
-    png = tmp_path / "spec.png"
-    result = CliRunner().invoke(nkp, [str(csv), "--shapes", "2,3", "--rank", "2",
-                                      "--structure", "psd", "--plot", str(png)])
-    assert result.exit_code == 0, result.output
-    assert png.exists() and png.stat().st_size > 1000
-    assert "sym⊗sym" in result.output
-    s = kpsvd(M, (2, 3), rank=2).s
-    assert f"{s[0]:.10g}" in result.output
-
-
-def test_cli_nkp_npz_and_three_factors(tmp_path, rng):
-    A, B, C = rng.standard_normal((2, 2)), rng.standard_normal((3, 3)), rng.standard_normal((2, 2))
-    M = np.kron(np.kron(A, B), C)
-    path = tmp_path / "M.npz"
-    np.savez(path, M=M)
-    out = tmp_path / "f3.npz"
-    result = CliRunner().invoke(nkp, [str(path), "--shapes", "2x2,3x3,2x2", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    with np.load(out) as z:
-        assert_close(np.kron(np.kron(z["A1"], z["A2"]), z["A3"]), M, atol=1e-10)
-
-
-@pytest.mark.parametrize(
-    ("args", "match"),
-    [
-        (["--shapes", "4x4;4x4"], "factor shapes like"),
-        (["--shapes", "4x4"], "at least two"),
-        (["--shapes", "3x3,3x3"], "need"),
-        (["--shapes", "4x4,4x4", "--rank", "0"], "rank"),
-        (["--shapes", "4x4,4x4", "--structure", "nonnegative"], "negative entries"),
-    ],
-)
-def test_cli_nkp_bad_arguments(laplacian_file, args, match):
-    path, _ = laplacian_file
-    result = CliRunner().invoke(nkp, [str(path), *args])
-    assert result.exit_code != 0
-    assert match in result.output
-
-
-def test_cli_nkp_bad_files(tmp_path):
-    bad = tmp_path / "bad.npy"
-    bad.write_bytes(b"not a numpy file")
-    r1 = CliRunner().invoke(nkp, [str(bad), "--shapes", "2,2"])
-    assert r1.exit_code == 2 and "could not read" in r1.output
-    r2 = CliRunner().invoke(nkp, [str(tmp_path / "missing.npy"), "--shapes", "2,2"])
-    assert r2.exit_code == 2 and "no such file" in r2.output
-    obj = tmp_path / "obj.npy"
-    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    r3 = CliRunner().invoke(nkp, [str(obj), "--shapes", "2,2"])
-    assert r3.exit_code == 2
-    vec = tmp_path / "vec.npy"
-    np.save(vec, np.ones(4))
-    r4 = CliRunner().invoke(nkp, [str(vec), "--shapes", "2,2"])
-    assert r4.exit_code == 2 and "2-D" in r4.output
 
 
 def test_no_warnings_on_ordinary_use(rng):
