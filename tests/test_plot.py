@@ -83,6 +83,33 @@ def test_spectrum_figure(rng):
     assert _png(fig).startswith(b"\x89PNG")
 
 
+def test_spectrum_of_a_kronecker_product_svd(rng):
+    """kpsvd / nearest_kron results (the `kronkit nkp --plot` picture): σ_k as bars, the
+    relative error after k terms on the twin axis."""
+    M = rng.standard_normal((6, 6))
+    res = kronkit.kpsvd(M, (2, 3))
+    fig = kplot.spectrum(res)
+    ax, ax2 = fig.axes
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], res.s)
+    rel = res.tail_errors(relative=True)
+    x, y = ax2.lines[0].get_data()
+    np.testing.assert_array_equal(x, np.arange(1, res.s.size + 1)[rel > 0])
+    np.testing.assert_allclose(y, rel[rel > 0])
+    assert ax.get_title() == "Kronecker spectrum (2×2 ⊗ 3×3)"
+    assert _png(fig).startswith(b"\x89PNG")
+    near = kronkit.nearest_kron(rng.standard_normal((12, 12)), [(2, 2), (3, 3), (2, 2)])
+    fig3 = kplot.spectrum(near)
+    assert [bar.get_height() for bar in fig3.axes[0].patches] == [near.sigma]
+    np.testing.assert_allclose(fig3.axes[1].lines[0].get_data()[1], [near.rel_error])
+    assert fig3.axes[0].get_title() == "nearest Kronecker product"
+
+
+def test_spectrum_without_its_curve_has_one_axis(rng):
+    res = kronkit.kronecker_pca(rng.standard_normal((60, 3, 3)), 2)
+    fig = kplot.spectrum(res._replace(explained_energy=None))  # as for a large dask X
+    assert len(fig.axes) == 1 and len(fig.axes[0].patches) == 2
+
+
 def test_plot_errors(fitted):
     _, est = fitted
     with pytest.raises(ValueError, match="not fitted"):

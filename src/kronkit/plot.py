@@ -1,4 +1,5 @@
-"""Pictures of separable-covariance fits (needs matplotlib: ``pip install kronkit[plot]``).
+"""Pictures of separable-covariance fits and of Kronecker spectra (needs matplotlib:
+``pip install kronkit[plot]``).
 
 Every function returns a :class:`matplotlib.figure.Figure` built without ``pyplot`` (no global
 figure state, no backend switch): save it with ``fig.savefig("fit.png")``, or let Jupyter
@@ -6,8 +7,10 @@ display it. Not imported by ``import kronkit``; use ``import kronkit.plot``.
 
 * :func:`convergence` — the log-likelihood per iteration of a :class:`kronkit.SeparableCovariance`
   (or a :func:`kronkit.separable_mle` result) and its gap to the final value.
-* :func:`spectrum` — the Kronecker singular values and the cumulative explained energy of a
-  :class:`kronkit.KroneckerPCA` (the curve for choosing the number of terms).
+* :func:`spectrum` — a Kronecker spectrum: the singular values with the cumulative explained
+  energy of a :class:`kronkit.KroneckerPCA` (the curve for choosing the number of terms), or
+  with the relative error after k terms of a :func:`kronkit.kpsvd` (the ``kronkit nkp --plot``
+  picture).
 * :func:`factors` — heat-maps of the fitted row and column covariances.
 * :func:`fit_summary` — both factors and the convergence curve in one figure.
 """
@@ -182,22 +185,20 @@ def fit_summary(fit: Any, *, row_labels: Sequence[str] | None = None,
     return fig
 
 
-def spectrum(kpca: Any, *, figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
-    """Kronecker singular values (bars, log scale) and cumulative explained energy (line).
-
-    Parameters
-    ----------
-    kpca : KroneckerPCA (fitted) or KroneckerPCAResult
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        One axes with the singular values ``σ_k`` and a twin axis with
-        ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — fit with a generous ``n_terms`` and read off where the
-        curve flattens.
-    """
+def _spectrum_parts(kpca: Any) -> tuple[np.ndarray, np.ndarray | None, bool, str]:
+    """(σ_k, the curve of the twin axis or None, whether that curve is the relative error
+    after k terms (else the explained energy), the title) of a Kronecker spectrum."""
     from ._estimators import KroneckerPCAResult
+    from ._kpsvd import KPSVDResult, NearestKronResult
 
+    if isinstance(kpca, KPSVDResult):
+        (m1, n1), (m2, n2) = kpca.A.shape[1:], kpca.B.shape[1:]
+        return (np.asarray(kpca.s), kpca.tail_errors(relative=True), True,
+                f"Kronecker spectrum ({m1}×{n1} ⊗ {m2}×{n2})")
+    if isinstance(kpca, NearestKronResult):
+        rel = kpca.rel_error
+        return (np.array([kpca.sigma]), None if rel is None else np.array([rel]), True,
+                "nearest Kronecker product")
     if isinstance(kpca, KroneckerPCAResult):
         s, energy = kpca.singular_values, kpca.explained_energy
     elif hasattr(kpca, "singular_values_") and hasattr(kpca, "explained_energy_"):
@@ -205,23 +206,67 @@ def spectrum(kpca: Any, *, figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
     elif type(kpca).__name__ == "KroneckerPCA":
         raise ValueError("this KroneckerPCA is not fitted yet; call `fit(X)` first")
     else:
-        raise TypeError("`kpca` must be a fitted kronkit.KroneckerPCA or a "
-                        f"kronkit.KroneckerPCAResult, got {type(kpca).__name__}")
-    s = np.asarray(s)
-    energy = np.asarray(energy)
+        raise TypeError("`kpca` must be a fitted kronkit.KroneckerPCA, a "
+                        "kronkit.KroneckerPCAResult, a kronkit.KPSVDResult or a "
+                        f"kronkit.NearestKronResult, got {type(kpca).__name__}")
+    return (np.asarray(s), None if energy is None else np.asarray(energy), False,
+            "Kronecker PCA spectrum")
+
+
+def spectrum(kpca: Any, *, figsize: tuple[float, float] = (6.0, 4.0)) -> Any:
+    """A Kronecker spectrum: the singular values ``σ_k`` (bars, log scale) and, on a twin
+    axis, what the first ``k`` terms leave out (relative error) or capture (energy).
+
+    Parameters
+    ----------
+    kpca : KroneckerPCA (fitted), KroneckerPCAResult, KPSVDResult or NearestKronResult
+        A Kronecker PCA: the twin axis shows the cumulative explained energy
+        ``Σ_{j≤k} σ_j² / ‖S‖_F²`` — fit with a generous ``n_terms`` and read off where the
+        curve flattens. A Kronecker-product SVD (:func:`kronkit.kpsvd`; ``kronkit nkp
+        --plot``) or a nearest Kronecker product (:func:`kronkit.nearest_kron`, one term):
+        the twin axis shows the relative error after ``k`` terms, ``‖M − M_k‖_F / ‖M‖_F``
+        (:meth:`KPSVDResult.tail_errors`), log scale. The twin axis is left out when that
+        curve is unknown (``None``).
+    figsize : (float, float)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Axes ``[σ_k bars, twin axis]``.
+    """
+    s, curve, is_error, title = _spectrum_parts(kpca)
     k = np.arange(1, s.size + 1)
     fig = _figure(figsize)
     ax = fig.subplots()
     ax.bar(k, s, color="tab:blue", alpha=0.7, label="σ_k")
-    if np.all(s > 0):
+    if s.size and np.all(s > 0):
         ax.set_yscale("log")
-    if s.size <= 30:
-        ax.set_xticks(k)
+    _integer_ticks(ax, k)
     ax.set_xlabel("term k")
     ax.set_ylabel("Kronecker singular value σ_k")
+    ax.set_title(title)
+    if curve is None:
+        return fig
     ax2 = ax.twinx()
-    ax2.plot(k, energy, color="tab:red", marker="o", label="explained energy")
-    ax2.set_ylim(0.0, 1.02)
-    ax2.set_ylabel("cumulative Σσ² / ‖S‖_F²")
-    ax.set_title("Kronecker PCA spectrum")
+    if is_error:
+        pos = curve > 0
+        ax2.plot(k[pos], curve[pos], color="tab:red", marker="s", linestyle="--",
+                 label="relative error after k terms")
+        if np.any(pos):
+            ax2.set_yscale("log")
+        ax2.set_ylabel("‖M − M_k‖_F / ‖M‖_F")
+    else:
+        ax2.plot(k, curve, color="tab:red", marker="o", label="explained energy")
+        ax2.set_ylim(0.0, 1.02)
+        ax2.set_ylabel("cumulative Σσ² / ‖S‖_F²")
     return fig
+
+
+def _integer_ticks(ax: Any, k: np.ndarray) -> None:
+    """Ticks at every k up to 30 terms, else at integers chosen by matplotlib."""
+    from matplotlib.ticker import MaxNLocator
+
+    if k.size <= 30:
+        ax.set_xticks(k)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -59,31 +59,13 @@ def _load_matrix(path: str, shp: tuple[tuple[int, int], ...], shapes: str) -> np
     return M
 
 
-def _tail_errors(s: np.ndarray, residual: float) -> np.ndarray:
-    """``‖M − M_k‖_F`` for k = 1..r: ``sqrt(Σ_{j>k} σ_j² + residual²)`` (no cancellation)."""
-    sq = s.astype(float) ** 2
-    after = np.concatenate([np.cumsum(sq[::-1])[::-1][1:], [0.0]])
-    return np.sqrt(after + float(residual) ** 2)
+def _save_spectrum_plot(con: Any, res: Any, path: str) -> None:
+    """The picture of :func:`kronkit.plot.spectrum` of ``res``, saved to ``path``."""
+    from .. import plot as kplot  # matplotlib is there: check_plot_path looked before the work
 
-
-def _plot_spectrum(s: np.ndarray, rel_err: np.ndarray, path: str, title: str) -> None:
-    from matplotlib.figure import Figure  # present: check_plot_path looked before the work
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    k = np.arange(1, s.size + 1)
-    pos = s > 0
-    ax.semilogy(k[pos], s[pos], "o-", label="σ_k")
-    ok = rel_err > 0
-    ax.semilogy(k[ok], rel_err[ok], "s--", label="‖M − M_k‖_F / ‖M‖_F")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("k (number of Kronecker terms)")
-    ax.set_ylabel("σ_k, relative error")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig = kplot.spectrum(res)
     write_output(lambda: fig.savefig(path, dpi=120), path, "--plot")
+    con.print(f"plot saved to {path}")
 
 
 #: Rows of the spectrum table printed unless --max-terms or --all says otherwise.
@@ -175,9 +157,7 @@ def _report_nearest(con: Any, near: Any, shp: tuple[tuple[int, int], ...],
                      path, "--out")
         con.print(f"saved to {out_path}")
     if plot_path is not None:
-        _plot_spectrum(np.array([near.sigma]), np.array([near.rel_error]), plot_path,
-                       "nearest Kronecker product")
-        con.print(f"plot saved to {plot_path}")
+        _save_spectrum_plot(con, near, plot_path)
 
 
 def _spectrum_table(res: Any, rel: np.ndarray, shp: tuple[tuple[int, int], ...],
@@ -208,7 +188,7 @@ def _report_kpsvd(con: Any, res: Any, shp: tuple[tuple[int, int], ...], structur
     norm = float(res.norm or 0.0)
     residual = float(res.residual or 0.0)
     s = np.asarray(res.s)
-    rel = _tail_errors(s, residual) / norm if norm > 0 else np.zeros(s.size)
+    rel = res.tail_errors(relative=True)
     con.print(_spectrum_table(res, rel, shp, structure, shown))
     if shown < s.size:
         con.print(f"(the first {shown} of {s.size} terms; --max-terms K or --all prints more, "
@@ -220,6 +200,4 @@ def _report_kpsvd(con: Any, res: Any, shp: tuple[tuple[int, int], ...], structur
                                       residual=residual, norm=norm), path, "--out")
         con.print(f"saved to {out_path}")
     if plot_path is not None:
-        (m1, n1), (m2, n2) = shp
-        _plot_spectrum(s, rel, plot_path, f"Kronecker spectrum ({m1}×{n1} ⊗ {m2}×{n2})")
-        con.print(f"plot saved to {plot_path}")
+        _save_spectrum_plot(con, res, plot_path)
