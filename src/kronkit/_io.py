@@ -41,6 +41,8 @@ __all__ = [
     "load_array",
     "load_cli_array",
     "make_console",
+    "save_figure",
+    "save_npz",
     "write_output",
 ]
 
@@ -58,11 +60,7 @@ def load_array(path: str | os.PathLike[str], name: str = "file") -> np.ndarray:
 
     Raises :class:`ArrayFileError` (a ``ValueError``) naming ``name`` and the file.
     """
-    spec = os.fspath(path)
-    key = None
-    base = spec
-    if ".npz:" in spec:
-        base, key = spec.rsplit(":", 1)
+    base, key = _split_member(path)
     if not os.path.exists(base):
         raise ArrayFileError(f"{name}: no such file: {base}")
     ext = os.path.splitext(base)[1].lower()
@@ -113,6 +111,15 @@ def load_array(path: str | os.PathLike[str], name: str = "file") -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise ArrayFileError(f"{name}: {base} must hold a real numeric array, got dtype {arr.dtype}")
     return arr
+
+
+def _split_member(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """``("file.npz", "key")`` from ``"file.npz:key"``; ``(path, None)`` for any other path."""
+    spec = os.fspath(path)
+    if ".npz:" in spec:
+        base, key = spec.rsplit(":", 1)
+        return base, key
+    return spec, None
 
 
 def _npy_header_problem(fh: Any, nbytes: int) -> str | None:
@@ -177,9 +184,7 @@ def load_cli_array(path: str | os.PathLike[str], name: str) -> np.ndarray:
         arr = load_array(path, name)
     except ArrayFileError as exc:
         raise InputError(str(exc)) from exc
-    base = os.fspath(path)
-    if ".npz:" in base:
-        base = base.rsplit(":", 1)[0]
+    base, _ = _split_member(path)
     if arr.size == 0:
         raise InputError(f"{name}: {base} holds no data (an empty array of shape {arr.shape})")
     with np.errstate(over="ignore"):  # long doubles beyond float64 become inf: reported below
@@ -261,6 +266,17 @@ def write_output(save: Callable[[], Any], path: str, name: str) -> None:
     except (OSError, ValueError, RuntimeError) as exc:
         reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
         raise InputError(f"{name}: could not write {path}: {reason}") from exc
+
+
+def save_npz(path: str, arrays: dict[str, Any], name: str = "--out") -> None:
+    """``np.savez(path, **arrays)``, its failure an :class:`InputError` naming ``name``."""
+    write_output(lambda: np.savez(path, **arrays), path, name)
+
+
+def save_figure(fig: Any, path: str, name: str = "--plot") -> None:
+    """Save a matplotlib figure to ``path`` (120 dpi; the extension picks the format, as
+    :func:`check_plot_path` checked), its failure an :class:`InputError` naming ``name``."""
+    write_output(lambda: fig.savefig(path, dpi=120), path, name)
 
 
 def make_console() -> Any:

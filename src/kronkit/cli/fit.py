@@ -11,17 +11,8 @@ from typing import Any
 import click
 import numpy as np
 
+from .. import _io
 from .._estimators.separable import GAUGES
-from .._io import (
-    FiniteFloat,
-    InputError,
-    check_output_path,
-    check_plot_path,
-    cli_errors,
-    load_cli_array,
-    make_console,
-    write_output,
-)
 from .._samples import as_samples, parse_shape
 
 __all__ = ["fit"]
@@ -37,29 +28,29 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
             raise ValueError(text)
         return parse_shape((int(m.group(1)), int(m.group(2))), "--shape")
     except ValueError as exc:
-        raise InputError(f"--shape: expected two positive integers 'p,q', got {text!r}") from exc
+        raise _io.InputError(f"--shape: expected two positive integers 'p,q', got {text!r}") from exc
 
 
 def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
     """The observations in ``path`` as an (N, p, q) array, by the samples' shape rule
     (:func:`~kronkit._samples.as_samples`), with the command line's messages: a 2-D file
     needs ``--shape`` here (the library would read it as (N, P, 1))."""
-    arr = load_cli_array(path, "DATA")  # float64, finite, not empty
+    arr = _io.load_cli_array(path, "DATA")  # float64, finite, not empty
     if arr.ndim == 2 and shape is None:
-        raise InputError(
+        raise _io.InputError(
             f"--shape: the data are 2-D (shape {arr.shape}: N rows of length P); give the "
             "matrix shape of a row with --shape p,q (rows are row-major flattenings)")
     try:
         return as_samples(arr, shape, "DATA")
     except ValueError as exc:
         if arr.ndim == 3 and shape is not None:
-            raise InputError(f"--shape: {shape[0]},{shape[1]} does not match the data of shape "
+            raise _io.InputError(f"--shape: {shape[0]},{shape[1]} does not match the data of shape "
                              f"{arr.shape}") from exc
         if arr.ndim == 2 and shape is not None:
-            raise InputError(
+            raise _io.InputError(
                 f"--shape: {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, "
                 f"but the data have shape {arr.shape}") from exc
-        raise InputError(
+        raise _io.InputError(
             f"DATA: {path} must hold a 3-D array (N, p, q) or a 2-D one (N, P) with --shape, "
             f"got shape {arr.shape}") from exc
 
@@ -123,7 +114,7 @@ def _fit_separable(X: np.ndarray, **options: Any) -> tuple[Any, list[str]]:
         except np.linalg.LinAlgError:  # valid data, failed computation: exit status 1
             raise
         except ValueError as exc:  # too few observations, ... : about DATA
-            raise InputError(f"DATA: {exc}") from exc
+            raise _io.InputError(f"DATA: {exc}") from exc
     for w in caught:  # warnings other than the convergence notes go to the usual printer
         if not issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -193,12 +184,12 @@ def _output_arrays(res: Any, test: Any, shape: tuple[int, ...], model: str,
                    "row-major).")
 @click.option("--model", type=click.Choice(["normal", "t"]), default="normal", show_default=True,
               help="Matrix normal, or vec-form multivariate t with scale A⊗B.")
-@click.option("--df", type=FiniteFloat(0.0, low_open=True), default=None,
+@click.option("--df", type=_io.FiniteFloat(0.0, low_open=True), default=None,
               help="Degrees of freedom of the t model, held fixed (default: estimated).")
 @click.option("--assume-centered", is_flag=True,
               help="The data are already centred (location fixed at zero).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--tol", type=FiniteFloat(0.0), default=1e-9, show_default=True,
+@click.option("--tol", type=_io.FiniteFloat(0.0), default=1e-9, show_default=True,
               help="Stop when the log-likelihood changes by at most tol·N·P.")
 @click.option("--gauge", type=click.Choice(GAUGES), default="trace", show_default=True,
               help="How the scale is split between A and B.")
@@ -216,7 +207,7 @@ def _output_arrays(res: Any, test: Any, shape: tuple[int, ...], model: str,
                    "(default: separability_test's).")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of those simulations (default: fresh draws).")
-@cli_errors
+@_io.cli_errors
 def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_centered: bool,
         max_iter: int, tol: float, gauge: str, out_path: str, plot_path: str | None,
         no_progress: bool, no_test: bool, simulations: int | None, seed: int | None) -> None:
@@ -229,13 +220,13 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     separable t for --model t) and saves the factors to --out.
     """
     if df is not None and model != "t":
-        raise InputError("--df is used only with --model t")
+        raise _io.InputError("--df is used only with --model t")
     shape = _parse_shape(shape_text)
-    out_path = check_output_path(out_path, "--out")
+    out_path = _io.check_output_path(out_path, "--out")
     if plot_path is not None:
-        plot_path = check_plot_path(plot_path, "--plot")
+        plot_path = _io.check_plot_path(plot_path, "--plot")
     X = _load_samples(data, shape)
-    con = make_console()
+    con = _io.make_console()
     res, notes = _fit_separable(X, distribution=model, df=df, assume_centered=assume_centered,
                                 max_iter=max_iter, tol=tol, gauge=gauge,
                                 progress=not no_progress)
@@ -254,12 +245,10 @@ def fit(data: str, shape_text: str | None, model: str, df: float | None, assume_
     for note in notes:
         con.print(f"[yellow]warning:[/yellow] {note}")
     out = _output_arrays(res, test, X.shape[1:], model, gauge)
-    write_output(lambda: np.savez(out_path, **out), out_path, "--out")
+    _io.save_npz(out_path, out)
     con.print(f"saved to {out_path}")
     if plot_path is not None:
         from .. import plot as kplot
 
-        picture = plot_path
-        fig = kplot.fit_summary(res)
-        write_output(lambda: fig.savefig(picture, dpi=120), picture, "--plot")
-        con.print(f"picture saved to {picture}")
+        _io.save_figure(kplot.fit_summary(res), plot_path)
+        con.print(f"picture saved to {plot_path}")

@@ -9,15 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from .._io import (
-    FiniteFloat,
-    InputError,
-    check_output_path,
-    cli_errors,
-    load_cli_array,
-    make_console,
-    write_output,
-)
+from .. import _io
 
 __all__ = ["grad"]
 
@@ -27,12 +19,12 @@ def _check_grad_shapes(factors: list[np.ndarray], names: list[str], y: np.ndarra
     """Shape errors named by the option the user gave (the library would say `factors[0]`)."""
     for f, name in zip(factors, names, strict=True):
         if f.ndim != 2 or f.shape[0] != f.shape[1]:
-            raise InputError(f"{name}: a factor must be a square matrix, got shape {f.shape}")
+            raise _io.InputError(f"{name}: a factor must be a square matrix, got shape {f.shape}")
     sizes = tuple(f.shape[0] for f in factors)
     P = math.prod(sizes)
     for arr, name in ((y, "--y"), (mu, "--mu")):
         if arr is not None and (arr.ndim not in (1, 2) or arr.shape[-1] != P):
-            raise InputError(f"{name}: must have shape (P,) or (N, P) with P = {P} (the product "
+            raise _io.InputError(f"{name}: must have shape (P,) or (N, P) with P = {P} (the product "
                              f"of the factor sizes {sizes}), got shape {arr.shape}")
 
 
@@ -40,7 +32,7 @@ def _print_report(out: dict[str, Any], value: Any, out_path: str) -> None:
     """The table of saved arrays (shape, largest magnitude), λ, and where they went."""
     from rich.table import Table
 
-    con = make_console()
+    con = _io.make_console()
     table = Table(title="kronkit grad")
     table.add_column("array")
     table.add_column("shape")
@@ -61,28 +53,28 @@ def _print_report(out: dict[str, Any], value: Any, out_path: str) -> None:
               help="Further factors for A⊗B⊗C⊗… (repeat the option, in order).")
 @click.option("--y", "y_path", required=True, help="Observation(s): (P,) or (N, P).")
 @click.option("--mu", "mu_path", default=None, help="Location μ: (P,) or (N, P). Default 0.")
-@click.option("--alpha", default=1.0, show_default=True, type=FiniteFloat(), help="Offset α.")
+@click.option("--alpha", default=1.0, show_default=True, type=_io.FiniteFloat(), help="Offset α.")
 @click.option("--per-observation", is_flag=True,
               help="For a batch, save per-observation gradients instead of their sum.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output .npz with value, dA, dB, ..., dy, dmu, dalpha.")
-@cli_errors
+@_io.cli_errors
 def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path: str | None,
          alpha: float, per_observation: bool, out_path: str) -> None:
     """Value and gradients of λ = log(α + (y−μ)ᵀ(A⊗B)⁻¹(y−μ)) for arrays in files."""
     from .._calculus import log_quad_grad
 
-    out_path = check_output_path(out_path, "--out")
+    out_path = _io.check_output_path(out_path, "--out")
     names = ["--A", "--B"] + [f"--factor #{i + 1}" for i in range(len(extra))]
-    factors = [load_cli_array(path, name)
+    factors = [_io.load_cli_array(path, name)
                for path, name in zip((a_path, b_path, *extra), names, strict=True)]
-    y = load_cli_array(y_path, "--y")
-    mu = None if mu_path is None else load_cli_array(mu_path, "--mu")
+    y = _io.load_cli_array(y_path, "--y")
+    mu = None if mu_path is None else _io.load_cli_array(mu_path, "--mu")
     _check_grad_shapes(factors, names, y, mu)
     g = log_quad_grad(factors, y, mu, alpha, reduce=None if per_observation else "sum")
     grad_names = ["dA", "dB"] + [f"dfactor{i + 3}" for i in range(len(extra))]
     out: dict[str, Any] = {"value": np.asarray(g.value), "dy": g.y, "dmu": g.mu,
                            "dalpha": np.asarray(g.alpha)}
     out.update(dict(zip(grad_names, g.factors, strict=True)))
-    write_output(lambda: np.savez(out_path, **out), out_path, "--out")
+    _io.save_npz(out_path, out)
     _print_report(out, g.value, out_path)

@@ -13,16 +13,7 @@ from typing import Any
 import click
 import numpy as np
 
-from .._io import (
-    InputError,
-    NumericalError,
-    check_output_path,
-    check_plot_path,
-    cli_errors,
-    load_cli_array,
-    make_console,
-    write_output,
-)
+from .. import _io
 
 __all__ = ["nkp", "parse_shapes_option"]
 
@@ -35,36 +26,35 @@ def parse_shapes_option(text: str) -> tuple[tuple[int, int], ...]:
     for part in text.split(","):
         m = _SHAPE_RE.match(part)
         if m is None:
-            raise InputError(
+            raise _io.InputError(
                 f"--shapes: expected factor shapes like 4x4,3x3 (or 4,3 for square factors), "
                 f"got {text!r}")
         rows = int(m.group(1))
         cols = int(m.group(2)) if m.group(2) is not None else rows
         if rows < 1 or cols < 1:
-            raise InputError(f"--shapes: factor shapes must be positive, got {part.strip()!r}")
+            raise _io.InputError(f"--shapes: factor shapes must be positive, got {part.strip()!r}")
         out.append((rows, cols))
     if len(out) < 2:
-        raise InputError(f"--shapes: need at least two factor shapes, got {text!r}")
+        raise _io.InputError(f"--shapes: need at least two factor shapes, got {text!r}")
     return tuple(out)
 
 
 def _load_matrix(path: str, shp: tuple[tuple[int, int], ...], shapes: str) -> np.ndarray:
     """MATRIX as a float64 2-D array of the size the factor shapes ``shp`` multiply to."""
-    M = load_cli_array(path, "MATRIX")  # float64, finite, not empty
+    M = _io.load_cli_array(path, "MATRIX")  # float64, finite, not empty
     if M.ndim != 2:
-        raise InputError(f"MATRIX: {path} must hold a 2-D matrix, got shape {M.shape}")
+        raise _io.InputError(f"MATRIX: {path} must hold a 2-D matrix, got shape {M.shape}")
     want = (math.prod(m for m, _ in shp), math.prod(n for _, n in shp))
     if M.shape != want:
-        raise InputError(f"--shapes: MATRIX has shape {M.shape}, but shapes {shapes} need {want}")
+        raise _io.InputError(f"--shapes: MATRIX has shape {M.shape}, but shapes {shapes} need {want}")
     return M
 
 
 def _save_spectrum_plot(con: Any, res: Any, path: str) -> None:
     """The picture of :func:`kronkit.plot.spectrum` of ``res``, saved to ``path``."""
-    from .. import plot as kplot  # matplotlib is there: check_plot_path looked before the work
+    from .. import plot as kplot  # matplotlib is there: check_plot_path looked first
 
-    fig = kplot.spectrum(res)
-    write_output(lambda: fig.savefig(path, dpi=120), path, "--plot")
+    _io.save_figure(kplot.spectrum(res), path)
     con.print(f"plot saved to {path}")
 
 
@@ -90,7 +80,7 @@ DEFAULT_MAX_TERMS = 10
 @click.option("--max-terms", type=click.IntRange(min=1), default=DEFAULT_MAX_TERMS,
               show_default=True, help="Print at most this many terms of the spectrum table.")
 @click.option("--all", "show_all", is_flag=True, help="Print every term of the spectrum table.")
-@cli_errors
+@_io.cli_errors
 def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
         out_path: str | None, plot_path: str | None, max_terms: int, show_all: bool) -> None:
     """Kronecker-product SVD of MATRIX (.npy, .npz or .csv): M ≈ Σ_k s_k A_k ⊗ B_k.
@@ -101,13 +91,13 @@ def nkp(matrix: str, shapes: str, rank: int | None, structure: str | None,
     """
     shp = parse_shapes_option(shapes)
     if len(shp) > 2 and rank not in (None, 1):
-        raise InputError("--rank: a rank above 1 needs exactly two factor shapes")
+        raise _io.InputError("--rank: a rank above 1 needs exactly two factor shapes")
     if out_path is not None:
-        out_path = check_output_path(out_path, "--out")
+        out_path = _io.check_output_path(out_path, "--out")
     if plot_path is not None:
-        plot_path = check_plot_path(plot_path, "--plot")
+        plot_path = _io.check_plot_path(plot_path, "--plot")
     M = _load_matrix(matrix, shp, shapes)
-    con = make_console()
+    con = _io.make_console()
     res = _decompose(con, M, shp, rank, structure)
     if len(shp) > 2:
         _report_nearest(con, res, shp, out_path, plot_path)
@@ -124,12 +114,13 @@ def _decompose(con: Any, M: np.ndarray, shp: tuple[tuple[int, int], ...], rank: 
 
     with con.status(f"computing the Kronecker decomposition of a {M.shape[0]}×{M.shape[1]} "
                     "matrix…"):
+        res: Any
         if len(shp) == 2:
             res = kpsvd(M, shp, rank, structure=structure)
         else:
             res = nearest_kron(M, shp, structure=structure)
     if not math.isfinite(float(res.norm or 0.0)):
-        raise NumericalError(
+        raise _io.NumericalError(
             "numerical failure: ‖MATRIX‖_F overflows in floating point (entries up to "
             f"{np.max(np.abs(M)):.3g}); rescale MATRIX")
     return res
@@ -149,12 +140,10 @@ def _report_nearest(con: Any, near: Any, shp: tuple[tuple[int, int], ...],
                   "yes" if near.converged else "no")
     con.print(table)
     if out_path is not None:
-        arrays: dict[str, Any] = {f"A{k + 1}": f for k, f in enumerate(near.factors)}
-        path = out_path
-        write_output(lambda: np.savez(path, sigma=near.sigma,
-                                      residual=float(near.residual or 0.0),
-                                      norm=float(near.norm or 0.0), **arrays),
-                     path, "--out")
+        arrays: dict[str, Any] = {"sigma": near.sigma, "residual": float(near.residual or 0.0),
+                                  "norm": float(near.norm or 0.0)}
+        arrays.update({f"A{k + 1}": f for k, f in enumerate(near.factors)})
+        _io.save_npz(out_path, arrays)
         con.print(f"saved to {out_path}")
     if plot_path is not None:
         _save_spectrum_plot(con, near, plot_path)
@@ -195,9 +184,8 @@ def _report_kpsvd(con: Any, res: Any, shp: tuple[tuple[int, int], ...], structur
                   "--out saves all)")
     con.print(f"‖M‖_F = {norm:.10g}; {res.rank} term(s); relative error {res.rel_error:.3e}")
     if out_path is not None:
-        path = out_path
-        write_output(lambda: np.savez(path, s=s, A=np.asarray(res.A), B=np.asarray(res.B),
-                                      residual=residual, norm=norm), path, "--out")
+        _io.save_npz(out_path, {"s": s, "A": np.asarray(res.A), "B": np.asarray(res.B),
+                                "residual": residual, "norm": norm})
         con.print(f"saved to {out_path}")
     if plot_path is not None:
         _save_spectrum_plot(con, res, plot_path)
