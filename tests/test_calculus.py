@@ -1,4 +1,5 @@
-"""The seed function: closed form vs finite differences, JAX autodiff, and the seed's route."""
+"""The seed function: closed form vs finite differences, JAX autodiff, and the seed's
+Kronecker-SVD route (``method="kpsvd"``, ``kronkit._kpsvd.route``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ import pytest
 from numpy.testing import assert_allclose
 
 import kronkit
-from helpers import ATOL, FD_RTOL, RTOL, central_diff, dense_kron, dense_log_quad, general, spd
-from kronkit import Kron, inv_quad_grad, log_quad, log_quad_grad, logdet_grad, seed_route
+from helpers import (
+    ATOL,
+    FD_RTOL,
+    RTOL,
+    central_diff,
+    dense_kron,
+    dense_log_quad,
+    factor,
+    factors,
+)
+from kronkit import Kron, inv_quad_grad, log_quad, log_quad_grad, logdet_grad
+from kronkit._kpsvd.route import kpsvd_route
 
 CASES = [
     ("spd", (3, 4)), ("spd", (1, 5)), ("spd", (2, 2)), ("spd", (5, 2)),
@@ -18,16 +29,8 @@ CASES = [
 ]
 
 
-def _factors(rng, kind, dims):
-    if kind == "spd":
-        return [spd(rng, n) for n in dims]
-    if kind == "general":
-        return [general(rng, n) for n in dims]
-    return [spd(rng, n) if k % 2 == 0 else general(rng, n) for k, n in enumerate(dims)]
-
-
 def _problem(rng, kind, dims, n_obs=None):
-    fs = _factors(rng, kind, dims)
+    fs = factors(rng, dims, kind)
     P = int(np.prod(dims))
     y = rng.standard_normal(P if n_obs is None else (n_obs, P))
     mu = rng.standard_normal(P)
@@ -86,36 +89,36 @@ def test_gradients_vs_jax_dense(rng, kind, dims):
     gj = jax.grad(lam, argnums=(0, 1, 2, 3))([jnp.asarray(f) for f in fs], y, mu, a)
     g = log_quad_grad(fs, y, mu, a)
     for k in range(len(fs)):
-        assert_allclose(g.factors[k], np.asarray(gj[0][k]), rtol=1e-9, atol=1e-12)
-    assert_allclose(g.y, np.asarray(gj[1]), rtol=1e-9, atol=1e-12)
-    assert_allclose(g.mu, np.asarray(gj[2]), rtol=1e-9, atol=1e-12)
+        assert_allclose(g.factors[k], np.asarray(gj[0][k]), rtol=1e-9, atol=ATOL)
+    assert_allclose(g.y, np.asarray(gj[1]), rtol=1e-9, atol=ATOL)
+    assert_allclose(g.mu, np.asarray(gj[2]), rtol=1e-9, atol=ATOL)
     assert_allclose(g.alpha, float(gj[3]), rtol=1e-9)
 
 
 @pytest.mark.parametrize(("kind", "dims"), [c for c in CASES if len(c[1]) == 2])
-def test_closed_form_equals_seed_route(rng, kind, dims):
+def test_closed_form_equals_kpsvd_route(rng, kind, dims):
     fs, y, mu, a = _problem(rng, kind, dims)
     g = log_quad_grad(fs, y, mu, a)
     s = log_quad_grad(fs, y, mu, a, method="kpsvd")
     for k in range(2):
-        assert_allclose(s.factors[k], g.factors[k], rtol=1e-9, atol=1e-12)
-    assert_allclose(s.y, g.y, rtol=1e-9, atol=1e-12)
-    route = seed_route(fs, y, mu, a)
+        assert_allclose(s.factors[k], g.factors[k], rtol=1e-9, atol=ATOL)
+    assert_allclose(s.y, g.y, rtol=1e-9, atol=ATOL)
+    route = kpsvd_route(fs, y, mu, a)
     p, q = dims
     assert route.rank <= min(p, q) ** 2
-    assert_allclose(route.A, g.A, rtol=1e-9, atol=1e-12)
+    assert_allclose(route.A, g.A, rtol=1e-9, atol=ATOL)
     assert_allclose(route.value, g.value, rtol=RTOL)
 
 
-def test_seed_route_singular_values_are_those_of_the_rearrangement(rng):
-    A, B = general(rng, 3), spd(rng, 2)
+def test_kpsvd_route_singular_values_are_those_of_the_rearrangement(rng):
+    A, B = factor(rng, 3, "general"), factor(rng, 2, "spd")
     y = rng.standard_normal(6)
-    route = seed_route([A, B], y, alpha=2.0)
+    route = kpsvd_route([A, B], y, alpha=2.0)
     S = np.kron(A, B)
     X = np.outer(np.linalg.solve(S.T, y), np.linalg.solve(S, y))  # S⁻ᵀ y yᵀ S⁻ᵀ
     R = X.reshape(3, 2, 3, 2).transpose(0, 2, 1, 3).reshape(9, 4)
     s = np.linalg.svd(R, compute_uv=False)
-    assert_allclose(route.singular_values, s[: route.rank], rtol=1e-10)
+    assert_allclose(route.singular_values, s[: route.rank], rtol=RTOL)
 
 
 @pytest.mark.parametrize(("kind", "dims"), CASES)
@@ -149,7 +152,7 @@ def test_batch_equals_loop(rng, kind, dims, shared_mu):
     assert_allclose(per.alpha, [r.alpha for r in loop], rtol=RTOL)
 
 
-def test_batched_seed_route_equals_closed(rng):
+def test_batched_kpsvd_route_equals_closed(rng):
     fs, Y, mu, a = _problem(rng, "general", (2, 3), n_obs=3)
     for reduce in ("sum", None, "mean"):
         g = log_quad_grad(fs, Y, mu, a, reduce=reduce)
@@ -157,9 +160,9 @@ def test_batched_seed_route_equals_closed(rng):
         for x, z in zip(g, s, strict=True):
             if isinstance(x, tuple):
                 for xa, za in zip(x, z, strict=True):
-                    assert_allclose(za, xa, rtol=1e-9, atol=1e-12)
+                    assert_allclose(za, xa, rtol=1e-9, atol=ATOL)
             else:
-                assert_allclose(z, x, rtol=1e-9, atol=1e-12)
+                assert_allclose(z, x, rtol=1e-9, atol=ATOL)
 
 
 @pytest.mark.parametrize(("kind", "dims"), CASES)
@@ -187,7 +190,7 @@ def test_gauge_identity(rng, kind, dims):
     fs, y, mu, _ = _problem(rng, kind, dims)
     g = inv_quad_grad(fs, y, mu)
     for k in range(len(fs)):
-        assert_allclose(np.sum(g.factors[k] * fs[k]), -g.value, rtol=1e-10)
+        assert_allclose(np.sum(g.factors[k] * fs[k]), -g.value, rtol=RTOL)
 
 
 def test_symmetric_gradients_are_symmetric(rng):
@@ -199,7 +202,7 @@ def test_symmetric_gradients_are_symmetric(rng):
 
 @pytest.mark.parametrize(("kind", "dims"), [("spd", (3, 2)), ("mixed", (2, 3, 2))])
 def test_logdet_grad(rng, kind, dims):
-    fs = _factors(rng, kind, dims)
+    fs = factors(rng, dims, kind)
     if np.linalg.slogdet(dense_kron(*fs))[0] < 0:
         fs[-1] = -fs[-1] if dims[-1] % 2 else fs[-1]
     grads = logdet_grad(fs)
@@ -213,7 +216,7 @@ def test_logdet_grad(rng, kind, dims):
 
 def test_large_case_runs_without_dense(rng):
     """P = 250 000: a P×P matrix would need 500 GB; the closed form needs a few MB."""
-    fs = [spd(rng, 500), spd(rng, 500)]
+    fs = factors(rng, (500, 500))
     y = rng.standard_normal(250_000)
     g = log_quad_grad(fs, y, alpha=1.0)
     assert np.isfinite(g.value)
@@ -303,7 +306,7 @@ class TestBadInput:
         with pytest.raises(ValueError, match="`method`"):
             log_quad_grad([np.eye(2), np.eye(3)], np.ones(6), method="svd")
 
-    def test_seed_route_limits(self):
+    def test_kpsvd_route_limits(self):
         with pytest.raises(ValueError, match="refuses P > 4096"):
             log_quad_grad([np.eye(65), np.eye(64)], np.ones(65 * 64), method="kpsvd")
         with pytest.raises(ValueError, match="exactly two factors"):
@@ -362,14 +365,14 @@ class TestFrobenius:
 
     def test_seed_gradient_is_partial_contraction(self, rng):
         """REFERENCES §2: −β⁻¹ Σ_k (B:G_k)F_k = −β⁻¹ [B : X_ij] with X = S⁻ᵀwwᵀS⁻ᵀ."""
-        A, B = general(rng, 3), general(rng, 2)
+        A, B = factors(rng, (3, 2), "general")
         w = rng.standard_normal(6)
         S = np.kron(A, B)
         X = np.outer(np.linalg.solve(S.T, w), np.linalg.solve(S, w))
         beta = 1.3 + w @ np.linalg.solve(S, w)
         g = log_quad_grad([A, B], w, alpha=1.3)
-        assert_allclose(-kronkit.partial_contraction(X, B) / beta, g.A, rtol=1e-10)
-        assert_allclose(-kronkit.partial_contraction(X, A, side="left") / beta, g.B, rtol=1e-10)
+        assert_allclose(-kronkit.partial_contraction(X, B) / beta, g.A, rtol=RTOL)
+        assert_allclose(-kronkit.partial_contraction(X, A, side="left") / beta, g.B, rtol=RTOL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,7 +390,7 @@ def test_empty_batch(rng, kind, dims, mu_kind, capfd):
     Before: ZeroDivisionError (mean), IndexError (None), "cannot reshape" (general factors),
     and the SPD path printed "DSYRK parameter number 7 had an illegal value" to stderr.
     """
-    fs = _factors(rng, kind, dims)
+    fs = factors(rng, dims, kind)
     P = int(np.prod(dims))
     Y = np.zeros((0, P))
     mu = {None: None, "shared": rng.standard_normal(P), "per_obs": np.zeros((0, P))}[mu_kind]
@@ -418,7 +421,7 @@ def test_empty_batch(rng, kind, dims, mu_kind, capfd):
 
 
 def test_empty_batch_kpsvd_route(rng, capfd):
-    fs = [spd(rng, 2), general(rng, 3)]
+    fs = factors(rng, (2, 3), "mixed")
     Y = np.zeros((0, 6))
     g = log_quad_grad(fs, Y, reduce=None, method="kpsvd")
     assert g.value.shape == (0,) and [f.shape for f in g.factors] == [(0, 2, 2), (0, 3, 3)]
@@ -471,7 +474,7 @@ def test_log_quad_far_from_one_is_right_not_an_error(rng, kind, dims, s):
     """
     from helpers import dense_log_quad_grad
 
-    fs = _factors(rng, kind, dims)
+    fs = factors(rng, dims, kind)
     P = int(np.prod(dims))
     y = rng.standard_normal((2, P))
     lam0, gfac0, gy0, _ = dense_log_quad_grad(fs, y, alpha=0.0)
@@ -488,6 +491,6 @@ def test_log_quad_far_from_one_is_right_not_an_error(rng, kind, dims, s):
     g = log_quad_grad(fs, s * y, alpha=alpha, reduce=None)
     assert_allclose(g.value, lam0 + 2 * np.log(s), rtol=1e-13)
     for k in range(len(dims)):  # ∂λ/∂A_k is homogeneous of degree 0 in w
-        assert_allclose(g.factors[k], gfac0[k], rtol=1e-9, atol=1e-12)
-    assert_allclose(g.y * s, gy0, rtol=1e-9, atol=1e-12)  # degree −1
+        assert_allclose(g.factors[k], gfac0[k], rtol=1e-9, atol=ATOL)
+    assert_allclose(g.y * s, gy0, rtol=1e-9, atol=ATOL)  # degree −1
     assert np.all(g.alpha >= 0) and np.all(g.alpha < 1e-300)  # 1/β, β ≈ 1e320 or more

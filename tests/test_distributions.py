@@ -7,7 +7,7 @@ import pytest
 import scipy.stats as st
 
 import kronkit
-from helpers import FD_RTOL, RTOL, dense_kron, spd
+from helpers import FD_RTOL, RTOL, dense_kron, factors, spd
 from kronkit import (
     Kron,
     KronNormal,
@@ -23,7 +23,7 @@ P_VALUE_FLOOR = 1e-3  # statistical tests reject below this (fixed seeds: determ
 
 
 def _factors(rng, dims, cond_cap=50.0):
-    return [spd(rng, p, cond_cap=cond_cap) for p in dims]
+    return factors(rng, dims, "spd", cond_cap)
 
 
 def _setup(rng, dims, N=4):
@@ -461,6 +461,15 @@ def test_inputs_not_modified(rng):
 def test_exports():
     for name in ("KronNormal", "KronT", "KronNormalGrad", "KronTGrad"):
         assert name in kronkit.__all__ and hasattr(kronkit, name)
+
+
+def test_gradient_fields_named_and_ordered_alike():
+    """value, factors, y, the location (named as in the constructor), the scalar parameter."""
+    assert kronkit.LogQuadGrad._fields == ("value", "factors", "y", "mu", "alpha")
+    assert kronkit.InvQuadGrad._fields == ("value", "factors", "y", "mu")
+    assert kronkit.LogQuadHVP._fields[:3] == ("value", "factors", "y")
+    assert KronNormalGrad._fields == ("value", "factors", "y", "mean")
+    assert KronTGrad._fields == ("value", "factors", "y", "loc", "df")
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,171 +19,28 @@ With ``δ = (y−μ)ᵀ S⁻¹ (y−μ)`` (the squared Mahalanobis distance)::
                        − ((ν+P)/2) log(1 + δ/ν)
 
 and ``log det S = Σ_k (P/p_k) log det A_k``. Gradients use the closed form of
-:mod:`kronkit._calculus` (``∂δ/∂A_k = −L_k⁻ᵀ X_(k) X_(k)ᵀ L_k⁻¹`` with ``X = (⊗L_k⁻¹) w``).
+:mod:`kronkit._quad` (``∂δ/∂A_k = −L_k⁻ᵀ X_(k) X_(k)ᵀ L_k⁻¹`` with ``X = (⊗L_k⁻¹) w``).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ._calculus import _check_reduce, _QuadState
 from ._checks import as_float, check_random_state
 from ._dask import is_dask_array, row_chunks
-from ._errors import NotPositiveDefiniteError, SingularFactorError
-from ._kron import Kron, as_kron, factorizations, slogdet_with
+from ._dist_params import check_df, location, n_samples, spd_scale
+from ._grad_results import KronNormalGrad, KronTGrad
+from ._kron import Kron, factorizations, slogdet_with
+from ._quad import QuadState, check_reduce, logdet_grads, reduce_values, reduction_scale
 from ._special import t_entropy_excess, t_log_kernel, t_log_normalizer, t_logpdf_dnu
 from ._vec import mode_apply, to_tensor
 
 __all__ = ["KronNormal", "KronNormalGrad", "KronT", "KronTGrad"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-# ---------------------------------------------------------------------------------------
-# Result types
-# ---------------------------------------------------------------------------------------
-class KronNormalGrad(NamedTuple):
-    """Value and gradients of the Kronecker-normal log-density.
-
-    With ``reduce="sum"`` (default) everything refers to ``ℓ = Σ_i log f(y_i)``; with
-    ``"mean"`` to ``ℓ / N``; with ``None`` to each ``log f(y_i)`` separately. For a single
-    ``y`` of shape (P,) the reduction is irrelevant.
-
-    Attributes
-    ----------
-    value : float or ndarray of shape (N,)
-        The (summed / mean / per-observation) log-density.
-    mean : ndarray of shape (P,) or (N, P)
-        ``∂ℓ/∂μ = Σ_i S⁻¹(y_i − μ)``; shape (N, P) (row i for observation i) with
-        ``reduce=None``.
-    factors : tuple of ndarray
-        ``∂ℓ/∂A_k = −½ n (P/p_k) A_k⁻¹ + ½ A_k⁻¹ (Σ_i W_i(k) B_(k)⁻¹ W_i(k)ᵀ) A_k⁻¹`` (``n`` the
-        number of observations summed), shape ``(p_k, p_k)``, or ``(N, p_k, p_k)`` with
-        ``reduce=None``. Gradients with respect to the entries of ``A_k`` treated as
-        independent (what ``jax.grad`` of the dense formula gives); symmetric for SPD factors.
-    y : ndarray of shape (P,) or (N, P)
-        ``∂ℓ/∂y_i = −S⁻¹(y_i − μ)`` (row i for observation i; already per observation).
-    """
-
-    value: Any
-    mean: np.ndarray
-    factors: tuple[np.ndarray, ...]
-    y: np.ndarray
-
-
-class KronTGrad(NamedTuple):
-    """Value and gradients of the Kronecker (vec-form) multivariate t log-density.
-
-    Reductions as in :class:`KronNormalGrad`.
-
-    Attributes
-    ----------
-    value : float or ndarray of shape (N,)
-        The (summed / mean / per-observation) log-density.
-    loc : ndarray of shape (P,) or (N, P)
-        ``∂ℓ/∂μ = Σ_i ω_i S⁻¹(y_i − μ)`` with weights ``ω_i = (ν+P)/(ν+δ_i)``.
-    factors : tuple of ndarray
-        ``∂ℓ/∂A_k``: ``−½ n (P/p_k) A_k⁻¹`` plus ``−½ Σ_i ω_i ∂δ_i/∂A_k``; shape ``(p_k, p_k)``
-        or ``(N, p_k, p_k)`` with ``reduce=None``.
-    df : float or ndarray of shape (N,)
-        ``∂ℓ/∂ν = Σ_i [½ψ((ν+P)/2) − ½ψ(ν/2) − P/(2ν) − ½ log(1 + δ_i/ν)
-        + (ν+P) δ_i / (2ν(ν+δ_i))]`` (ψ the digamma function), evaluated without the
-        cancellation of its terms (accurate for every ν; ``→ 0`` like ``1/ν²``, 0 at ν = ∞).
-    y : ndarray of shape (P,) or (N, P)
-        ``∂ℓ/∂y_i = −ω_i S⁻¹(y_i − μ)``.
-    """
-
-    value: Any
-    loc: np.ndarray
-    factors: tuple[np.ndarray, ...]
-    df: Any
-    y: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------
-# Validation helpers
-# ---------------------------------------------------------------------------------------
-def _spd_scale(scale: Any) -> Kron:
-    """A Kron of symmetric positive definite, non-singular factors, or a typed error."""
-    if isinstance(scale, np.ndarray):
-        raise TypeError(
-            f"`scale` must be a Kron or a sequence of factor matrices (A1, ..., Ad), got a single "
-            f"ndarray of shape {scale.shape}; pass [A, B] (or Kron(A) for one factor)"
-        )
-    if isinstance(scale, (list, tuple)):
-        for k, f in enumerate(scale):
-            if not isinstance(f, Kron):
-                as_float(f, f"scale[{k}]", ndim=2)
-    K = as_kron(scale, "scale")
-    for k, a in enumerate(K.factors):
-        if a.shape[0] != a.shape[1]:
-            raise ValueError(f"`scale[{k}]` (factor {k}) must be square, got shape {a.shape}")
-    facs = factorizations(K, "a scale matrix", check=False)
-    for f in facs:
-        k = f.index
-        if f.kind != "cholesky":
-            why = "it is not symmetric" if not f.symmetric else "its Cholesky factorisation failed"
-            raise NotPositiveDefiniteError(
-                f"`scale[{k}]` (factor {k}) must be symmetric positive definite, but {why} "
-                f"(shape {K.factors[k].shape})",
-                factor=k,
-            )
-        try:
-            f.check()
-        except SingularFactorError as exc:
-            raise SingularFactorError(
-                f"`scale[{k}]` (factor {k}) is positive definite but singular to working "
-                f"precision (reciprocal condition number {f.rcond:.3g})",
-                factor=k,
-                rcond=f.rcond,
-            ) from exc
-    return K
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
-def _location(loc: Any, name: str, K: Kron) -> np.ndarray:
-    P = K.shape[0]
-    dims = K.col_dims
-    if loc is None:
-        out = np.zeros(P, dtype=K.dtype)
-    else:
-        arr = as_float(loc, name)
-        if arr.shape not in ((P,), dims):
-            raise ValueError(
-                f"`{name}` must have shape ({P},) or {dims} (the factor sizes), got {arr.shape}"
-            )
-        out = np.array(arr.reshape(P), dtype=np.result_type(arr.dtype, K.dtype), copy=True)
-    out.setflags(write=False)
-    return out
-
-
-def _check_df(df: Any) -> float:
-    """``df`` as a float in ``(0, ∞]`` (``np.inf`` is the Gaussian limit), or a typed error."""
-    arr = np.asarray(df)
-    if arr.ndim != 0 or arr.dtype.kind not in "biuf":
-        raise TypeError(f"`df` must be a real scalar, got {df!r}")
-    val = float(arr)
-    if not val > 0:  # also NaN
-        raise ValueError(f"`df` must be > 0 (np.inf for the Gaussian limit), got {val}")
-    return val
-
-
-def _n_samples(size: Any) -> int | None:
-    if size is None:
-        return None
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"`size` must be None or a non-negative int, got {size!r}")
-    if size < 0:
-        raise ValueError(f"`size` must be >= 0, got {size}")
-    return int(size)
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,11 +59,12 @@ class _KronDistribution:
     _loc_name = "loc"
 
     def __init__(self, loc: Any, scale: Any):
-        K = _spd_scale(scale)
+        K = spd_scale(scale)
         self._scale = K
         self._facs = factorizations(K, "a scale matrix")
-        self._inverses = tuple(_readonly(f.inverse()) for f in self._facs)
-        self._loc = _location(loc, self._loc_name, K)
+        for f in self._facs:
+            f.inverse_view()  # the gradients' A_k⁻¹, cached (read-only) before any sharing
+        self._loc = location(loc, self._loc_name, K)
         self._logdet = slogdet_with(K, self._facs)[1]  # Cholesky factors: sign +1; warned above
 
     def _init_args(self) -> tuple:
@@ -307,7 +165,7 @@ class _KronDistribution:
         if is_dask_array(Y):
             return self._map_rows(Y, "mahalanobis_sq")
         W, single = self._centered(Y)
-        q = _QuadState(self._scale, W).q
+        q = QuadState(self._scale, W).q
         return float(q[0]) if single else q
 
     def mahalanobis(self, Y: Any) -> Any:
@@ -326,34 +184,104 @@ class _KronDistribution:
             z = mode_apply(z, f.chol(), k, d)
         return z.reshape(n, self.dim)
 
-    def _factor_inverses(self) -> tuple[np.ndarray, ...]:
-        return self._inverses
+    def _weights(self, q: np.ndarray) -> np.ndarray:
+        """EM weights ``ω_i`` of the observations in the gradients (1 for the Gaussian)."""
+        return np.ones(q.shape[0], dtype=q.dtype)
 
-    def _shape_grads(self, state: _QuadState, weights: np.ndarray, reduce: Any, single: bool):
-        """Factor / location gradients of ``−½ Σ_i ω_i δ_i − ½ n log det S`` (scaled)."""
-        N = state.N
+    def _log_density(self, q: np.ndarray) -> np.ndarray:
+        """``log f`` at squared distances ``δ = q`` (the Gaussian's ``−½ (P log 2π + log det S + δ)``)."""
+        return -0.5 * (self.dim * _LOG_2PI + self._logdet + q)
+
+    def _mixed(self, rng: Any, g: np.ndarray) -> np.ndarray:
+        """Draws of ``N(0, S)`` (rows of ``g``) turned into draws of the centred distribution."""
+        return g
+
+    def _gaussian_entropy(self) -> float:
+        return 0.5 * (self.dim * (1.0 + _LOG_2PI) + self._logdet)
+
+    def logpdf(self, Y: Any) -> Any:
+        r"""The log-density ``log f(y)``, a function of ``δ = (y−μ)ᵀS⁻¹(y−μ)``.
+
+        :class:`KronNormal`: ``log N(y; μ, S) = −½ (P log 2π + log det S + δ)``;
+        :class:`KronT`: ``log t_ν(y; μ, S)`` (formula in its class docstring).
+
+        Parameters
+        ----------
+        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
+
+        Returns
+        -------
+        float for a single observation of shape (P,), ndarray of shape (N,) otherwise; for a
+        ``dask.array`` ``Y`` of shape (N, P) or (N, p1, ..., pd) chunked along N, a lazy dask
+        array of shape (N,) with the same chunks (``Y.map_blocks``: each block is evaluated
+        where it lives; only the distribution's factors travel to the workers).
+
+        Notes
+        -----
+        Cost O(N·P·Σ p_k) (the factorisations are cached). Dense equivalents:
+        ``scipy.stats.multivariate_normal(mean, np.kron(A, B)).logpdf(Y)`` and
+        ``scipy.stats.multivariate_t(loc, np.kron(A, B), df).logpdf(Y)``.
+        """
+        if is_dask_array(Y):
+            return self._map_rows(Y, "logpdf")
+        W, single = self._centered(Y)
+        vals = self._log_density(QuadState(self._scale, W).q)
+        return float(vals[0]) if single else vals
+
+    def pdf(self, Y: Any) -> Any:
+        """``exp(logpdf(Y))``."""
+        return np.exp(self.logpdf(Y))
+
+    def rvs(self, size: int | None = None, random_state: Any = None) -> np.ndarray:
+        r"""Draw ``y = μ + r · (L1⊗…⊗Ld) z`` with ``z ~ N(0, I_P)`` and ``A_k = L_k L_kᵀ``.
+
+        :class:`KronNormal`: ``r = 1``. :class:`KronT`: ``r = 1/√(u/ν)`` with one ``u ~ χ²_ν``
+        per draw (the vec-form t; ``r = 1`` at ``ν = ∞``, no chi-square draw).
+
+        Parameters
+        ----------
+        size : int or None
+            Number of draws; ``None`` gives one draw.
+        random_state : None, int, SeedSequence, BitGenerator, numpy.random.Generator or RandomState
+
+        Returns
+        -------
+        ndarray of shape (P,) for ``size=None``, (size, P) otherwise. Reshape to tensors with
+        ``.reshape(-1, *dist.dims)``.
+
+        Notes
+        -----
+        Cost O(size·P·Σ p_k). Dense equivalent (:class:`KronNormal`):
+        ``rng.multivariate_normal(mean, np.kron(A, B), size)`` (a different stream).
+        """
+        n = n_samples(size)
+        rng = check_random_state(random_state, "random_state")
+        m = 1 if n is None else n
+        x = self._loc + self._mixed(rng, self._standard_normal(rng, m))
+        return x[0] if n is None else x
+
+    def _grad_terms(self, Y: Any, reduce: Any):
+        """``δ_i`` and the factor / location / ``y`` gradients of ``−½ Σ_i ω_i δ_i − ½ n log det S``.
+
+        ``ω_i = self._weights(δ_i)``; everything scaled by ``s = 1/N`` for a mean. Returns
+        ``(δ, factors, ∂/∂μ, ∂/∂y, s, single)``.
+        """
+        check_reduce(reduce)
+        W, single = self._centered(Y)
+        state = QuadState(self._scale, W)
+        q, N = state.q, state.N
         per_obs = reduce is None and not single
-        s = 1.0 / N if (reduce == "mean" and not single) else 1.0
-        fq, wg = state.grads(0.5 * s * weights, per_obs)
+        s = reduction_scale(reduce, N, single)
+        fq, wg = state.grads(0.5 * s * self._weights(q), per_obs)
         n_eff = 1.0 if (per_obs or single) else N * s
-        P = self.dim
-        factors = tuple(
-            -g - (0.5 * n_eff * (P // f.n)) * inv
-            for g, f, inv in zip(fq, self._facs, self._factor_inverses(), strict=True)
-        )
+        logdet = logdet_grads(self._facs, 0.5 * n_eff)  # ½ n (P/p_k) A_k⁻¹ (symmetric)
+        factors = tuple(-g - h for g, h in zip(fq, logdet, strict=True))
         # wg[i] = ½ s ω_i ∂δ_i/∂w_i = s ω_i S⁻¹ w_i
         g_y = -wg
         if single:
-            return factors, wg[0], g_y[0], s
+            return q, factors, wg[0], g_y[0], s, single
         g_loc = wg if per_obs else wg.sum(axis=0)
-        return factors, g_loc, g_y, s
-
-    def _reduce_value(self, vals: np.ndarray, reduce: Any, single: bool) -> Any:
-        if single:
-            return float(vals[0])
-        if reduce is None:
-            return vals
-        return float(vals.sum() / (vals.size if reduce == "mean" else 1))
+        return q, factors, g_loc, g_y, s, single
 
     def _repr_scale(self) -> str:
         return " ⊗ ".join(f"{n}×{n}" for n in self.dims)
@@ -427,36 +355,6 @@ class KronNormal(_KronDistribution):
         """The covariance ``S = A1⊗…⊗Ad`` (the scale itself, as a :class:`Kron`)."""
         return self._scale
 
-    def logpdf(self, Y: Any) -> Any:
-        r"""``log N(y; μ, S) = −½ (P log 2π + log det S + δ)``, ``δ = (y−μ)ᵀS⁻¹(y−μ)``.
-
-        Parameters
-        ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
-
-        Returns
-        -------
-        float for a single observation of shape (P,), ndarray of shape (N,) otherwise; for a
-        ``dask.array`` ``Y`` of shape (N, P) or (N, p1, ..., pd) chunked along N, a lazy dask
-        array of shape (N,) with the same chunks (``Y.map_blocks``: each block is evaluated
-        where it lives; only the distribution's factors travel to the workers).
-
-        Notes
-        -----
-        Cost O(N·P·Σ p_k) (the factorisations are cached). Dense equivalent:
-        ``scipy.stats.multivariate_normal(mean, np.kron(A, B)).logpdf(Y)``.
-        """
-        if is_dask_array(Y):
-            return self._map_rows(Y, "logpdf")
-        W, single = self._centered(Y)
-        q = _QuadState(self._scale, W).q
-        vals = -0.5 * (self.dim * _LOG_2PI + self._logdet + q)
-        return float(vals[0]) if single else vals
-
-    def pdf(self, Y: Any) -> Any:
-        """``exp(logpdf(Y))``."""
-        return np.exp(self.logpdf(Y))
-
     def logpdf_grad(self, Y: Any, *, reduce: str | None = "sum") -> KronNormalGrad:
         r"""Log-density and its gradients with respect to ``μ``, every factor and ``y``.
 
@@ -471,7 +369,7 @@ class KronNormal(_KronDistribution):
         Returns
         -------
         KronNormalGrad
-            ``value``, ``mean`` (∂/∂μ), ``factors`` (∂/∂A_k for every k), ``y`` (∂/∂y_i).
+            ``value``, ``factors`` (∂/∂A_k for every k), ``y`` (∂/∂y_i), ``mean`` (∂/∂μ).
 
         Notes
         -----
@@ -483,42 +381,13 @@ class KronNormal(_KronDistribution):
         ``jax.grad`` convention); along the gauge direction ``(A, −B)`` they satisfy
         ``⟨∂ℓ/∂A, A⟩ = ⟨∂ℓ/∂B, B⟩``.
         """
-        _check_reduce(reduce)
-        W, single = self._centered(Y)
-        state = _QuadState(self._scale, W)
-        q = state.q
-        ones = np.ones(W.shape[0], dtype=W.dtype)
-        factors, g_mean, g_y, _ = self._shape_grads(state, ones, reduce, single)
-        vals = -0.5 * (self.dim * _LOG_2PI + self._logdet + q)
-        return KronNormalGrad(self._reduce_value(vals, reduce, single), g_mean, factors, g_y)
-
-    def rvs(self, size: int | None = None, random_state: Any = None) -> np.ndarray:
-        r"""Draw ``y = μ + (L1⊗…⊗Ld) z`` with ``z ~ N(0, I_P)`` and ``A_k = L_k L_kᵀ``.
-
-        Parameters
-        ----------
-        size : int or None
-            Number of draws; ``None`` gives one draw.
-        random_state : None, int, SeedSequence, BitGenerator, numpy.random.Generator or RandomState
-
-        Returns
-        -------
-        ndarray of shape (P,) for ``size=None``, (size, P) otherwise. Reshape to tensors with
-        ``.reshape(-1, *dist.dims)``.
-
-        Notes
-        -----
-        Cost O(size·P·Σ p_k). Dense equivalent:
-        ``rng.multivariate_normal(mean, np.kron(A, B), size)`` (a different stream).
-        """
-        n = _n_samples(size)
-        rng = check_random_state(random_state, "random_state")
-        x = self._loc + self._standard_normal(rng, 1 if n is None else n)
-        return x[0] if n is None else x
+        q, factors, g_mean, g_y, s, single = self._grad_terms(Y, reduce)
+        value = reduce_values(self._log_density(q), reduce, single, s)
+        return KronNormalGrad(value, factors, g_y, g_mean)
 
     def entropy(self) -> float:
         """Differential entropy ``½ (P (1 + log 2π) + log det S)``."""
-        return 0.5 * (self.dim * (1.0 + _LOG_2PI) + self._logdet)
+        return self._gaussian_entropy()
 
 
 # ---------------------------------------------------------------------------------------
@@ -564,7 +433,7 @@ class KronT(_KronDistribution):
     """
 
     def __init__(self, loc: Any, scale: Any, df: float):
-        nu = _check_df(df)
+        nu = check_df(df)
         super().__init__(loc, scale)
         self._df = nu
         # ν-dependent constants, computed once (see kronkit._special for the derivations)
@@ -613,10 +482,6 @@ class KronT(_KronDistribution):
             )
         return self._scale * (1.0 / (1.0 - 2.0 / nu))  # ν/(ν−2), 1 at ν = ∞
 
-    def _log_norm(self) -> float:
-        """``lgamma((ν+P)/2) − lgamma(ν/2) − (P/2) log(νπ) − ½ log det S`` (accurate for all ν)."""
-        return self._log_norm_value
-
     def _weights(self, q: np.ndarray) -> np.ndarray:
         """EM weights ``ω_i = (ν+P)/(ν+δ_i)`` (1 at ν = ∞), in the dtype of ``q``."""
         nu, P = self._df, self.dim
@@ -629,34 +494,6 @@ class KronT(_KronDistribution):
     def _log_density(self, q: np.ndarray) -> np.ndarray:
         vals = self._log_norm_value + t_log_kernel(self._df, self.dim, q)
         return np.asarray(vals, dtype=q.dtype)
-
-    def logpdf(self, Y: Any) -> Any:
-        r"""``log t_ν(y; μ, S)`` (formula in the class docstring).
-
-        Parameters
-        ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
-
-        Returns
-        -------
-        float for a single observation of shape (P,), ndarray of shape (N,) otherwise; a lazy
-        dask array of shape (N,) for a dask ``Y`` (see :meth:`KronNormal.logpdf`).
-
-        Notes
-        -----
-        Cost O(N·P·Σ p_k). Dense equivalent:
-        ``scipy.stats.multivariate_t(loc, np.kron(A, B), df).logpdf(Y)``.
-        """
-        if is_dask_array(Y):
-            return self._map_rows(Y, "logpdf")
-        W, single = self._centered(Y)
-        q = _QuadState(self._scale, W).q
-        vals = self._log_density(q)
-        return float(vals[0]) if single else vals
-
-    def pdf(self, Y: Any) -> Any:
-        """``exp(logpdf(Y))``."""
-        return np.exp(self.logpdf(Y))
 
     def logpdf_grad(self, Y: Any, *, reduce: str | None = "sum") -> KronTGrad:
         r"""Log-density and its gradients with respect to ``μ``, every factor, ``ν`` and ``y``.
@@ -671,7 +508,7 @@ class KronT(_KronDistribution):
         Returns
         -------
         KronTGrad
-            ``value``, ``loc``, ``factors``, ``df``, ``y`` (see :class:`KronTGrad`).
+            ``value``, ``factors``, ``y``, ``loc``, ``df`` (see :class:`KronTGrad`).
 
         Notes
         -----
@@ -680,45 +517,17 @@ class KronT(_KronDistribution):
         ``∂ℓ/∂ν = Σ_i [½ψ((ν+P)/2) − ½ψ(ν/2) − P/(2ν) − ½ log(1+δ_i/ν)
         + (ν+P)δ_i/(2ν(ν+δ_i))]``. Cost O(Σ p_k³ + N·P·Σ p_k).
         """
-        _check_reduce(reduce)
-        W, single = self._centered(Y)
-        state = _QuadState(self._scale, W)
-        q = state.q
-        factors, g_loc, g_y, _ = self._shape_grads(state, self._weights(q), reduce, single)
-        vals = self._log_density(q)
+        q, factors, g_loc, g_y, s, single = self._grad_terms(Y, reduce)
+        value = reduce_values(self._log_density(q), reduce, single, s)
         g_df = np.asarray(t_logpdf_dnu(self._df, self.dim, q), dtype=q.dtype)
-        return KronTGrad(
-            self._reduce_value(vals, reduce, single), g_loc, factors,
-            self._reduce_value(g_df, reduce, single), g_y,
-        )
+        return KronTGrad(value, factors, g_y, g_loc, reduce_values(g_df, reduce, single, s))
 
-    def rvs(self, size: int | None = None, random_state: Any = None) -> np.ndarray:
-        r"""Draw ``y = μ + g / √(u/ν)`` with ``g = (⊗L_k) z ~ N(0, S)`` and ``u ~ χ²_ν``.
-
-        Parameters
-        ----------
-        size : int or None
-            Number of draws; ``None`` gives one draw.
-        random_state : None, int, SeedSequence, BitGenerator, numpy.random.Generator or RandomState
-
-        Returns
-        -------
-        ndarray of shape (P,) for ``size=None``, (size, P) otherwise.
-
-        Notes
-        -----
-        One chi-square weight per draw (the vec-form t). Cost O(size·P·Σ p_k).
-        """
-        n = _n_samples(size)
-        rng = check_random_state(random_state, "random_state")
-        m = 1 if n is None else n
-        g = self._standard_normal(rng, m)
+    def _mixed(self, rng: Any, g: np.ndarray) -> np.ndarray:
+        """``g / √(u/ν)``, one ``u ~ χ²_ν`` per row (``g`` itself at ν = ∞: no draw)."""
         if math.isinf(self._df):  # the Gaussian limit (u/ν = 1); no chi-square draw
-            x = self._loc + g
-        else:
-            u = rng.chisquare(self._df, size=m)
-            x = self._loc + g / np.sqrt(u / self._df).astype(self.dtype)[:, None]
-        return x[0] if n is None else x
+            return g
+        u = rng.chisquare(self._df, size=g.shape[0])
+        return g / np.sqrt(u / self._df).astype(self.dtype)[:, None]
 
     def entropy(self) -> float:
         r"""Differential entropy.
@@ -729,4 +538,4 @@ class KronT(_KronDistribution):
         ``ν``; 0 at ``ν = ∞``) summed without cancellation (:mod:`kronkit._special`), accurate
         to ~1e-14 relative for every ``ν`` in ``[1e-2, ∞]``.
         """
-        return 0.5 * (self.dim * (1.0 + _LOG_2PI) + self._logdet) + self._entropy_excess
+        return self._gaussian_entropy() + self._entropy_excess

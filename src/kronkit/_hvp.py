@@ -21,40 +21,26 @@ mode solves: O(Σ p_k³ + N·P·Σ p_k), the order of one gradient; nothing P×P
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ._calculus import LogQuadGrad, _beta, _check_outputs, _check_q, _empty_batch, _prepare
 from ._checks import as_float, check_scalar
-from ._factor import mode_solve
+from ._factor import Factorization, mode_solve
+from ._grad_results import LogQuadGrad, LogQuadHVP
 from ._kron import factorizations
+from ._quad import (
+    check_outputs,
+    check_q,
+    checked_beta,
+    empty_batch,
+    prepare_observations,
+    reduce_values,
+    reduction_scale,
+)
 from ._vec import mode_apply, to_tensor, unfold
 
 __all__ = ["LogQuadHVP", "log_quad_hvp"]
-
-
-class LogQuadHVP(NamedTuple):
-    """Hessian-vector product of ``λ = log(α + (y−μ)ᵀ S⁻¹ (y−μ))`` (and the gradient).
-
-    Attributes
-    ----------
-    value : float
-        ``λ`` (``Σ_i λ_i`` or its mean for a batch).
-    factors : tuple of ndarray
-        ``[Hv]_{A_k}``: the ``A_k`` block of the Hessian times the direction, shape
-        ``(p_k, p_k)`` each (same layout as the directions).
-    y : ndarray of shape (P,) or (N, P)
-        ``[Hv]_y``: the ``y`` block (row i for observation ``y_i``).
-    grad : LogQuadGrad
-        The gradient at the same point, as :func:`kronkit.log_quad_grad` returns it (with the
-        same reduction), computed on the way at no extra cost.
-    """
-
-    value: float
-    factors: tuple[np.ndarray, ...]
-    y: np.ndarray
-    grad: LogQuadGrad
 
 
 def _directions(directions: Any, dims: Sequence[int], dtype: np.dtype) -> list[np.ndarray | None]:
@@ -155,22 +141,45 @@ def log_quad_hvp(
             f"`reduce` must be 'sum' or 'mean' for log_quad_hvp, got {reduce!r} "
             "(per-observation Hessians: call it once per observation)"
         )
-    K, W, mua, single = _prepare(K, y, mu, "log_quad_hvp")
+    K, W, mua, single = prepare_observations(K, y, mu, "log_quad_hvp")
     a = check_scalar(alpha, "alpha")
-    d, dims, N = K.n_factors, K.col_dims, W.shape[0]
-    dA = _directions(directions, dims, W.dtype)
-    if dy is None:
-        dW = np.zeros_like(W)
-    else:
-        dya = as_float(dy, "dy")
-        want = (W.shape[1],) if single else W.shape
-        if dya.shape != want:
-            raise ValueError(f"`dy` must have the shape of `y`, {want}, got {dya.shape}")
-        dW = np.atleast_2d(dya).astype(np.result_type(dya.dtype, W.dtype), copy=False)
-    if N == 0:  # an empty batch: zeros for a sum, ValueError for a mean
-        grad = LogQuadGrad(*_empty_batch(K, W, mua, reduce, "log_quad_hvp", True))
+    dA = _directions(directions, K.col_dims, W.dtype)
+    dW = _direction_y(dy, W, single)
+    if W.shape[0] == 0:  # an empty batch: zeros for a sum, ValueError for a mean
+        grad = LogQuadGrad(*empty_batch(K, W, mua, reduce, "log_quad_hvp", True))
         return LogQuadHVP(0.0, grad.factors, np.zeros_like(W), grad)
     facs = factorizations(K, "log_quad_hvp")
+    s = reduction_scale(reduce, W.shape[0], single)
+    lam, c, g_fac, h_fac, g_y, h_y = _hvp_terms(K, facs, W, dW, dA, a, s)
+    check_outputs(K, W, tuple(g_fac), tuple(h_fac), g_y, h_y)
+    value = reduce_values(lam, reduce, single, s)
+    if single:
+        grad = LogQuadGrad(value, tuple(g_fac), g_y[0], -g_y[0], float(c[0]))
+        return LogQuadHVP(value, tuple(h_fac), h_y[0], grad)
+    g_mu = -g_y if (mua is not None and mua.ndim == 2) else -g_y.sum(axis=0)
+    grad = LogQuadGrad(value, tuple(g_fac), g_y, g_mu, float(np.sum(c)))
+    return LogQuadHVP(value, tuple(h_fac), h_y, grad)
+
+
+def _direction_y(dy: Any, W: np.ndarray, single: bool) -> np.ndarray:
+    """The ``y`` part of the direction as an (N, P) array (zeros when ``dy`` is None)."""
+    if dy is None:
+        return np.zeros_like(W)
+    dya = as_float(dy, "dy")
+    want = (W.shape[1],) if single else W.shape
+    if dya.shape != want:
+        raise ValueError(f"`dy` must have the shape of `y`, {want}, got {dya.shape}")
+    return np.atleast_2d(dya).astype(np.result_type(dya.dtype, W.dtype), copy=False)
+
+
+def _hvp_terms(K: Any, facs: Sequence[Factorization], W: np.ndarray, dW: np.ndarray,
+               dA: list[np.ndarray | None], alpha: float, s: float):
+    """Per-observation ``λ_i``, ``c_i = s/β_i``, and the reduced gradient and ``Hv`` blocks.
+
+    Returns ``(λ, c, [∂/∂A_k], [[Hv]_{A_k}], ∂/∂y (N, P), [Hv]_y (N, P))``, all scaled by
+    ``s`` (``1/N`` for a mean); the formulas are in the module docstring.
+    """
+    d, dims, N = K.n_factors, K.col_dims, W.shape[0]
     sym = all(f.symmetric for f in facs)
 
     def solve(t: np.ndarray, trans: bool) -> np.ndarray:
@@ -183,8 +192,8 @@ def log_quad_hvp(
     Z = solve(Wt, False)
     U = Z if sym else solve(Wt, True)
     q = np.einsum("ij,ij->i", W, Z.reshape(N, -1))
-    _check_q(q, K, W)
-    beta = _beta(q, a, W)
+    check_q(q, K, W)
+    beta = checked_beta(q, alpha, W)
 
     # S⁻¹ dS Z and S⁻ᵀ dSᵀ U as sums of single mode products
     E = np.zeros_like(Z)
@@ -201,7 +210,6 @@ def log_quad_hvp(
     flat = lambda t: t.reshape(N, -1)  # noqa: E731
     dq = np.einsum("ij,ij->i", flat(Z + U), dW) - np.einsum("ij,ij->i", W, flat(E))
 
-    s = 1.0 / N if (reduce == "mean" and not single) else 1.0
     c1 = (s / beta).reshape((N,) + (1,) * d)  # β⁻¹
     c2 = (-s * dq / beta**2).reshape((N,) + (1,) * d)  # −β⁻² ∇q·v
     aU = c1 * U
@@ -217,14 +225,4 @@ def log_quad_hvp(
         h_fac.append(-(unfold(left, k, d) @ Vk.T) - aUk @ unfold(dV, k, d).T)
     h_y = flat(c1 * (dZ + dU) + c2 * (Z + U))
     g_y = flat(c1 * (Z + U))
-
-    lam = np.log(beta)
-    _check_outputs(K, W, tuple(g_fac), tuple(h_fac), g_y, h_y)
-    if single:
-        value = float(lam[0])
-        grad = LogQuadGrad(value, tuple(g_fac), g_y[0], -g_y[0], float(s / beta[0]))
-        return LogQuadHVP(value, tuple(h_fac), h_y[0], grad)
-    value = float(lam.sum() * s)
-    g_mu = -g_y if (mua is not None and mua.ndim == 2) else -g_y.sum(axis=0)
-    grad = LogQuadGrad(value, tuple(g_fac), g_y, g_mu, float(np.sum(s / beta)))
-    return LogQuadHVP(value, tuple(h_fac), h_y, grad)
+    return np.log(beta), s / beta, g_fac, h_fac, g_y, h_y
