@@ -66,10 +66,10 @@ def frob(X: Any, Y: Any) -> float:
     return _finite(out, X=Xa, Y=Ya)
 
 
-def _finite(out: Any, **inputs: Any) -> Any:
+def _finite(out: Any, what: str = "the Frobenius contraction", **inputs: Any) -> Any:
     """The inputs were checked finite: a non-finite result is an overflow of the computation."""
     if not np.all(np.isfinite(out)):
-        raise overflow_error("the Frobenius contraction", **inputs)
+        raise overflow_error(what, **inputs)
     return out
 
 
@@ -131,6 +131,4 @@ def partial_contraction(X: Any, B: Any, *, side: str = "right") -> np.ndarray:
             m1, n1 = b0, b1
             m2, n2 = M // b0, N // b1
             out = np.einsum("iajb,ij->ab", Xa.reshape(m1, m2, n1, n2), Ba)
-    if not np.all(np.isfinite(out)):
-        raise overflow_error("partial_contraction", X=Xa, B=Ba)
-    return out
+    return _finite(out, "partial_contraction", X=Xa, B=Ba)
