@@ -64,9 +64,9 @@ def kronkit_start(X: np.ndarray) -> np.ndarray:
     from ``B = I`` there; the flip-flop is equivariant, so the dense EM started from
     ``diag(c²)`` makes the same iterates.
     """
-    from kronkit._estimators.separable import _unit_scales  # the scales kronkit uses, not a copy
+    from kronkit._estimators.units import unit_scales  # the scales kronkit uses, not a copy
 
-    _, c = _unit_scales(np.max(np.abs(X), axis=0))
+    _, c = unit_scales(np.max(np.abs(X), axis=0))
     return np.diag(c**2)
 
 

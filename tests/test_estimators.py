@@ -768,11 +768,11 @@ def test_moments_route_refuses_above_the_dense_limit(monkeypatch):
     with pytest.raises(ValueError, match=r"method='moments'.*DENSE_MAX_BYTES"):
         separable_mle(X, method="moments")
     from kronkit import _checks
-    from kronkit._estimators.separable import _choose_method
+    from kronkit._estimators.separable import choose_method
 
-    assert _choose_method("auto", "normal", 3, 4) == "moments"
+    assert choose_method("auto", "normal", 3, 4) == "moments"
     monkeypatch.setattr(_checks, "DENSE_MAX_BYTES", 1000)  # 12² · 16 B = 2304 B > limit
-    assert _choose_method("auto", "normal", 3, 4) == "samples"
+    assert choose_method("auto", "normal", 3, 4) == "samples"
     with pytest.raises(ValueError, match="DENSE_MAX_BYTES"):
         separable_mle(np.random.default_rng(0).standard_normal((20, 3, 4)), method="moments")
 

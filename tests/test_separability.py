@@ -8,8 +8,8 @@ import kronkit
 from helpers import spd
 from kronkit import ConvergenceWarning, separability_test
 from kronkit._estimators.separability_test import (
-    _sphericity_cumulants,
-    _t_null_statistics,
+    sphericity_cumulants,
+    t_null_statistics,
     chi2_df,
     null_cumulants,
     null_statistics,
@@ -102,13 +102,13 @@ def test_input_not_modified(rng):
 # ---------------------------------------------------------------------------------------
 # The null law
 # ---------------------------------------------------------------------------------------
-def test_sphericity_cumulants_against_scipy_wishart():
+def testsphericity_cumulants_against_scipy_wishart():
     """Exact mean and variance of Mauchly's −m log det(P W / tr W), W ~ Wishart_P(m, I)."""
     rng = np.random.default_rng(3)
     P, m, reps = 4, 9, 40000
     W = st.wishart(df=m, scale=np.eye(P)).rvs(reps, random_state=rng)
     u = -m * (np.linalg.slogdet(W)[1] - P * np.log(np.trace(W, axis1=1, axis2=2) / P))
-    k1, k2, _ = _sphericity_cumulants(P, m, m)
+    k1, k2, _ = sphericity_cumulants(P, m, m)
     se = np.sqrt(k2 / reps)
     assert abs(u.mean() - k1) < 4 * se
     assert abs(u.var() / k2 - 1) < 4 * np.sqrt(2 / reps)
@@ -273,7 +273,7 @@ def test_t_model_parametric_bootstrap(rng):
     data = [simulate(rng, N, A, B, mean=rng.standard_normal((p, q)), df=4) for _ in range(100)]
     gauss = [separability_test(X) for X in data]
     assert np.mean([r.pvalue < 0.05 for r in gauss]) > 0.4
-    sims = _t_null_statistics(p, q, N, 4.0, 800, rng, lambda Z: Z - Z.mean(axis=0), 2000,
+    sims = t_null_statistics(p, q, N, 4.0, 800, rng, lambda Z: Z - Z.mean(axis=0), 2000,
                               1e-13)
     assert st.ks_2samp([r.statistic for r in gauss], sims).pvalue > 0.01
     r = separability_test(data[0], distribution="t", n_simulations=19, random_state=0)

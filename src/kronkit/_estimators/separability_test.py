@@ -37,11 +37,12 @@ from .._checks import check_int, check_random_state, check_scalar
 from .._errors import ConvergenceWarning, SingularFactorError
 from .._factor import rcond_from_factor
 from .._samples import as_samples
-from .separable import RCOND_MIN, rearrange_covariance
+from .cholesky import RCOND_MIN, SIDES
+from .normal import LOG_2PI, flipflop_sweep, rearrange_covariance
+from .separable import separable_mle
 
 __all__ = ["SEPARABILITY_TEST_MAX_P", "SeparabilityTestResult", "separability_test"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _SQRT_RCOND_MIN = math.sqrt(RCOND_MIN)
 #: The separability test forms the P×P sample covariance; it refuses larger P.
 SEPARABILITY_TEST_MAX_P = 6000
@@ -114,7 +115,7 @@ class SeparabilityTestResult(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # Null moments
 # ---------------------------------------------------------------------------------------
-def _sphericity_cumulants(P: int, m: float, mult: float) -> np.ndarray:
+def sphericity_cumulants(P: int, m: float, mult: float) -> np.ndarray:
     """First three cumulants of ``−mult·log det(P·W/tr W)`` for ``W ~ Wishart_P(m, I)``."""
     a = (m - np.arange(P)) / 2.0
     out = np.empty(3)
@@ -131,8 +132,8 @@ def null_cumulants(p: int, q: int, n: int, N: int) -> np.ndarray:
     Exact for the sphericity part ``U``; the part ``V`` removed by the separable fit is
     approximated by independent row and column sphericity statistics.
     """
-    return (_sphericity_cumulants(p * q, n, N) - _sphericity_cumulants(p, n * q, N * q)
-            - _sphericity_cumulants(q, n * p, N * p))
+    return (sphericity_cumulants(p * q, n, N) - sphericity_cumulants(p, n * q, N * q)
+            - sphericity_cumulants(q, n * p, N * p))
 
 
 def scaled_chi2_sf(t: float, kappa: np.ndarray) -> float:
@@ -160,8 +161,9 @@ def chi2_df(p: int, q: int) -> int:
 # ---------------------------------------------------------------------------------------
 # The separable MLE given S (flip-flop on the rearrangement), batched over data sets
 # ---------------------------------------------------------------------------------------
-def _inv_logdet(M: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _inv_logdet(M: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """``(M⁻¹, log det M)`` of a stack of SPD iterates (…, k, k), or a clear error."""
+    what = SIDES[side]
     try:
         L = np.linalg.cholesky(M)
     except np.linalg.LinAlgError as exc:
@@ -182,7 +184,8 @@ def separable_logdet(R: np.ndarray, p: int, q: int, max_iter: int,
     """``log det(Â⊗B̂)`` of the separable MLE given ``S``, for a stack of rearranged ``S``.
 
     ``R`` has shape ``(m, p², q²)``, ``R[·, (a, b), (j, k)] = S[(a, j), (b, k)]``. Flip-flop
-    from ``B = I``: ``A ← Σ_jk S_(aj)(bk) B⁻¹_kj / q``, ``B ← Σ_ab S_(aj)(bk) A⁻¹_ba / p``;
+    (:func:`kronkit._estimators.normal.flipflop_sweep`, batched over the stack) from ``B = I``:
+    ``A ← Σ_jk S_(aj)(bk) B⁻¹_kj`` (scaled to ``tr A = p``), ``B ← Σ_ab S_(aj)(bk) A⁻¹_ba / p``;
     after each sweep ``tr((A⊗B)⁻¹S) = P``, so the separable log-likelihood is
     ``−½N(P log 2π + ld + P)`` with ``ld = q log det A + p log det B``, which decreases
     monotonically. A data set has converged when the estimated remaining decrease of ``ld``
@@ -202,12 +205,7 @@ def separable_logdet(R: np.ndarray, p: int, q: int, max_iter: int,
     ld = ld_prev
     it = 0
     for it in range(1, max_iter + 1):
-        A = (R @ Bi.reshape(m, q * q, 1)).reshape(m, p, p)
-        A *= (p / np.trace(A, axis1=1, axis2=2))[:, None, None]  # gauge tr A = p
-        Ai, ldA = _inv_logdet(A, "row")
-        B = (Ai.reshape(m, 1, p * p) @ R).reshape(m, q, q) / p
-        Bi, ldB = _inv_logdet(B, "column")
-        ld = q * ldA + p * ldB
+        _, _, Bi, ld = flipflop_sweep(R, Bi, p, q, _inv_logdet)
         if it > 1:
             dec = ld_prev - ld
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -263,8 +261,8 @@ def _statistic_from_samples(E3: np.ndarray, max_iter: int, tol: float,
     ld, sweeps, conv = separable_logdet(rearrange_covariance(Ss, p, q)[None], p, q, max_iter, tol)
     ld_sep = float(ld[0])
     shift = float(np.sum(logs))
-    ll_u = -0.5 * N * (P * _LOG_2PI + ld_s + shift + P)
-    ll_k = -0.5 * N * (P * _LOG_2PI + ld_sep + shift + P)
+    ll_u = -0.5 * N * (P * LOG_2PI + ld_s + shift + P)
+    ll_k = -0.5 * N * (P * LOG_2PI + ld_sep + shift + P)
     return N * (ld_sep - ld_s), ll_k, ll_u, sweeps, bool(conv[0])
 
 
@@ -317,7 +315,7 @@ def null_statistics(p: int, q: int, n: int, N: int, n_simulations: int,
     return out
 
 
-def _t_null_statistics(p: int, q: int, N: int, nu: float, n_simulations: int,
+def t_null_statistics(p: int, q: int, N: int, nu: float, n_simulations: int,
                        rng: np.random.Generator, centre: Any, max_iter: int,
                        tol: float) -> np.ndarray:
     """Statistics of data sets from the separable t (``A = I``, ``B = I``, ``ν``), centred alike."""
@@ -512,7 +510,6 @@ def separability_test(
     p_chi2 = float(chi2.sf(stat, dof))
     n_sim_used, t_df = 0, None
     if distribution == "t":
-        from .separable import separable_mle
 
         if groups is not None:
             fit = separable_mle(E3, distribution="t", assume_centered=True)
@@ -520,7 +517,7 @@ def separability_test(
             fit = separable_mle(Xs, distribution="t", assume_centered=assume_centered)
         t_df = float(fit.df)
         n_sim_used = DEFAULT_N_SIMULATIONS if n_simulations is None else n_simulations
-        sims = _t_null_statistics(p, q, N, t_df, n_sim_used, rng,
+        sims = t_null_statistics(p, q, N, t_df, n_sim_used, rng,
                                   lambda Z: _centre(Z, assume_centered, inv), max_iter, tol)
         pvalue = float((1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used))
         used = "parametric-bootstrap"
