@@ -69,21 +69,23 @@ def _print_problem(con: Any) -> None:
 
 
 def _three_routes() -> tuple[Any, Any, np.ndarray, np.ndarray, float]:
-    """(closed form, the seed's route, finite-difference ∂λ/∂A and ∂λ/∂B, dense λ)."""
-    from .._calculus import log_quad_grad, seed_route
+    """(closed form, the seed's Kronecker-SVD route, finite-difference ∂λ/∂A and ∂λ/∂B,
+    dense λ)."""
+    from .._calculus import log_quad_grad
+    from .._kpsvd.route import kpsvd_route
 
     A, B, alpha = DEMO_A, DEMO_B, DEMO_ALPHA
     w = DEMO_Y - DEMO_MU
     closed = log_quad_grad([A, B], DEMO_Y, DEMO_MU, alpha)
-    seed = seed_route([A, B], DEMO_Y, DEMO_MU, alpha)
+    route = kpsvd_route([A, B], DEMO_Y, DEMO_MU, alpha)
     fdA = _central_diff(lambda X: _dense_lambda(X, B, w, alpha), A)
     fdB = _central_diff(lambda X: _dense_lambda(A, X, w, alpha), B)
-    return closed, seed, fdA, fdB, _dense_lambda(A, B, w, alpha)
+    return closed, route, fdA, fdB, _dense_lambda(A, B, w, alpha)
 
 
-def _print_routes(con: Any, closed: Any, seed: Any, fdA: np.ndarray, fdB: np.ndarray,
+def _print_routes(con: Any, closed: Any, route: Any, fdA: np.ndarray, fdB: np.ndarray,
                   lam_dense: float) -> None:
-    con.print(f"\nλ = {closed.value:.12f}   (β = α + q = {seed.beta:.12f}; dense np.kron: "
+    con.print(f"\nλ = {closed.value:.12f}   (β = α + q = {route.beta:.12f}; dense np.kron: "
               f"{lam_dense:.12f})")
     con.print("\n[bold]1. Closed form[/bold] (Z = A⁻¹WB⁻ᵀ, U = A⁻ᵀWB⁻¹; ∂λ/∂A = −β⁻¹ U B Zᵀ, "
               "∂λ/∂B = −β⁻¹ Uᵀ A Z)")
@@ -91,24 +93,24 @@ def _print_routes(con: Any, closed: Any, seed: Any, fdA: np.ndarray, fdB: np.nda
     con.print(_matrix_table("∂λ/∂B", closed.B))
     con.print("\n[bold]2. The seed's route[/bold] (S⁻ᵀwwᵀS⁻ᵀ = Σ_k F_k⊗G_k by Kronecker-product SVD; "
               "∂λ/∂A = −β⁻¹ Σ_k (B:G_k) F_k)")
-    sv = ", ".join(f"{s:.6g}" for s in seed.singular_values)
-    con.print(f"Kronecker singular values ({seed.rank} terms, r ≤ min(m,n)² = "
+    sv = ", ".join(f"{s:.6g}" for s in route.singular_values)
+    con.print(f"Kronecker singular values ({route.rank} terms, r ≤ min(m,n)² = "
               f"{min(DEMO_A.shape[0], DEMO_B.shape[0]) ** 2}): {sv}")
-    con.print(_matrix_table("∂λ/∂A", seed.A))
-    con.print(_matrix_table("∂λ/∂B", seed.B))
+    con.print(_matrix_table("∂λ/∂A", route.A))
+    con.print(_matrix_table("∂λ/∂B", route.B))
     con.print("\n[bold]3. Central finite differences[/bold] of the dense formula (h = 1e-6)")
     con.print(_matrix_table("∂λ/∂A", fdA))
     con.print(_matrix_table("∂λ/∂B", fdB))
 
 
-def _print_verdict(con: Any, closed: Any, seed: Any, fdA: np.ndarray, fdB: np.ndarray,
+def _print_verdict(con: Any, closed: Any, route: Any, fdA: np.ndarray, fdB: np.ndarray,
                    lam_dense: float) -> bool:
     """Print the table of largest relative differences; True if all are within tolerance."""
     from rich.table import Table
 
     rows = [
-        ("∂λ/∂A", "closed vs seed route", _rel_diff(closed.A, seed.A), DEMO_RTOL_SEED),
-        ("∂λ/∂B", "closed vs seed route", _rel_diff(closed.B, seed.B), DEMO_RTOL_SEED),
+        ("∂λ/∂A", "closed vs seed route", _rel_diff(closed.A, route.A), DEMO_RTOL_SEED),
+        ("∂λ/∂B", "closed vs seed route", _rel_diff(closed.B, route.B), DEMO_RTOL_SEED),
         ("∂λ/∂A", "closed vs finite differences", _rel_diff(closed.A, fdA), DEMO_RTOL_FD),
         ("∂λ/∂B", "closed vs finite differences", _rel_diff(closed.B, fdB), DEMO_RTOL_FD),
         ("λ", "closed vs dense np.kron", abs(closed.value - lam_dense) / abs(lam_dense),
