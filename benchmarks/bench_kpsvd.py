@@ -212,10 +212,10 @@ def white_problem(N: int, p: int, seed: int = 0) -> np.ndarray:
 
 def _count_products():
     """Wrap the samples operator so that every product with R(M) or R(M)^T is counted."""
-    from kronkit._kpsvd import core
+    from kronkit._kpsvd.operators import SamplesR
 
     count = [0]
-    mm, rm = core.SamplesR.matmat, core.SamplesR.rmatmat
+    mm, rm = SamplesR._matmat, SamplesR._rmatmat
 
     def matmat(self, X):
         count[0] += X.shape[1]
@@ -225,7 +225,7 @@ def _count_products():
         count[0] += Y.shape[1]
         return rm(self, Y)
 
-    core.SamplesR.matmat, core.SamplesR.rmatmat = matmat, rmatmat
+    SamplesR._matmat, SamplesR._rmatmat = matmat, rmatmat
     return count
 
 
@@ -234,7 +234,7 @@ def _child_white(N: int, p: int, reference: bool) -> None:
     import warnings
 
     import kronkit
-    from kronkit._kpsvd.core import SamplesR
+    from kronkit._kpsvd.operators import SamplesR
     from kronkit._samples import chunk_samples
 
     count = _count_products()

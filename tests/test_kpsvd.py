@@ -1140,7 +1140,7 @@ def test_clustered_spectrum_converges_as_a_block(rng):
     """White-noise samples: no spectral gap (σ2/σ3 ≈ 1.02). σ to 1e-10 against the dense SVD
     in a bounded number of products (ARPACK with ncv = 2k+1 needed 171 here; p = 316 ran
     for more than 15 minutes)."""
-    from kronkit._kpsvd.core import SamplesR
+    from kronkit._kpsvd.operators import SamplesR
 
     X = np.random.default_rng(5).standard_normal((100, 12, 12))
     N, p = 100, 12

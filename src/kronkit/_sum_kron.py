@@ -43,13 +43,21 @@ class SumOfKron:
     Parameters
     ----------
     terms : sequence of Kron, or of (A_k, B_k) pairs
-        At least one term; every term has two square factors of the same shapes
-        ``(p, p)`` and ``(q, q)``. Stored as :class:`~kronkit.Kron` (copied, read-only).
+        At least one term; every term has two factors, of the same shapes in every term:
+        ``A_k`` of shape ``(m1, n1)`` and ``B_k`` of shape ``(m2, n2)`` (square ``(p, p)``,
+        ``(q, q)`` for the Gaussian quantities). Stored as :class:`~kronkit.Kron` (copied,
+        read-only).
 
     Notes
     -----
-    ``matvec`` costs O(r·P·(p+q)) per row. :meth:`logdet`, :meth:`inv_quad` and
-    :meth:`logpdf` (a Gaussian with covariance ``M``) need ``M`` positive definite and use:
+    This is the one form of a sum of Kronecker products in kronkit: :func:`~kronkit.kpsvd`
+    and :func:`~kronkit.nearest_kron` accept it as ``M``, and
+    :meth:`KPSVDResult.to_sum() <kronkit.KPSVDResult.to_sum>` returns one.
+
+    ``matvec`` costs O(r·M·(n1+n2)) per row, any shapes. :meth:`trace` and :meth:`diag` need
+    square factors; :meth:`logdet`, :meth:`inv_quad` and :meth:`logpdf` (a Gaussian with
+    covariance ``M``) need square factors (``ValueError`` otherwise) and ``M`` positive
+    definite, and use:
 
     * ``r ≤ 2`` with the first term's factors symmetric positive definite (after a common
       sign flip) and the second term's symmetric: the simultaneous diagonalisation
@@ -75,11 +83,11 @@ class SumOfKron:
         out: list[Kron] = []
         for k, t in enumerate(items):
             K = t if isinstance(t, Kron) else Kron(*t)
-            if K.n_factors != 2 or not K.is_square:
-                raise ValueError(f"`terms[{k}]` must have two square factors, got {K!r}")
-            if out and K.col_dims != out[0].col_dims:
-                raise ValueError(f"`terms[{k}]` has factor sizes {K.col_dims}, expected "
-                                 f"{out[0].col_dims} like terms[0]")
+            if K.n_factors != 2:
+                raise ValueError(f"`terms[{k}]` must have two factors, got {K!r}")
+            if out and _factor_shapes(K) != _factor_shapes(out[0]):
+                raise ValueError(f"`terms[{k}]` has factor shapes {_factor_shapes(K)}, expected "
+                                 f"{_factor_shapes(out[0])} like terms[0]")
             out.append(K)
         self._terms: tuple[Kron, ...] = tuple(out)
         self._structure: Any = None
@@ -96,23 +104,43 @@ class SumOfKron:
 
     @property
     def dims(self) -> tuple[int, int]:
-        """``(p, q)``."""
+        """``(p, q)`` (square factors); in general ``(n1, n2)``: a vector ``y`` that ``M``
+        multiplies is the row-major flattening of an ``(n1, n2)`` matrix."""
         return self._terms[0].col_dims  # type: ignore[return-value]
 
     @property
+    def shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((m1, n1), (m2, n2))``: the shapes of ``A_k`` and ``B_k``."""
+        return _factor_shapes(self._terms[0])
+
+    @property
+    def is_square(self) -> bool:
+        """Whether the factors are square (needed by trace, diag and the Gaussian quantities)."""
+        return self._terms[0].is_square
+
+    @property
     def shape(self) -> tuple[int, int]:
+        """``(m1*m2, n1*n2)``."""
         return self._terms[0].shape
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        p, q = self.dims
-        return f"SumOfKron({self.n_terms} term(s) of {p}×{p} ⊗ {q}×{q}, shape={self.shape})"
+        (m1, n1), (m2, n2) = self.shapes
+        return (f"SumOfKron({self.n_terms} term(s) of {m1}×{n1} ⊗ {m2}×{n2}, "
+                f"shape={self.shape})")
+
+    def _require_square(self, what: str) -> None:
+        if not self.is_square:
+            (m1, n1), (m2, n2) = self.shapes
+            raise ValueError(f"`SumOfKron.{what}` needs square factors, got terms of "
+                             f"{m1}×{n1} ⊗ {m2}×{n2}")
 
     # -- products -----------------------------------------------------------------------
     def matvec(self, Y: Any) -> np.ndarray:
-        """``M @ y`` for rows ``Y`` of shape ``(..., P)``: ``Σ_k (A_k⊗B_k) y``."""
+        """``M @ y`` for rows ``Y`` of shape ``(..., n1*n2)``: ``Σ_k (A_k⊗B_k) y``, shape
+        ``(..., m1*m2)``."""
         out = self._terms[0].matvec(Y)
         for K in self._terms[1:]:
             out = out + K.matvec(Y)
@@ -122,18 +150,20 @@ class SumOfKron:
         return self.matvec(Y)
 
     def to_dense(self) -> np.ndarray:
-        """``Σ_k np.kron(A_k, B_k)`` (allocates P×P)."""
+        """``Σ_k np.kron(A_k, B_k)`` (allocates ``(m1*m2, n1*n2)``)."""
         out = self._terms[0].to_dense()
         for K in self._terms[1:]:
             out = out + K.to_dense()
         return out
 
     def trace(self) -> float:
-        """``Σ_k tr A_k · tr B_k``."""
+        """``Σ_k tr A_k · tr B_k`` (square factors)."""
+        self._require_square("trace")
         return float(sum(K.trace() for K in self._terms))
 
     def diag(self) -> np.ndarray:
-        """The diagonal (length P)."""
+        """The diagonal (length P; square factors)."""
+        self._require_square("diag")
         return sum(K.diag() for K in self._terms)  # type: ignore[return-value]
 
     # -- Gaussian quantities --------------------------------------------------------------
@@ -168,7 +198,8 @@ class SumOfKron:
         logdet = q * fA.slogdet()[1] + p * fB.slogdet()[1] + float(np.sum(np.log(lam)))
         return _Whitened(fA, fB, U, V, lam, logdet)
 
-    def _factorize(self) -> Any:
+    def _factorize(self, what: str) -> Any:
+        self._require_square(what)
         if self._structure is None:
             w = self._whitened()
             if w is not None:
@@ -195,29 +226,33 @@ class SumOfKron:
 
     @property
     def is_positive_definite(self) -> bool:
-        """Whether ``M`` is symmetric positive definite (factorises it if needed)."""
+        """Whether ``M`` is symmetric positive definite (factorises it if needed; ``False``
+        for rectangular factors)."""
+        if not self.is_square:
+            return False
         try:
-            self._factorize()
+            self._factorize("is_positive_definite")
         except NotPositiveDefiniteError:
             return False
         return True
 
     def logdet(self) -> float:
         """``log det M`` (``M`` positive definite; NotPositiveDefiniteError otherwise)."""
-        s = self._factorize()
+        s = self._factorize("logdet")
         if isinstance(s, _Whitened):
             return s.logdet
         return s.slogdet()[1]
 
     def inv_quad(self, Y: Any) -> Any:
         """``yᵀ M⁻¹ y`` for rows ``Y`` of shape (P,) or (N, P); O(P·(p+q)) per row (r ≤ 2)."""
+        self._require_square("inv_quad")
         arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
         P = self.shape[0]
         if arr.shape[-1] != P:
             raise ValueError(f"`Y` must have length {P} in its last axis, got shape {arr.shape}")
         single = arr.ndim == 1
         W = arr.reshape(-1, P)
-        s = self._factorize()
+        s = self._factorize("inv_quad")
         if isinstance(s, _Whitened):
             p, q = self.dims
             T = mode_solve(W.reshape(-1, p, q), s.fA, 0, 2, tri=True)
@@ -231,10 +266,16 @@ class SumOfKron:
 
     def logpdf(self, Y: Any, mean: Any = None) -> Any:
         """Gaussian ``log N(y; μ, M) = −½(P log 2π + log det M + (y−μ)ᵀM⁻¹(y−μ))``."""
+        self._require_square("logpdf")
         arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
         if mean is not None:
             arr = arr - as_float(mean, "mean", ndim=1, dtype=np.float64)
         return -0.5 * (self.shape[0] * _LOG_2PI + self.logdet() + self.inv_quad(arr))
+
+
+def _factor_shapes(K: Kron) -> tuple[tuple[int, int], tuple[int, int]]:
+    A, B = K.factors
+    return (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1])
 
 
 def _is_symmetric(M: np.ndarray) -> bool:

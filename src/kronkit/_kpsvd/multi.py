@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import DenseR, top_svd
+from .operators import DenseR
+from .svd import top_svd
 
 
 @dataclass
@@ -35,8 +36,12 @@ class HOPMOut:
     converged: bool
 
 
-def _mode_mul(T: np.ndarray, k: int, Mt: Any) -> np.ndarray:
-    """Multiply mode ``k`` of ``T`` by ``Mt`` (shape (new, dim_k); ndarray or sparse)."""
+def mode_product(T: np.ndarray, k: int, Mt: Any) -> np.ndarray:
+    """The mode-``k`` product ``T ×_k Mt``: every mode-``k`` fibre ``t`` becomes ``Mt @ t``.
+
+    ``Mt`` has shape ``(new, dim_k)`` (ndarray or scipy sparse, e.g. a structure basis
+    transposed); the result has ``dim_k`` replaced by ``new``. Cost ``O(new·size(T))``.
+    """
     Tk = np.moveaxis(T, k, 0)
     shp = Tk.shape
     out = np.asarray(Mt @ Tk.reshape(shp[0], -1))
