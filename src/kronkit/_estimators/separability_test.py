@@ -440,26 +440,8 @@ def separability_test(
     ``docs/estimators.md`` (slightly conservative at ``n = P + 1``: 3.3 % at ``p = q = 10``).
     The Monte Carlo p-value is exact for any ``n > P``.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"`distribution` must be one of {DISTRIBUTIONS}, got {distribution!r}")
-    if distribution == "t" and method != "auto":
-        raise ValueError(
-            f"with distribution='t' the p-value is a parametric bootstrap under the fitted "
-            f"separable t; `method` must be 'auto' there, got {method!r} (the analytic and "
-            "Monte Carlo p-values are valid for Gaussian data only)")
-    if n_simulations is not None:
-        n_simulations = check_int(n_simulations, "n_simulations", min_value=1)
-        if method in ("scaled-chi2", "bartlett", "chi2"):
-            raise ValueError(f"`n_simulations` is used only by the simulation p-values, got "
-                             f"n_simulations={n_simulations} with method={method!r}")
-    rng = check_random_state(random_state, "random_state")
-    max_iter = check_int(max_iter, "max_iter", min_value=1)
-    tol = check_scalar(tol, "tol")
-    if not tol >= 0:
-        raise ValueError(f"`tol` must be >= 0, got {tol}")
-
+    n_simulations, rng, max_iter, tol = _check_options(
+        method, distribution, n_simulations, random_state, max_iter, tol)
     Xs = as_samples(X, shape)
     N, p, q = Xs.shape
     P = p * q
@@ -473,30 +455,10 @@ def separability_test(
             f"the separability test forms the dense P×P sample covariance; P = {P} exceeds "
             f"SEPARABILITY_TEST_MAX_P = {SEPARABILITY_TEST_MAX_P}"
         )
-    inv = None
-    if groups is not None:
-        if assume_centered:
-            raise ValueError("`groups` and assume_centered=True exclude each other (with "
-                             "`groups` every group mean is estimated)")
-        labels = np.asarray(groups)
-        if labels.shape != (N,):
-            raise ValueError(f"`groups` must have shape ({N},) (one label per observation), got "
-                             f"{labels.shape}")
-        _, inv = np.unique(labels, return_inverse=True)
-        inv = inv.reshape(N)
-        n_eff, why = N - (int(inv.max()) + 1), f"N − G with G = {int(inv.max()) + 1} groups"
-    elif assume_centered:
-        n_eff, why = N, "N"
-    else:
-        n_eff, why = N - 1, "N − 1, the mean being estimated"
-    if not n_eff > P:
-        raise ValueError(
-            f"the unstructured Gaussian MLE needs more residual degrees of freedom than "
-            f"P = {P} = p·q, got {why} = {n_eff} (n_samples = {N}); the test needs n > P"
-        )
+    assume_centered = bool(assume_centered)
+    inv, n_eff = _residual_df(N, P, assume_centered, groups)
     from scipy.stats import chi2
 
-    assume_centered = bool(assume_centered)
     E3 = _centre(Xs, assume_centered, inv)
     stat, ll_k, ll_u, _, conv = _statistic_from_samples(E3, max_iter, tol)
     if not conv:
@@ -510,15 +472,13 @@ def separability_test(
     p_chi2 = float(chi2.sf(stat, dof))
     n_sim_used, t_df = 0, None
     if distribution == "t":
-
-        if groups is not None:
-            fit = separable_mle(E3, distribution="t", assume_centered=True)
-        else:
-            fit = separable_mle(Xs, distribution="t", assume_centered=assume_centered)
+        # the t fitted under H0: on the group-centred residuals, or on X with its mean
+        fit = separable_mle(E3 if inv is not None else Xs, distribution="t",
+                            assume_centered=inv is not None or assume_centered)
         t_df = float(fit.df)
         n_sim_used = DEFAULT_N_SIMULATIONS if n_simulations is None else n_simulations
         sims = t_null_statistics(p, q, N, t_df, n_sim_used, rng,
-                                  lambda Z: _centre(Z, assume_centered, inv), max_iter, tol)
+                                 lambda Z: _centre(Z, assume_centered, inv), max_iter, tol)
         pvalue = float((1.0 + np.count_nonzero(sims >= stat)) / (1.0 + n_sim_used))
         used = "parametric-bootstrap"
     else:
@@ -543,3 +503,57 @@ def separability_test(
         method=used, distribution=distribution, bartlett_factor=factor,
         n_simulations=int(n_sim_used), residual_df=int(n_eff), t_df=t_df,
     )
+
+
+def _check_options(method: Any, distribution: Any, n_simulations: Any, random_state: Any,
+                   max_iter: Any, tol: Any) -> tuple[int | None, np.random.Generator, int, float]:
+    """The checked options of :func:`separability_test`: ``n_simulations``, the generator,
+    ``max_iter``, ``tol``."""
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"`distribution` must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    if distribution == "t" and method != "auto":
+        raise ValueError(
+            f"with distribution='t' the p-value is a parametric bootstrap under the fitted "
+            f"separable t; `method` must be 'auto' there, got {method!r} (the analytic and "
+            "Monte Carlo p-values are valid for Gaussian data only)")
+    if n_simulations is not None:
+        n_simulations = check_int(n_simulations, "n_simulations", min_value=1)
+        if method in ("scaled-chi2", "bartlett", "chi2"):
+            raise ValueError(f"`n_simulations` is used only by the simulation p-values, got "
+                             f"n_simulations={n_simulations} with method={method!r}")
+    rng = check_random_state(random_state, "random_state")
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    tol = check_scalar(tol, "tol")
+    if not tol >= 0:
+        raise ValueError(f"`tol` must be >= 0, got {tol}")
+    return n_simulations, rng, max_iter, tol
+
+
+def _residual_df(N: int, P: int, assume_centered: bool,
+                 groups: Any) -> tuple[np.ndarray | None, int]:
+    """``(group index (N,) or None, n)``: the residual degrees of freedom ``N``, ``N − 1`` or
+    ``N − G``; ``ValueError`` unless ``n > P``."""
+    inv = None
+    if groups is not None:
+        if assume_centered:
+            raise ValueError("`groups` and assume_centered=True exclude each other (with "
+                             "`groups` every group mean is estimated)")
+        labels = np.asarray(groups)
+        if labels.shape != (N,):
+            raise ValueError(f"`groups` must have shape ({N},) (one label per observation), got "
+                             f"{labels.shape}")
+        _, inv = np.unique(labels, return_inverse=True)
+        inv = inv.reshape(N)
+        n_eff, why = N - (int(inv.max()) + 1), f"N − G with G = {int(inv.max()) + 1} groups"
+    elif assume_centered:
+        n_eff, why = N, "N"
+    else:
+        n_eff, why = N - 1, "N − 1, the mean being estimated"
+    if not n_eff > P:
+        raise ValueError(
+            f"the unstructured Gaussian MLE needs more residual degrees of freedom than "
+            f"P = {P} = p·q, got {why} = {n_eff} (n_samples = {N}); the test needs n > P"
+        )
+    return inv, n_eff
