@@ -25,10 +25,10 @@ import numpy as np
 from .._checks import check_finite
 from .._dask import is_dask_array
 from .._kron import Kron
-from .._samples import as_dask_samples, parse_shape
+from .._samples import as_dask_samples, sample_shape
 from .._sum_kron import SumOfKron
 from .kpca import KroneckerPCAResult, kronecker_pca
-from .separable import separable_mle
+from .separable import DEFAULT_MAX_ITER, DEFAULT_TOL, separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
     from sklearn.base import BaseEstimator as _BaseEstimator
@@ -64,9 +64,21 @@ def _check_finite_samples(X: Any) -> None:
 
 
 class _MatrixSamplesMixin:
-    """Validation of ``(N, p, q)`` / ``(N, P)`` samples through scikit-learn's ``validate_data``."""
+    """What both estimators share: parameters kept as given, and the validation of
+    ``(N, p, q)`` / ``(N, P)`` samples (the shape rule of :func:`kronkit._samples.sample_shape`)
+    through scikit-learn's ``validate_data``."""
+
+    def _keep_params(self, params: dict[str, Any]) -> None:
+        """Store ``__init__``'s keyword arguments unchanged (scikit-learn's rule: no validation
+        in ``__init__``); ImportError without scikit-learn."""
+        _require_sklearn()
+        for name, value in params.items():
+            if name != "self":
+                setattr(self, name, value)
 
     def _samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
+        """Observations (N, p, q) from ``X`` (N, p, q) or (N, P); ``fit`` (``reset``) records
+        ``shape_``, the other methods check ``X`` against it."""
         if not reset:  # scikit-learn's NotFittedError before anything else
             from sklearn.utils.validation import check_is_fitted
 
@@ -76,37 +88,25 @@ class _MatrixSamplesMixin:
         from sklearn.utils.validation import validate_data
 
         _check_finite_samples(X)
-        dims3 = None
+        arr_shape = None
         if getattr(X, "ndim", None) is None:
             X = np.asarray(X)
         if getattr(X, "ndim", None) == 3:
             X = np.asarray(X)
-            dims3 = tuple(int(v) for v in X.shape[1:])
+            arr_shape = tuple(int(v) for v in X.shape)
             X = X.reshape(X.shape[0], -1)
         X2 = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
-        N, P = X2.shape
         if reset:
-            if dims3 is not None:
-                if shape is not None and parse_shape(shape) != dims3:
-                    raise ValueError(f"`shape` {tuple(shape)!r} does not match `X` of shape "
-                                     f"{(N, *dims3)} (expected shape=None or {dims3})")
-                dims = dims3
-            elif shape is not None:
-                dims = parse_shape(shape)
-                if dims[0] * dims[1] != P:
-                    raise ValueError(f"`shape` {dims} needs rows of length p*q = "
-                                     f"{dims[0] * dims[1]}, but `X` has shape {X2.shape}")
-            else:
-                dims = (P, 1)
-            self.shape_ = dims
-        else:
-            if dims3 is not None and dims3 != tuple(self.shape_):
-                raise ValueError(f"`X` has observations of shape {dims3}, but the estimator was "
-                                 f"fitted with shape {tuple(self.shape_)}")
-            if shape is not None:
-                raise TypeError("`shape` is only accepted by fit")
-        p, q = self.shape_
-        return X2.reshape(N, p, q)
+            self.shape_ = sample_shape(arr_shape or X2.shape, shape, "X")[1:]
+        elif arr_shape is not None:
+            self._check_observation_shape(arr_shape)
+        return X2.reshape(X2.shape[0], *self.shape_)
+
+    def _check_observation_shape(self, arr_shape: tuple[int, ...]) -> None:
+        """``ValueError`` if observations (n, p', q') are not of the fitted shape (p, q)."""
+        if tuple(arr_shape[1:]) != tuple(self.shape_):
+            raise ValueError(f"`X` has observations of shape {tuple(arr_shape[1:])}, but the "
+                             f"estimator was fitted with shape {tuple(self.shape_)}")
 
     def _dask_samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
         """A dask array of observations, validated lazily: (N, p, q) chunked along N."""
@@ -115,15 +115,9 @@ class _MatrixSamplesMixin:
             self.shape_ = tuple(int(v) for v in X3.shape[1:])
             self.n_features_in_ = self.shape_[0] * self.shape_[1]
             return X3
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "shape_")
-        if shape is not None:
-            raise TypeError("`shape` is only accepted by fit")
         p, q = self.shape_
-        if X.ndim == 3 and tuple(X.shape[1:]) != (p, q):
-            raise ValueError(f"`X` has observations of shape {tuple(X.shape[1:])}, but the "
-                             f"estimator was fitted with shape {(p, q)}")
+        if X.ndim == 3:
+            self._check_observation_shape(X.shape)
         if X.ndim == 2 and X.shape[1] != p * q:
             raise ValueError(f"`X` has {X.shape[1]} features, but the estimator was fitted with "
                              f"{p * q} = p·q features")
@@ -211,25 +205,10 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     ((3, 3), (4, 4))
     """
 
-    def __init__(
-        self,
-        *,
-        distribution: str = "normal",
-        df: float | None = None,
-        assume_centered: bool = False,
-        max_iter: int = 500,
-        tol: float = 1e-9,
-        gauge: str = "trace",
-        progress: bool = False,
-    ):
-        _require_sklearn()
-        self.distribution = distribution
-        self.df = df
-        self.assume_centered = assume_centered
-        self.max_iter = max_iter
-        self.tol = tol
-        self.gauge = gauge
-        self.progress = progress
+    def __init__(self, *, distribution: str = "normal", df: float | None = None,
+                 assume_centered: bool = False, max_iter: int = DEFAULT_MAX_ITER,
+                 tol: float = DEFAULT_TOL, gauge: str = "trace", progress: bool = False):
+        self._keep_params(locals())
 
     def fit(self, X: Any, y: Any = None, shape: Any = None) -> SeparableCovariance:
         """Fit ``A⊗B`` (and the location, and ``ν`` for the t model) by maximum likelihood.
@@ -359,10 +338,7 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
 
     def __init__(self, n_terms: int = 1, *, shrinkage: float | None = None,
                  assume_centered: bool = False):
-        _require_sklearn()
-        self.n_terms = n_terms
-        self.shrinkage = shrinkage
-        self.assume_centered = assume_centered
+        self._keep_params(locals())
 
     def fit(self, X: Any, y: Any = None, shape: Any = None) -> KroneckerPCA:
         """Compute the ``r``-term Kronecker approximation of the sample covariance of ``X``.
