@@ -296,7 +296,7 @@ def test_kpsvd_samples_pass_count(rng):
 
     Xd = da.from_array(X, chunks=(30, 8, 8)).map_blocks(tag, dtype=X.dtype)
     with dask.config.set(scheduler="synchronous"):
-        from kronkit._kpsvd.core import ChunkedSamplesR
+        from kronkit._kpsvd.operators import ChunkedSamplesR
 
         op = ChunkedSamplesR(Xd, X.mean(axis=0), None)
         V = rng.standard_normal((64, 5))

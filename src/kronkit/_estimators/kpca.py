@@ -17,11 +17,13 @@ import numpy as np
 
 from .._checks import check_scalar
 from .._dask import is_dask_array
+from .._kpsvd import kpsvd_samples, kpsvd_samples_chunked
 from .._kron import Kron
 from .._samples import as_dask_samples, as_samples, chunked_mean
 from .._sum_kron import SumOfKron
 
 __all__ = ["KroneckerPCAResult", "kronecker_pca"]
+
 
 class KroneckerPCAResult(NamedTuple):
     r"""The result of :func:`kronecker_pca`.
@@ -116,20 +118,13 @@ def kronecker_pca(
         tau = check_scalar(shrinkage, "shrinkage")
         if tau < 0:
             raise ValueError(f"`shrinkage` must be >= 0 (a soft threshold), got {tau}")
-    from .._kpsvd.decompose import kpsvd_samples
-
     M = np.zeros((p, q)) if assume_centered else None
     # structure="psd": symmetric terms, the leading one with SPD factors (tr A_0 > 0).
     if chunked:
-        from .._kpsvd.core import DEFAULT_TOL
-        from .._kpsvd.decompose import _kpsvd_samples_chunked
-
         if M is None:
             M = chunked_mean(Xs)  # one pass (and the NaN/Inf check)
         # the mean is subtracted inside each product's chunk layout
-        res = _kpsvd_samples_chunked(Xs, r, center=not assume_centered, mean=M, method="auto",
-                                     random_state=None, tol=DEFAULT_TOL, structure="psd",
-                                     maxiter=None)
+        res = kpsvd_samples_chunked(Xs, r, center=not assume_centered, mean=M, structure="psd")
     else:
         if M is None:
             M = Xs.mean(axis=0)
