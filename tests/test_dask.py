@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import kronkit
-from helpers import RTOL, dense_kron, spd
+from helpers import RTOL, dense_kron, factors
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -37,7 +37,7 @@ def scheduler(request):
 
 @pytest.fixture
 def data(rng):
-    A, B = spd(rng, 3), spd(rng, 4)
+    A, B = factors(rng, (3, 4))
     Y = rng.standard_normal((53, 12))
     mu = rng.standard_normal(12)
     return A, B, Y, mu
@@ -82,7 +82,7 @@ def test_dask_bad_input(data):
 # ---------------------------------------------------------------------------------------
 def test_kron_normal_and_t_logpdf_are_lazy_and_match_scipy(scheduler, rng):
     st = pytest.importorskip("scipy.stats")
-    A, B = spd(rng, 3), spd(rng, 4)
+    A, B = factors(rng, (3, 4))
     mu = rng.standard_normal(12)
     Y = rng.standard_normal((41, 12))
     Yd = da.from_array(Y, chunks=(9, 5))  # split along P too: rechunked, not an error
@@ -101,7 +101,7 @@ def test_kron_normal_and_t_logpdf_are_lazy_and_match_scipy(scheduler, rng):
 
 
 def test_logpdf_dask_bad_input(rng):
-    dist = kronkit.KronNormal(None, [spd(rng, 2), spd(rng, 3)])
+    dist = kronkit.KronNormal(None, factors(rng, (2, 3)))
     with pytest.raises(ValueError, match=r"`Y` as a dask array must have shape \(N, 6\)"):
         dist.logpdf(da.zeros((5, 7), chunks=2))
     with pytest.raises(ValueError, match="`Y` as a dask array must have shape"):
@@ -136,7 +136,7 @@ def assert_same_fit(got, ref, rtol=RTOL):
 )
 def test_separable_mle_same_iterates_as_numpy(scheduler, rng, distribution, df, centered):
     """Same iteration sequence: after the same number of iterations the results agree."""
-    A, B = spd(rng, 3), spd(rng, 5)
+    A, B = factors(rng, (3, 5))
     X = simulate(rng, 90, A, B, mean=0.0 if centered else 1.5, df=5.0)
     kw = dict(distribution=distribution, df=df, assume_centered=centered, tol=0.0, max_iter=6,
               method="samples")
@@ -150,7 +150,7 @@ def test_separable_mle_same_iterates_as_numpy(scheduler, rng, distribution, df, 
 def test_separable_mle_converged_fit_against_dense(scheduler, rng):
     """Converged dask fit: the MLE fixed point Σ δ_i = N·P and the dense log-likelihood."""
     st = pytest.importorskip("scipy.stats")
-    A, B = spd(rng, 2), spd(rng, 4)
+    A, B = factors(rng, (2, 4))
     X = simulate(rng, 70, A, B, mean=-1.0)
     Xd = da.from_array(X.reshape(70, 8), chunks=(16, 8))
     fit = kronkit.separable_mle(Xd, shape=(2, 4), tol=1e-13)
@@ -165,7 +165,7 @@ def test_separable_mle_converged_fit_against_dense(scheduler, rng):
 
 
 def test_separable_mle_t_estimated_df_converged(scheduler, rng):
-    A, B = spd(rng, 2), spd(rng, 3)
+    A, B = factors(rng, (2, 3))
     X = simulate(rng, 120, A, B, mean=0.5, df=4.0)
     ref = kronkit.separable_mle(X, distribution="t", tol=1e-9, max_iter=500)
     got = kronkit.separable_mle(da.from_array(X, chunks=(40, 2, 3)), distribution="t",
@@ -175,7 +175,7 @@ def test_separable_mle_t_estimated_df_converged(scheduler, rng):
 
 
 def test_separable_mle_moments_route(scheduler, rng):
-    A, B = spd(rng, 3), spd(rng, 2)
+    A, B = factors(rng, (3, 2))
     X = simulate(rng, 50, A, B, mean=2.0)
     ref = kronkit.separable_mle(X, method="moments", tol=1e-13)
     got = kronkit.separable_mle(da.from_array(X, chunks=(12, 3, 2)), method="moments", tol=1e-13)
@@ -184,7 +184,7 @@ def test_separable_mle_moments_route(scheduler, rng):
 
 def test_pass_count_and_chunk_traffic(rng):
     """Normal model: 1 pass up front + 2 per iteration; each task returns only p×p / q×q sums."""
-    A, B = spd(rng, 3), spd(rng, 4)
+    A, B = factors(rng, (3, 4))
     X = simulate(rng, 60, A, B)
     calls = []
 
@@ -201,7 +201,7 @@ def test_pass_count_and_chunk_traffic(rng):
 
 
 def test_separable_covariance_estimator(scheduler, rng):
-    A, B = spd(rng, 2), spd(rng, 3)
+    A, B = factors(rng, (2, 3))
     X = simulate(rng, 80, A, B, mean=1.0, df=6.0)
     for kw in [{}, {"distribution": "t", "df": 6.0}]:
         ref = kronkit.SeparableCovariance(tol=1e-10, **kw).fit(X)
@@ -269,7 +269,7 @@ def dense_sample_cov(X, center=True):
 def test_kpsvd_samples_against_dense_kpsvd(scheduler, rng, shape, rank, kw):
     """Same terms as the NumPy path and as the dense KPSVD of the formed covariance."""
     p, q = shape
-    A, B = spd(rng, p), spd(rng, q)
+    A, B = factors(rng, (p, q))
     X = simulate(rng, 150, A, B, mean=0.5)
     got = kronkit.kpsvd_samples(da.from_array(X, chunks=(40, p, q)), rank, random_state=1, **kw)
     ref = kronkit.kpsvd_samples(X, rank, random_state=1, **kw)
@@ -332,7 +332,7 @@ def test_kpsvd_samples_dask_bad_input(rng):
 
 def test_kronecker_pca_and_estimator(scheduler, rng):
     p, q = 3, 4
-    A, B = spd(rng, p), spd(rng, q)
+    A, B = factors(rng, (p, q))
     X = simulate(rng, 120, A, B, mean=-1.0)
     Xd = da.from_array(X, chunks=(35, p, q))
     got = kronkit.kronecker_pca(Xd, 2)

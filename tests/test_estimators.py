@@ -14,7 +14,7 @@ import scipy.stats as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kronkit
-from helpers import RTOL, dense_kron, spd
+from helpers import RTOL, dense_kron, factor, factors
 from kronkit import (
     ConvergenceWarning,
     KroneckerPCA,
@@ -61,7 +61,7 @@ def dense_delta(X, M, S):
 
 def truth(p, q):
     rng = np.random.default_rng(p * 10 + q)
-    return spd(rng, p), spd(rng, q)
+    return tuple(factors(rng, (p, q)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def test_normal_loglik_and_fixed_point_match_dense(rng, shape, method, centered)
     np.testing.assert_allclose(fit.loglik, ll, rtol=RTOL)
     # Fixed-point identity of the Gaussian MLE: Σ δ_i = N·P.
     S = dense_kron(fit.row_covariance, fit.column_covariance)
-    np.testing.assert_allclose(dense_delta(X, fit.location, S).sum(), X[0].size * 40, rtol=1e-10)
+    np.testing.assert_allclose(dense_delta(X, fit.location, S).sum(), X[0].size * 40, rtol=RTOL)
     assert np.all(fit.weights == 1.0) and np.isinf(fit.df)
 
 
@@ -121,7 +121,7 @@ def test_t_fixed_point_identity_known_df(rng, centered):
     delta = dense_delta(X, fit.location, S)
     w = (nu + 6) / (nu + delta)
     np.testing.assert_allclose(np.sum(w * delta), N * 6, rtol=1e-7)
-    np.testing.assert_allclose(fit.weights, w, rtol=1e-10)
+    np.testing.assert_allclose(fit.weights, w, rtol=RTOL)
     if not centered:
         np.testing.assert_allclose(fit.location, np.tensordot(w, X, axes=1) / w.sum(),
                                    rtol=1e-7, atol=1e-9)
@@ -365,7 +365,7 @@ def test_separability_pvalues_uniform_under_h0():
 def test_separability_rejects_a_non_separable_covariance():
     rng = np.random.default_rng(8)
     A1, B1 = truth(2, 3)
-    A2, B2 = spd(rng, 2), spd(rng, 3)
+    A2, B2 = factors(rng, (2, 3))
     A2[0, 1] = A2[1, 0] = -A2[0, 1]
     S = dense_kron(A1, B1) + 3.0 * dense_kron(np.diag([1.0, 0.0]) + 0.1, B2)
     L = np.linalg.cholesky(S)
@@ -459,7 +459,7 @@ def test_estimator_attributes_and_methods_against_dense(rng, distribution):
     np.testing.assert_allclose(est.logpdf(Xn.reshape(7, 6)), ref, rtol=RTOL)
     np.testing.assert_allclose(est.score_samples(Xn), ref, rtol=RTOL)
     np.testing.assert_allclose(est.score(Xn), ref.mean(), rtol=RTOL)
-    np.testing.assert_allclose(est.score(X), est.loglik_ / 60, rtol=1e-10)
+    np.testing.assert_allclose(est.score(X), est.loglik_ / 60, rtol=RTOL)
     np.testing.assert_allclose(est.mahalanobis(Xn), dense_delta(Xn, est.location_, S),
                                rtol=RTOL)
     cov = est.get_covariance().to_dense()
@@ -512,7 +512,7 @@ def _dense_kpsvd(X):
 def test_kronecker_pca_against_dense_kpsvd(rng, shape):
     p, q = shape
     A1, B1 = truth(p, q)
-    A2, B2 = spd(rng, p), spd(rng, q)
+    A2, B2 = factors(rng, (p, q))
     S_true = dense_kron(A1, B1) + 0.3 * dense_kron(A2, B2)
     N = 300
     X = (rng.standard_normal((N, p * q)) @ np.linalg.cholesky(S_true).T).reshape(N, p, q)
@@ -520,7 +520,7 @@ def test_kronecker_pca_against_dense_kpsvd(rng, shape):
     for r in (1, 2, 3):
         kp = KroneckerPCA(n_terms=r).fit(X)
         np.testing.assert_allclose(kp.singular_values_, s[:r], rtol=1e-8)
-        np.testing.assert_allclose(kp.total_energy_, np.sum(S**2), rtol=1e-10)
+        np.testing.assert_allclose(kp.total_energy_, np.sum(S**2), rtol=RTOL)
         np.testing.assert_allclose(kp.explained_energy_, np.cumsum(s[:r] ** 2) / np.sum(s**2),
                                    rtol=1e-8)
         dense_r = sum(s[k] * np.kron(U[:, k].reshape(p, p), Vt[k].reshape(q, q))
@@ -547,7 +547,7 @@ def test_kronecker_pca_shrinkage_soft_thresholds(rng):
         K0 = base.covariance.terms[k].to_dense()
         K1 = shr.covariance.terms[k].to_dense()
         np.testing.assert_allclose(K1, K0 * (base.singular_values[k] - tau)
-                                   / base.singular_values[k], rtol=1e-10, atol=1e-14)
+                                   / base.singular_values[k], rtol=RTOL, atol=1e-14)
     np.testing.assert_allclose(shr.singular_values, base.singular_values)
     with pytest.raises(ValueError, match="removes every term"):
         kronecker_pca(X, 2, shrinkage=10 * base.singular_values[0])
@@ -566,8 +566,8 @@ def test_kronecker_pca_score_needs_positive_definite(rng):
 
 
 def test_sum_of_kron_operations_against_dense(rng):
-    terms = [(spd(rng, 2), spd(rng, 3)), (0.2 * spd(rng, 2), 0.3 * spd(rng, 3)),
-             (0.1 * spd(rng, 2), 0.1 * spd(rng, 3))]
+    terms = [tuple(factors(rng, (2, 3))), (0.2 * factor(rng, 2), 0.3 * factor(rng, 3)),
+             (0.1 * factor(rng, 2), 0.1 * factor(rng, 3))]
     for r in (1, 2, 3):
         S = SumOfKron(terms[:r])
         D = sum(np.kron(a, b) for a, b in terms[:r])
@@ -580,7 +580,7 @@ def test_sum_of_kron_operations_against_dense(rng):
         np.testing.assert_allclose(S.inv_quad(Y), np.einsum("ij,ij->i", Y, np.linalg.solve(D, Y.T).T),
                                    rtol=1e-9)
         np.testing.assert_allclose(S.logpdf(Y), st.multivariate_normal(np.zeros(6), D).logpdf(Y),
-                                   rtol=1e-10)
+                                   rtol=RTOL)
     # indefinite second term, structured route detects it
     bad = SumOfKron([terms[0], (-3.0 * np.eye(2), np.eye(3))])
     with pytest.raises(NotPositiveDefiniteError):
@@ -682,7 +682,7 @@ def test_fit_is_equivariant_under_row_and_column_units(distribution, factor):
     np.testing.assert_allclose(b.weights, a.weights, rtol=1e-8)
     assert b.df == pytest.approx(a.df, rel=1e-8) or (np.isinf(a.df) and np.isinf(b.df))
     shift = -N * (q * np.sum(np.log(d1)) + p * np.sum(np.log(d2)))  # log |det(D1⊗D2)|^N
-    np.testing.assert_allclose(b.loglik, a.loglik + shift, rtol=1e-10)
+    np.testing.assert_allclose(b.loglik, a.loglik + shift, rtol=RTOL)
     assert a.converged and b.converged
 
 

@@ -5,14 +5,14 @@ import pytest
 import scipy.stats as st
 
 import kronkit
-from helpers import spd
+from helpers import RTOL, factors
 from kronkit import ConvergenceWarning, separability_test
 from kronkit._estimators.separability_test import (
-    sphericity_cumulants,
-    t_null_statistics,
     chi2_df,
     null_cumulants,
     null_statistics,
+    sphericity_cumulants,
+    t_null_statistics,
 )
 
 
@@ -50,7 +50,7 @@ def dense_lrt(E3):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("p", "q", "N"), [(2, 3, 50), (3, 2, 20), (4, 3, 100)])
 def test_statistic_against_dense(rng, p, q, N):
-    X = simulate(rng, N, spd(rng, p), spd(rng, q), mean=2.0)
+    X = simulate(rng, N, *factors(rng, (p, q)), mean=2.0)
     res = separability_test(X)
     T, ll_k, ll_u = dense_lrt(X - X.mean(axis=0))
     np.testing.assert_allclose(res.statistic, T, rtol=1e-9)
@@ -62,7 +62,7 @@ def test_statistic_against_dense(rng, p, q, N):
 
 
 def test_groups_and_assume_centered(rng):
-    A, B = spd(rng, 2), spd(rng, 3)
+    A, B = factors(rng, (2, 3))
     labels = np.repeat(["a", "b", "c"], [10, 12, 8])
     X = simulate(rng, 30, A, B) + np.repeat(rng.standard_normal((3, 2, 3)) * 5, [10, 12, 8],
                                             axis=0)
@@ -72,8 +72,8 @@ def test_groups_and_assume_centered(rng):
     a = separability_test(X, groups=labels)
     b = separability_test(Xc, assume_centered=True)
     np.testing.assert_allclose(a.statistic, dense_lrt(Xc)[0], rtol=1e-9)
-    np.testing.assert_allclose(a.statistic, b.statistic, rtol=1e-10)
-    np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=1e-10)
+    np.testing.assert_allclose(a.statistic, b.statistic, rtol=RTOL)
+    np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=RTOL)
     mc = separability_test(X, groups=labels, n_simulations=5, random_state=0)
     assert mc.method == "monte-carlo" and mc.pvalue in {k / 6 for k in range(1, 7)}
     assert a.residual_df == 27 and b.residual_df == 30
@@ -119,7 +119,7 @@ def test_null_statistics_wishart_route_equals_data_route():
     rng = np.random.default_rng(4)
     p, q, N, G = 2, 3, 15, 3
     labels = np.arange(N) % G
-    A, B = spd(rng, p), spd(rng, q)
+    A, B = factors(rng, (p, q))
     data = [separability_test(simulate(rng, N, A, B, mean=1.0), groups=labels,
                               method="chi2").statistic for _ in range(300)]
     wish = null_statistics(p, q, N - G, N, 1000, rng)
@@ -130,7 +130,7 @@ def test_null_mean_against_simulation():
     """The analytic E0[T] (Bartlett factor) against data simulated under H0."""
     rng = np.random.default_rng(5)
     for p, q, N in [(2, 5, 25), (4, 4, 64)]:
-        A, B = spd(rng, p), spd(rng, q)
+        A, B = factors(rng, (p, q))
         T = np.array([separability_test(simulate(rng, N, A, B), method="chi2").statistic
                       for _ in range(300)])
         mean = null_cumulants(p, q, N - 1, N)[0]
@@ -157,7 +157,7 @@ def test_size_of_default_pvalue_under_h0():
     reps = 300
     rates, rates_chi2 = [], []
     for p, q, N in SIZE_CASES:
-        A, B = spd(rng, p), spd(rng, q)
+        A, B = factors(rng, (p, q))
         res = [separability_test(simulate(rng, N, A, B, mean=rng.standard_normal((p, q))))
                for _ in range(reps)]
         assert {r.method for r in res} == {"scaled-chi2"}
@@ -175,7 +175,7 @@ def test_size_of_default_pvalue_under_h0():
 def test_size_of_monte_carlo_pvalue_close_to_boundary():
     """n < 1.5·P: "auto" takes the exact Monte Carlo p-value; its size is exactly 0.05."""
     rng = np.random.default_rng(7)
-    A, B = spd(rng, 2), spd(rng, 3)
+    A, B = factors(rng, (2, 3))
     res = [separability_test(simulate(rng, 8, A, B), n_simulations=19, random_state=rng)
            for _ in range(200)]
     res_auto = separability_test(simulate(rng, 8, A, B), random_state=0)
@@ -250,7 +250,7 @@ def test_errors_for_too_few_observations(rng):
 
 
 def test_convergence_warning(rng):
-    X = simulate(rng, 40, spd(rng, 3), spd(rng, 4))
+    X = simulate(rng, 40, *factors(rng, (3, 4)))
     with pytest.warns(ConvergenceWarning, match="max_iter = 1"):
         separability_test(X, max_iter=1)
 
@@ -269,7 +269,7 @@ def test_t_model_parametric_bootstrap(rng):
     simulates the law of the statistic under the separable t (checked against t data with
     random A, B, M), and the test reports what it did. Size study: benchmarks/."""
     p, q, N = 2, 3, 60
-    A, B = spd(rng, p), spd(rng, q)
+    A, B = factors(rng, (p, q))
     data = [simulate(rng, N, A, B, mean=rng.standard_normal((p, q)), df=4) for _ in range(100)]
     gauss = [separability_test(X) for X in data]
     assert np.mean([r.pvalue < 0.05 for r in gauss]) > 0.4

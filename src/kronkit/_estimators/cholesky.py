@@ -16,8 +16,15 @@ import numpy as np
 
 from .._errors import NotPositiveDefiniteError, SingularFactorError
 
-__all__ = ["RCOND_MIN", "SIDES", "IterateFactor", "factor_iterate", "inverse", "inv_lower",
-           "logdet"]
+__all__ = [
+    "RCOND_MIN",
+    "SIDES",
+    "IterateFactor",
+    "factor_iterate",
+    "inv_lower",
+    "inverse",
+    "logdet",
+]
 
 #: An iterate whose Cholesky factor has reciprocal condition number below this is reported
 #: as numerically singular (rather than carried on towards NaN).
