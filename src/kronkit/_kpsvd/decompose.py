@@ -300,7 +300,3 @@ def kpsvd_samples_chunked(X: Any, rank: int, *, center: bool = True, method: str
             raise ValueError("`X` contains NaN or Inf (its sample covariance is not finite)")
     op = ChunkedSamplesR(Xd, mean, sq)
     return decompose(op, st, k, method=method, tol=tol, rtol=None, rng=rng, maxiter=maxiter)
-
-
-#: the former private name, kept while callers switch to :func:`kpsvd_samples_chunked`
-_kpsvd_samples_chunked = kpsvd_samples_chunked

@@ -127,14 +127,15 @@ class KPSVDResult:
         Dense equivalent, for ``k = 1..r``:
         ``np.linalg.norm(M - sum(np.kron(s[j] * A[j], B[j]) for j in range(k)))``.
         """
-        if self.residual is None or (relative and self.norm is None):
+        residual, norm = self.residual, self.norm
+        if residual is None or (relative and norm is None):
             return None
         sq = np.abs(self.s).astype(float) ** 2
         after = np.concatenate([np.cumsum(sq[::-1])[::-1][1:], [0.0]])
-        err = np.sqrt(after + float(self.residual) ** 2)
-        if not relative:
+        err = np.sqrt(after + float(residual) ** 2)
+        if not relative or norm is None:
             return err
-        return np.zeros_like(err) if self.norm == 0.0 else err / float(self.norm)
+        return np.zeros_like(err) if norm == 0.0 else err / float(norm)
 
     def _require_real(self) -> None:
         if np.iscomplexobj(self.A) or np.iscomplexobj(self.B):

@@ -46,7 +46,7 @@ def svd_terms(op: Any, st: Structure, k: int | None, *, method: str, tol: float,
 
     With ``truncate=False`` every computed candidate is kept (up to ``k`` per subproblem).
     """
-    if _use_symmetric_fast(op, st, k, method, truncate):
+    if k is not None and _use_symmetric_fast(op, st, k, method, truncate):
         fast = _symmetric_fast(op, st, k, method=method, tol=tol, rng=rng, maxiter=maxiter)
         if fast is not None:
             return fast
