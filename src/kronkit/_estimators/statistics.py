@@ -96,7 +96,8 @@ class InMemoryChunks:
     into the row statistic.
     """
 
-    direct_mean = True
+    #: the data are resident: a weighted mean costs no pass, and laid-out residuals are kept
+    resident = True
 
     def __init__(self, X: np.ndarray, moving_mean: bool = False):
         self.X = X
@@ -142,7 +143,9 @@ class DaskChunks:
     results; per-observation weights travel to the tasks.
     """
 
-    direct_mean = False  # the weighted mean would be a pass of its own: folded in
+    #: each statistic is a pass: the weighted mean is folded into the row statistic's, and
+    #: ``δ`` is computed from unweighted residuals (no weights to send)
+    resident = False
 
     def __init__(self, X: Any):
         self.X = X
@@ -187,7 +190,7 @@ class SampleStatistics:
 
     def row_stat(self, LBi: np.ndarray) -> np.ndarray:
         """``Σ_i w_i (X_i − M) B⁻¹ (X_i − M)ᵀ`` (p×p) with ``LBi = L_B⁻¹``."""
-        if self._recentre and self.chunks.direct_mean:
+        if self._recentre and self.chunks.resident:
             self.M = self.chunks.weighted_mean(self._w)
             self._recentre = False
         out = self.chunks.reduce(_row_kernel, self.M, self._w, LBi=LBi,
@@ -207,8 +210,12 @@ class SampleStatistics:
         return self.chunks.reduce(_col_kernel, self.M, self._w, LAi=LAi, keep=self._keep_g)
 
     def delta(self, LBi: np.ndarray) -> np.ndarray:
-        """``δ_i`` (N,) for the row factor of the last :meth:`col_stat` and ``B = L_B L_Bᵀ``."""
-        return self.chunks.concat(_delta_kernel, self.M, self._w, LAi=self._LAi, LBi=LBi)
+        """``δ_i`` (N,) for the row factor of the last :meth:`col_stat` and ``B = L_B L_Bᵀ``.
+
+        Resident data reuse the column statistic's ``L_A⁻¹ √w_i E_i`` (and divide by ``w_i``).
+        """
+        w = self._w if self.chunks.resident else None
+        return self.chunks.concat(_delta_kernel, self.M, w, LAi=self._LAi, LBi=LBi)
 
     def delta_at(self, M: np.ndarray, LAi: np.ndarray, LBi: np.ndarray) -> np.ndarray:
         """``δ_i`` (N,) at location ``M`` and factors ``A = L_A L_Aᵀ``, ``B = L_B L_Bᵀ``."""
