@@ -71,7 +71,7 @@ def assert_close(a, b, rtol=RTOL, atol=ATOL):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
-def scale_free_equal(X, Y, tol=1e-10):
+def scale_free_equal(X, Y, tol=RTOL):
     """X = c·Y for some scalar c of modulus ‖X‖/‖Y‖ (equal up to scale and sign/phase)."""
     x, y = np.ravel(X), np.ravel(Y)
     cos = abs(np.vdot(x, y)) / (np.linalg.norm(x) * np.linalg.norm(y))
@@ -176,7 +176,7 @@ def test_exact_recovery_of_a_kron(rng, shapes):
     assert res.rank == 1
     assert_close(res.s[0], np.linalg.norm(A) * np.linalg.norm(B))
     assert scale_free_equal(res.A[0], A) and scale_free_equal(res.B[0], B)
-    assert_close(res.to_dense(), np.kron(A, B), atol=1e-12)
+    assert_close(res.to_dense(), np.kron(A, B), atol=ATOL)
     assert res.residual < 1e-12 * res.norm
 
 
@@ -188,14 +188,14 @@ def test_full_rank_reconstruction_and_singular_values(rng, shapes):
     s_ref, terms = dense_terms(M, shapes)
     assert res.rank == min(m1 * n1, m2 * n2)
     assert_close(res.s, s_ref)
-    assert_close(res.to_dense(), M, atol=1e-12)
+    assert_close(res.to_dense(), M, atol=ATOL)
     for k in range(res.rank):  # each term equals the dense one (signs cancel in the product)
-        assert_close(res.s[k] * np.kron(res.A[k], res.B[k]), terms[k], atol=1e-12)
+        assert_close(res.s[k] * np.kron(res.A[k], res.B[k]), terms[k], atol=ATOL)
     # orthonormal vec(A_k), vec(B_k)
     VA = res.A.reshape(res.rank, -1)
     VB = res.B.reshape(res.rank, -1)
-    assert_close(VA @ VA.T, np.eye(res.rank), atol=1e-12)
-    assert_close(VB @ VB.T, np.eye(res.rank), atol=1e-12)
+    assert_close(VA @ VA.T, np.eye(res.rank), atol=ATOL)
+    assert_close(VB @ VB.T, np.eye(res.rank), atol=ATOL)
 
 
 def test_error_identity(rng):
@@ -205,8 +205,8 @@ def test_error_identity(rng):
     for r in range(1, s_ref.size + 1):
         res = kpsvd(M, shapes, rank=r)
         err2 = np.linalg.norm(M - res.to_dense()) ** 2
-        assert_close(err2, np.sum(s_ref[r:] ** 2), atol=1e-12)
-        assert_close(res.residual, math.sqrt(np.sum(s_ref[r:] ** 2)), atol=1e-12)
+        assert_close(err2, np.sum(s_ref[r:] ** 2), atol=ATOL)
+        assert_close(res.residual, math.sqrt(np.sum(s_ref[r:] ** 2)), atol=ATOL)
 
 
 @pytest.mark.parametrize("shapes", [((4, 3), (3, 5)), ((2, 2), (3, 3))])
@@ -221,9 +221,9 @@ def test_tail_errors_match_dense_differences(rng, shapes):
                                        for j in range(k))) for k in range(1, r + 1)]
         err = res.tail_errors()
         assert err.shape == (r,)
-        assert_close(err, want, atol=1e-12)
-        assert_close(err[-1], res.residual, atol=1e-12)
-        assert_close(res.tail_errors(relative=True), np.asarray(want) / nrm, atol=1e-12)
+        assert_close(err, want, atol=ATOL)
+        assert_close(err[-1], res.residual, atol=ATOL)
+        assert_close(res.tail_errors(relative=True), np.asarray(want) / nrm, atol=ATOL)
     # an exact Kronecker product: the tail is tiny, not a cancellation residue
     K = np.kron(rng.standard_normal((m1, n1)), rng.standard_normal((m2, n2)))
     err = kpsvd(K, shapes, rank=2).tail_errors(relative=True)
@@ -257,7 +257,7 @@ def test_laplacian_has_kronecker_rank_two(n):
     assert res.rank == 2
     expected = [2 * n + math.sqrt(n * (6 * n - 2)), abs(2 * n - math.sqrt(n * (6 * n - 2)))]
     assert_close(res.s, expected)
-    assert_close(res.to_dense(), L, atol=1e-12)
+    assert_close(res.to_dense(), L, atol=ATOL)
     if n == 8:  # the published values
         assert_close(res.s, [35.18332609, 3.18332609], rtol=0, atol=5e-9)
 
@@ -310,14 +310,14 @@ def test_complex_uses_conjugated_right_factor(rng, shapes):
     (m1, n1), (m2, n2) = shapes
     M = rng.standard_normal((m1 * m2, n1 * n2)) + 1j * rng.standard_normal((m1 * m2, n1 * n2))
     res = kpsvd(M, shapes)
-    assert_close(res.to_dense(), M, atol=1e-12)
+    assert_close(res.to_dense(), M, atol=ATOL)
     R = loop_rearrange(M, shapes)
     U, s, Vh = np.linalg.svd(R)
     assert_close(res.s, s)
     for r in (1, 2):
         tr = kpsvd(M, shapes, rank=r)
         # best rank-r approximation, reconstructed from the dense SVD of R
-        assert_close(tr.to_dense(), unrearrange((U[:, :r] * s[:r]) @ Vh[:r], shapes), atol=1e-12)
+        assert_close(tr.to_dense(), unrearrange((U[:, :r] * s[:r]) @ Vh[:r], shapes), atol=ATOL)
         # B_k = unvec(conj(v_k)) with v_k = conj(Vh[k]) the k-th right singular vector;
         # unvec(v_k) itself would be wrong for complex M
         for k in range(r):
@@ -400,10 +400,10 @@ def test_sum_of_krons_equals_dense(rng, K):
     assert res.method == "lowrank"
     assert res.rank == ref.rank
     assert_close(res.s, ref.s)
-    assert_close(res.to_dense(), M, atol=1e-12)
+    assert_close(res.to_dense(), M, atol=ATOL)
     r = min(2, ref.rank)
     tr = kpsvd(terms, shapes, rank=r)
-    assert_close(tr.to_dense(), kpsvd(M, shapes, rank=r).to_dense(), atol=1e-12)
+    assert_close(tr.to_dense(), kpsvd(M, shapes, rank=r).to_dense(), atol=ATOL)
     assert_close(tr.residual, kpsvd(M, shapes, rank=r).residual, atol=1e-10)
 
 
@@ -414,7 +414,7 @@ def test_sum_of_krons_rank_above_number_of_terms(rng):
     assert_close(res.s[:2], kpsvd(M, shapes).s)
     assert_close(res.s[2:], 0.0)
     VA = res.A.reshape(4, -1)
-    assert_close(VA @ VA.T, np.eye(4), atol=1e-12)
+    assert_close(VA @ VA.T, np.eye(4), atol=ATOL)
 
 
 def test_kron_terms_with_more_factors_are_grouped(rng):
@@ -422,7 +422,7 @@ def test_kron_terms_with_more_factors_are_grouped(rng):
     K = Kron(A, B, C)
     res = kpsvd(K, ((2, 2), (6, 4)))
     assert res.rank == 1
-    assert_close(res.to_dense(), K.to_dense(), atol=1e-12)
+    assert_close(res.to_dense(), K.to_dense(), atol=ATOL)
     with pytest.raises(ValueError, match="do not group"):
         kpsvd(K, ((2, 6), (3, 4)))
 
@@ -430,7 +430,7 @@ def test_kron_terms_with_more_factors_are_grouped(rng):
 def test_single_kron_input(rng):
     K = Kron(rng.standard_normal((3, 3)), rng.standard_normal((2, 2)))
     res = kpsvd(K, (3, 2))
-    assert_close(res.to_dense(), K.to_dense(), atol=1e-12)
+    assert_close(res.to_dense(), K.to_dense(), atol=ATOL)
 
 
 @pytest.mark.parametrize("shapes", [((3, 2), (4, 5)), ((4, 4), (3, 3)), ((1, 2), (5, 3))])
@@ -553,7 +553,7 @@ def test_samples_does_not_modify_input(rng):
 
 
 def is_psd(S, tol=1e-10):
-    return np.allclose(S, S.T, atol=1e-12) and np.linalg.eigvalsh(S)[0] >= -tol * abs(S).max()
+    return np.allclose(S, S.T, atol=ATOL) and np.linalg.eigvalsh(S)[0] >= -tol * abs(S).max()
 
 
 def test_psd_sweep(rng):
@@ -608,11 +608,11 @@ def test_symmetric_sweep(rng):
         res = kpsvd(M, (2, 3), structure="symmetric")
         ref = kpsvd(M, (2, 3))
         assert_close(res.s, ref.s)
-        assert_close(res.to_dense(), M, atol=1e-12)
+        assert_close(res.to_dense(), M, atol=ATOL)
         for k in range(res.rank):
             sign = -1.0 if res.skew[k] else 1.0
-            assert_close(res.A[k].T, sign * res.A[k], atol=1e-12)
-            assert_close(res.B[k].T, sign * res.B[k], atol=1e-12)
+            assert_close(res.A[k].T, sign * res.A[k], atol=ATOL)
+            assert_close(res.B[k].T, sign * res.B[k], atol=ATOL)
         n_skew_top += bool(res.skew[0])
     assert n_skew_top < 60  # symmetric tops are the rule, skew tops the exception
 
@@ -808,7 +808,7 @@ def test_nearest_kron_two_factors(rng):
     assert isinstance(near, NearestKronResult)
     F1, F2 = near
     s_ref, terms = dense_terms(M, shapes)
-    assert_close(np.kron(F1, F2), terms[0], atol=1e-12)
+    assert_close(np.kron(F1, F2), terms[0], atol=ATOL)
     assert_close(np.linalg.norm(F1), np.linalg.norm(F2))
     assert_close(near.sigma, s_ref[0])
     assert_close(near.residual, math.sqrt(np.sum(s_ref[1:] ** 2)))
@@ -830,7 +830,7 @@ def test_d3_exact_recovery(rng):
     M = np.kron(np.kron(A, B), C)
     near = nearest_kron(M, shapes)
     assert near.converged
-    assert_close(near.to_dense(), M, atol=1e-12)
+    assert_close(near.to_dense(), M, atol=ATOL)
     assert near.residual < 1e-7 * near.norm
     for F, G in zip(near.factors, (A, B, C), strict=True):
         assert scale_free_equal(F, G)
@@ -841,7 +841,7 @@ def test_d3_complex_exact_recovery(rng):
     A, B, C = (rng.standard_normal(s) + 1j * rng.standard_normal(s) for s in shapes)
     M = np.kron(np.kron(A, B), C)
     near = nearest_kron(M, shapes)
-    assert_close(near.to_dense(), M, atol=1e-12)
+    assert_close(near.to_dense(), M, atol=ATOL)
     with pytest.raises(TypeError, match="real factors only"):
         near.kron  # noqa: B018
 
@@ -872,7 +872,7 @@ def test_d3_never_worse_than_peeling(rng):
         for F in peeled[1:]:
             D = np.kron(D, F)
         assert near.residual <= np.linalg.norm(M - D) + 1e-12
-        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-6, atol=1e-12)
+        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-6, atol=ATOL)
 
 
 def test_d3_agrees_with_generic_optimiser(rng):
@@ -1036,7 +1036,7 @@ def test_exact_kron_reports_zero_residual(rng, method):
     for out in (nearest_kron(M, (20, 20), structure="toeplitz"),
                 nearest_kron(sp.csr_matrix(M), (20, 20)),
                 nearest_kron([Kron(A, B)], (20, 20))):
-        assert_close(out.residual, np.linalg.norm(M - out.to_dense()), rtol=1e-6, atol=1e-12)
+        assert_close(out.residual, np.linalg.norm(M - out.to_dense()), rtol=1e-6, atol=ATOL)
     assert nearest_kron(sp.csr_matrix(M), (20, 20)).rel_error < 1e-14
     assert nearest_kron([Kron(A, B)], (20, 20)).rel_error < 1e-14
 
@@ -1101,7 +1101,7 @@ def test_d3_never_worse_than_the_hosvd_started_power_method():
         starts = [np.linalg.svd(np.moveaxis(T, k, 0).reshape(9, 81))[0][:, 0] for k in range(3)]
         s_hosvd, _ = _plain_hopm(T, starts, 2000)
         assert near.sigma >= s_hosvd * (1 - 1e-10)
-        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-10)
+        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=RTOL)
 
 
 @pytest.mark.parametrize("bad", [0, -5, "x", 2.5, True])
@@ -1158,7 +1158,7 @@ def test_clustered_spectrum_converges_as_a_block(rng):
         res = kpsvd_samples(X, 3, method="lanczos", random_state=0)
     finally:
         SamplesR._one = orig
-    assert_close(res.s, s_ref[:3], rtol=1e-10)
+    assert_close(res.s, s_ref[:3], rtol=RTOL)
     assert len(counted) <= 120
     assert_close(res.residual, math.sqrt(np.sum(s_ref[3:] ** 2)), rtol=1e-8)
 
