@@ -251,7 +251,7 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
     N, p, q = Xa.shape
     method, tol, rng, st, k = _samples_args(
         (N, p, q), rank, center, method, tol, random_state, structure, maxiter)
-    st.check_samples(center, float(Xa.min()) if st.level == "nonnegative" else 0.0)
+    st.check_samples(center, float(Xa.min()) if st.nonnegative else 0.0)
     mean = Xa.mean(axis=0) if center else None
     op = SamplesR(chunk_samples(Xa, mean), N)
     return decompose(op, st, k, method=method, tol=tol, rtol=None, rng=rng, maxiter=maxiter)
@@ -286,7 +286,7 @@ def kpsvd_samples_chunked(X: Any, rank: int, *, center: bool = True, method: str
         (N, p, q), rank, center, method, tol, random_state, structure, maxiter)
     if not center:
         mean = None
-    if (center and mean is None) or st.level == "nonnegative":  # one pass: mean, NaN/Inf, min
+    if (center and mean is None) or st.nonnegative:  # one pass: mean, NaN/Inf, min
         total, bad, xmin, _ = tree_reduce_chunks(Xd, scan_chunk, combine_scans)
         if bad:
             raise non_finite_error("X", bad)

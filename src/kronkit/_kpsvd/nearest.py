@@ -117,12 +117,7 @@ def _nearest_two(M: Any, st: Structure, *, method: str,
             f"(σ = {t.s[0]:.6g}) as requested by structure='symmetric'",
             StructureWarning, stacklevel=3,
         )
-    vecs = st.orient([t.U[:, 0], t.Vh[0]])
-    sigma = float(t.s[0])
-    if st.level == "nonnegative":
-        vecs = [np.abs(v) for v in vecs]
-        sigma = float(vecs[0] @ op.matmat(vecs[1][:, None])[:, 0])
-    st.check_psd_factors(vecs, "the leading Kronecker factors are indefinite")
+    vecs, sigma = st.finish_nearest([t.U[:, 0], t.Vh[0]], float(t.s[0]), op)
     residual: float | None
     if st.unconstrained and t.exact_tail is not None:
         residual = math.sqrt(t.exact_tail)  # the SVD tail, no cancellation
@@ -141,7 +136,7 @@ def _hopm_of_terms(terms: list, st: Structure, bases: list | None, *, tol: float
     Fs = st.check_cp(cp_factors(terms, st.shapes))
     sq = cp_sqnorm(Fs)
     Fc = Fs if bases is None else [np.asarray(Q.T @ F) for Q, F in zip(bases, Fs, strict=True)]
-    out = hopm_cp(Fc, nonneg=(st.level == "nonnegative"), tol=tol, max_iter=max_iter)
+    out = hopm_cp(Fc, nonneg=(st.nonnegative), tol=tol, max_iter=max_iter)
     return out, sq
 
 
@@ -153,7 +148,7 @@ def _hopm_of_dense(Md: np.ndarray, st: Structure, bases: list | None, *, tol: fl
     if bases is not None:
         for l, Q in enumerate(bases):
             T = mode_product(T, l, Q.T)
-    out = hopm_dense(T, nonneg=(st.level == "nonnegative"), tol=tol, max_iter=max_iter,
+    out = hopm_dense(T, nonneg=(st.nonnegative), tol=tol, max_iter=max_iter,
                      rng=rng)
     return out, sq
 
@@ -187,11 +182,7 @@ def _nearest_multi(M: Any, st: Structure, *, tol: float, max_iter: int,
     if sigma == 0.0:
         factors = tuple(readonly(np.zeros(s)) for s in shp)
         return NearestKronResult(factors, 0.0, norm, norm, out.n_iter, out.converged)
-    vecs = st.orient(vecs)
-    if st.level == "psd" and np.trace(vecs[-1].reshape(shp[-1])).real < 0:
-        raise ValueError("`structure`='psd' but `M` is not positive semi-definite: the "
-                         "nearest Kronecker product is negative definite")
-    st.check_psd_factors(vecs, "nearest Kronecker factor {l} is indefinite")
+    vecs, sigma = st.finish_nearest(vecs, sigma)
     scale = sigma ** (1.0 / d)
     factors = tuple(readonly(scale * v.reshape(shp[l])) for l, v in enumerate(vecs))
     if Md is not None:  # the difference itself: no cancellation for a near-exact product

@@ -123,6 +123,11 @@ class Structure:
         return self.level in ("symmetric", "psd")
 
     @property
+    def nonnegative(self) -> bool:
+        """``"nonnegative"``: ``M >= 0``, the leading factors are ``>= 0``."""
+        return self.level == "nonnegative"
+
+    @property
     def max_rank(self) -> int:
         """The largest possible Kronecker rank (d = 2) for these shapes and structure."""
         (m1, n1), (m2, n2) = self.shapes
@@ -193,7 +198,7 @@ class Structure:
         """The M-level property of ``M = Σ_k unvec(F_k) ⊗ unvec(G_k)`` (square blocks m1, m2)."""
         if self.level is None:
             return
-        if self.level == "nonnegative":
+        if self.nonnegative:
             for k in range(F.shape[1]):
                 a, b = F[:, k], G[:, k]
                 if not ((a.min() >= 0 and b.min() >= 0) or (a.max() <= 0 and b.max() <= 0)):
@@ -216,7 +221,7 @@ class Structure:
     def check_cp(self, Fs: list[np.ndarray]) -> list[np.ndarray]:
         """The M-level property of ``M = Σ_k ⊗_l unvec(F_l[:, k])`` (d >= 3); returns the
         factors to use (``|F_l|`` for ``"nonnegative"``)."""
-        if self.level == "nonnegative":
+        if self.nonnegative:
             for k in range(Fs[0].shape[1]):
                 signs = [np.sign(F[:, k][np.abs(F[:, k]) > 0]) for F in Fs]
                 if any(np.unique(sg).size > 1 for sg in signs) or \
@@ -238,7 +243,7 @@ class Structure:
         without an adjoint, symmetry is the caller's assertion)."""
         if self.level is None:
             return
-        if self.level == "nonnegative":
+        if self.nonnegative:
             raise ValueError("`structure`='nonnegative' cannot be verified for a LinearOperator "
                              "`M`; pass a dense or sparse matrix")
         if np.dtype(M.dtype).kind == "c":
@@ -256,7 +261,7 @@ class Structure:
 
     def check_samples(self, center: bool, xmin: float) -> None:
         """``"nonnegative"`` of a sample covariance needs uncentred samples ``X >= 0``."""
-        if self.level == "nonnegative" and (center or xmin < 0):
+        if self.nonnegative and (center or xmin < 0):
             raise ValueError("`structure`='nonnegative' for samples needs center=False and "
                              "X >= 0 (a centred covariance has negative entries in general)")
 
@@ -294,7 +299,7 @@ class Structure:
                 t.Vh[k] = t.Vh[k] * np.conj(c)
         if not t.s.size:
             return
-        if self.level == "nonnegative":
+        if self.nonnegative:
             u, v = np.abs(t.U[:, 0]), np.abs(t.Vh[0])
             t.U[:, 0], t.Vh[0] = u, v
             t.s = t.s.copy()
@@ -329,13 +334,26 @@ class Structure:
             vecs[-1] = vecs[-1] * np.conj(c)
         return vecs
 
-    def check_psd_factors(self, vecs: list[np.ndarray], what: str) -> None:
-        """``"psd"``: every factor ``unvec(a_l)`` must be PSD."""
+    def finish_nearest(self, vecs: list[np.ndarray], sigma: float,
+                       op: Any = None) -> tuple[list[np.ndarray], float]:
+        """Signs, nonnegative and PSD handling of the nearest Kronecker product's unit
+        factors ``a_l`` with scale ``σ``; ``op`` (d = 2): the R-operator, for ``σ`` of the
+        nonnegative pair ``(|a_1|, |a_2|)`` (for d >= 3 the power method keeps them ``>= 0``).
+        ``"psd"``: every factor PSD (d >= 3: also a positive trace of the last one)."""
+        vecs = self.orient(vecs)
+        if op is not None and self.nonnegative:
+            vecs = [np.abs(v) for v in vecs]
+            sigma = float(vecs[0] @ op.matmat(vecs[1][:, None])[:, 0])
         if self.level != "psd":
-            return
+            return vecs, sigma
+        if op is None and np.trace(vecs[-1].reshape(self.shapes[-1])).real < 0:
+            raise ValueError(_NOT_PSD + "the nearest Kronecker product is negative definite")
         for l, v in enumerate(vecs):
             if not is_psd(v.reshape(self.shapes[l])):
-                raise ValueError(_NOT_PSD + what.format(l=l))
+                raise ValueError(_NOT_PSD + ("the leading Kronecker factors are indefinite"
+                                             if op is not None else
+                                             f"nearest Kronecker factor {l} is indefinite"))
+        return vecs, sigma
 
 
 def _check_psd_dense(M: np.ndarray) -> None:
