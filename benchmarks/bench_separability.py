@@ -33,7 +33,12 @@ from rich.table import Table
 sys.path.insert(0, os.path.dirname(__file__))
 
 import kronkit
-from kronkit._estimators.separability_test import chi2_df, null_cumulants, null_statistics, scaled_chi2_sf
+from kronkit._estimators.separability_null import (
+    chi2_df,
+    null_cumulants,
+    null_statistics,
+    scaled_chi2_sf,
+)
 
 SHAPES = [(2, 2), (2, 3), (3, 3), (2, 6), (4, 4), (5, 5), (3, 10), (8, 8), (10, 10), (20, 20)]
 RATIOS = [2, 3, 5, 10, 20, 50]

@@ -9,18 +9,10 @@ under ``H0`` its law depends only on ``(p, q, n, N)``, and it depends on the dat
 ``N``) with the separable MLE computed from ``W`` (flip-flop on the rearrangement of ``W``,
 ``O(P²)`` per sweep).
 
-Null moments. With ``S̃ = P·S/tr S`` (trace ``P``) and ``Ã⊗B̃`` its separable MLE,
-``T = U − V``, ``U = −N log det S̃`` (Mauchly's sphericity statistic of ``S``) and
-``V = −N log det(Ã⊗B̃)`` (the sphericity statistic *within* the separable model, ``p(p+1)/2 +
-q(q+1)/2 − 2`` parameters). For ``W ~ Wishart_P(n, I)``, ``tr W`` is independent of
-``W/tr W``, so the cumulants of ``log det S̃`` are exact: those of ``log det W`` (a sum of
-independent ``log χ²_{n−i+1}``) minus ``P^r`` times those of ``log tr W`` (``log χ²_{nP}``).
-``V`` is, to the order that matters, the sum of the sphericity statistics of the row factor
-(``p×p``, ``n·q`` degrees of freedom, multiplier ``N·q``) and of the column factor (``q×q``,
-``n·p``, ``N·p``), whose cumulants are given by the same formula; and ``V`` is asymptotically
-independent of ``T`` (nested likelihood-ratio statistics), so ``κ_r(T) ≈ κ_r(U) − κ_r(V)``.
-The default p-value matches the first three cumulants with ``a + b·χ²_f`` (the Bartlett
-correction ``chi2.sf(T·df/E₀[T], df)`` matches the mean only).
+The null law (:mod:`kronkit._estimators.separability_null`): analytic cumulants from the
+decomposition ``T = U − V`` into sphericity statistics, or Monte Carlo replicates drawn as
+Wishart matrices. The default p-value matches the first three cumulants with ``a + b·χ²_f``
+(the Bartlett correction ``chi2.sf(T·df/E₀[T], df)`` matches the mean only).
 """
 
 from __future__ import annotations
@@ -31,19 +23,24 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf
-from scipy.special import digamma, polygamma
 
 from .._checks import check_int, check_random_state, check_scalar
 from .._errors import ConvergenceWarning, SingularFactorError
 from .._factor import rcond_from_factor
 from .._samples import as_samples
-from .cholesky import RCOND_MIN, SIDES
-from .normal import LOG_2PI, flipflop_sweep, rearrange_covariance
+from .cholesky import RCOND_MIN
+from .normal import LOG_2PI, rearrange_covariance, separable_logdet
+from .separability_null import (
+    chi2_df,
+    null_cumulants,
+    null_statistics,
+    scaled_chi2_sf,
+    warn_unconverged,
+)
 from .separable import separable_mle
 
 __all__ = ["SEPARABILITY_TEST_MAX_P", "SeparabilityTestResult", "separability_test"]
 
-_SQRT_RCOND_MIN = math.sqrt(RCOND_MIN)
 #: The separability test forms the P×P sample covariance; it refuses larger P.
 SEPARABILITY_TEST_MAX_P = 6000
 #: ``method`` values of :func:`separability_test`.
@@ -112,113 +109,6 @@ class SeparabilityTestResult(NamedTuple):
     t_df: float | None
 
 
-# ---------------------------------------------------------------------------------------
-# Null moments
-# ---------------------------------------------------------------------------------------
-def sphericity_cumulants(P: int, m: float, mult: float) -> np.ndarray:
-    """First three cumulants of ``−mult·log det(P·W/tr W)`` for ``W ~ Wishart_P(m, I)``."""
-    a = (m - np.arange(P)) / 2.0
-    out = np.empty(3)
-    out[0] = -mult * (np.sum(digamma(a)) - P * digamma(m * P / 2.0) + P * math.log(P))
-    for r in (2, 3):
-        out[r - 1] = (-mult) ** r * (np.sum(polygamma(r - 1, a))
-                                     - float(P) ** r * polygamma(r - 1, m * P / 2.0))
-    return out
-
-
-def null_cumulants(p: int, q: int, n: int, N: int) -> np.ndarray:
-    """Approximate first three cumulants of the statistic under ``H0`` (see module notes).
-
-    Exact for the sphericity part ``U``; the part ``V`` removed by the separable fit is
-    approximated by independent row and column sphericity statistics.
-    """
-    return (sphericity_cumulants(p * q, n, N) - sphericity_cumulants(p, n * q, N * q)
-            - sphericity_cumulants(q, n * p, N * p))
-
-
-def scaled_chi2_sf(t: float, kappa: np.ndarray) -> float:
-    """``P(a + b·χ²_f ≥ t)`` with ``a, b, f`` matching the cumulants ``κ1, κ2, κ3 > 0``.
-
-    Skewness ``√(8/f)`` of ``χ²_f`` fixes ``f = 8κ2³/κ3²``; then ``b = κ3/(4κ2)``, ``a = κ1 − b·f``
-    (a Pearson type III approximation). Normal approximation if ``κ3 <= 0``.
-    """
-    from scipy.stats import chi2, norm
-
-    k1, k2, k3 = (float(v) for v in kappa)
-    if not k3 > 0:
-        return float(norm.sf((t - k1) / math.sqrt(k2)))
-    f = 8.0 * k2**3 / k3**2
-    b = k3 / (4.0 * k2)
-    return float(chi2.sf((t - (k1 - b * f)) / b, f))
-
-
-def chi2_df(p: int, q: int) -> int:
-    """``P(P+1)/2 − [p(p+1)/2 + q(q+1)/2 − 1]``."""
-    P = p * q
-    return P * (P + 1) // 2 - (p * (p + 1) // 2 + q * (q + 1) // 2 - 1)
-
-
-# ---------------------------------------------------------------------------------------
-# The separable MLE given S (flip-flop on the rearrangement), batched over data sets
-# ---------------------------------------------------------------------------------------
-def _inv_logdet(M: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(M⁻¹, log det M)`` of a stack of SPD iterates (…, k, k), or a clear error."""
-    what = SIDES[side]
-    try:
-        L = np.linalg.cholesky(M)
-    except np.linalg.LinAlgError as exc:
-        raise SingularFactorError(
-            f"the {what} covariance of the separable fit lost positive definiteness (the "
-            "sample covariance is too close to singular for the test)") from exc
-    d = np.diagonal(L, axis1=-2, axis2=-1)
-    if not (d.min(axis=-1) > _SQRT_RCOND_MIN * d.max(axis=-1)).all():
-        raise SingularFactorError(
-            f"the {what} covariance of the separable fit is numerically singular (the "
-            "sample covariance is too close to singular for the test)")
-    Li = np.linalg.inv(L)
-    return np.swapaxes(Li, -1, -2) @ Li, 2.0 * np.log(d).sum(axis=-1)
-
-
-def separable_logdet(R: np.ndarray, p: int, q: int, max_iter: int,
-                     tol: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """``log det(Â⊗B̂)`` of the separable MLE given ``S``, for a stack of rearranged ``S``.
-
-    ``R`` has shape ``(m, p², q²)``, ``R[·, (a, b), (j, k)] = S[(a, j), (b, k)]``. Flip-flop
-    (:func:`kronkit._estimators.normal.flipflop_sweep`, batched over the stack) from ``B = I``:
-    ``A ← Σ_jk S_(aj)(bk) B⁻¹_kj`` (scaled to ``tr A = p``), ``B ← Σ_ab S_(aj)(bk) A⁻¹_ba / p``;
-    after each sweep ``tr((A⊗B)⁻¹S) = P``, so the separable log-likelihood is
-    ``−½N(P log 2π + ld + P)`` with ``ld = q log det A + p log det B``, which decreases
-    monotonically. A data set has converged when the estimated remaining decrease of ``ld``
-    (the last decrease ``d`` times ``r/(1 − r)``, ``r`` the observed contraction ratio; ``d``
-    itself if ``r`` is not in (0, 1)) is at most ``2·tol·P`` — the log-likelihood is within
-    ``tol·N·P`` of its maximum — or when ``ld`` stops decreasing (rounding floor). Sweeps
-    continue until every data set has converged or ``max_iter``.
-    Returns ``(ld (m,), sweeps, converged (m,))``. ``O(P²)`` per sweep and data set.
-    """
-    m = R.shape[0]
-    P = p * q
-    Bi = np.broadcast_to(np.eye(q), (m, q, q))
-    thr = 2.0 * tol * P
-    ld_prev = np.full(m, np.inf)
-    dec_prev = np.full(m, np.nan)
-    done = np.zeros(m, dtype=bool)
-    ld = ld_prev
-    it = 0
-    for it in range(1, max_iter + 1):
-        _, _, Bi, ld = flipflop_sweep(R, Bi, p, q, _inv_logdet)
-        if it > 1:
-            dec = ld_prev - ld
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = dec / dec_prev
-                gap = np.where((r > 0) & (r < 1), dec * r / (1.0 - r), dec)
-            done |= (dec <= thr * 1e-3) | (gap <= thr)
-            if done.all():
-                break
-            dec_prev = dec
-        ld_prev = ld
-    return ld, it, done
-
-
 def _spd_logdet(S: np.ndarray) -> float | None:
     """``log det S`` by Cholesky, or ``None`` if ``S`` is not numerically positive definite."""
     c, info = dpotrf(S, lower=1, clean=1)
@@ -266,55 +156,6 @@ def _statistic_from_samples(E3: np.ndarray, max_iter: int, tol: float,
     return N * (ld_sep - ld_s), ll_k, ll_u, sweeps, bool(conv[0])
 
 
-# ---------------------------------------------------------------------------------------
-# Null replicates
-# ---------------------------------------------------------------------------------------
-#: Null replicates are drawn and fitted in batches holding about this many P×P entries.
-_BATCH_ENTRIES = 2_000_000
-
-
-def wishart_identity(rng: np.random.Generator, P: int, n: int,
-                     size: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, log det W)``, ``size`` draws of ``W ~ Wishart_P(n, I)`` (shapes (size, P, P),
-    (size,)) by the Bartlett decomposition ``W = L Lᵀ``: ``L`` lower triangular with
-    ``L_ii = √χ²_{n−i}`` (``i = 0, …, P−1``) and standard normal entries below. ``O(P³)``."""
-    L = np.tril(rng.standard_normal((size, P, P)), -1)
-    d = np.sqrt(rng.chisquare(n - np.arange(P), size=(size, P)))
-    idx = np.arange(P)
-    L[:, idx, idx] = d
-    return L @ np.swapaxes(L, -1, -2), 2.0 * np.sum(np.log(d), axis=-1)
-
-
-def _warn_unconverged(failed: int, total: int, max_iter: int) -> None:
-    if failed:
-        warnings.warn(
-            f"separability_test: the separable fit did not converge in max_iter = {max_iter} "
-            f"sweeps for {failed} of {total} simulated data sets; increase `max_iter`",
-            ConvergenceWarning, stacklevel=4)
-
-
-def null_statistics(p: int, q: int, n: int, N: int, n_simulations: int,
-                    rng: np.random.Generator, max_iter: int = 2000,
-                    tol: float = 1e-13) -> np.ndarray:
-    """``n_simulations`` draws of the statistic under the Gaussian ``H0``.
-
-    ``T = N (log det(Â⊗B̂) − log det W)`` with ``W ~ Wishart_P(n, I)`` (the scale of ``W``
-    cancels), in batches. ``O(P³)`` per replicate, independent of ``N``.
-    """
-    P = p * q
-    out = np.empty(n_simulations)
-    batch = max(1, _BATCH_ENTRIES // (P * P))
-    failed = 0
-    for start in range(0, n_simulations, batch):
-        size = min(batch, n_simulations - start)
-        W, ldW = wishart_identity(rng, P, n, size)
-        ld, _, conv = separable_logdet(rearrange_covariance(W, p, q), p, q, max_iter, tol)
-        failed += int(np.count_nonzero(~conv))
-        out[start:start + size] = N * (ld - ldW)
-    _warn_unconverged(failed, n_simulations, max_iter)
-    return out
-
-
 def t_null_statistics(p: int, q: int, N: int, nu: float, n_simulations: int,
                        rng: np.random.Generator, centre: Any, max_iter: int,
                        tol: float) -> np.ndarray:
@@ -330,7 +171,7 @@ def t_null_statistics(p: int, q: int, N: int, nu: float, n_simulations: int,
             T, conv = math.inf, True
         failed += not conv
         out[k] = T
-    _warn_unconverged(failed, n_simulations, max_iter)
+    warn_unconverged(failed, n_simulations, max_iter)
     return out
 
 
