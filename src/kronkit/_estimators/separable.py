@@ -63,7 +63,11 @@ from .student_t import TSamples, warn_df_at_lower_bound
 from .units import unscale_gauge
 
 __all__ = [
+    "DEFAULT_MAX_ITER",
+    "DEFAULT_TOL",
+    "GAUGES",
     "SeparableMLEResult",
+    "check_existence",
     "choose_method",
     "separable_mle",
 ]
