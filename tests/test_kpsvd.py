@@ -540,6 +540,44 @@ def test_samples_chunk_kernels(rng):
     assert_close(sum(col_sandwich(c, U) for c in chunks).ravel(), R.T @ U.ravel())
 
 
+def test_r_operators_are_linear_operators_of_the_rearrangement(rng):
+    """Every form of R(M) is a scipy LinearOperator equal to loop_rearrange(M): products,
+    adjoint products (complex vectors too), .H, to_array() and sqnorm = ‖M‖_F²."""
+    from kronkit._kpsvd.bases import symmetric_basis
+    from kronkit._kpsvd.operators import DenseR, LowRankR, OperatorR, ProjectedR, SamplesR
+
+    shapes = ((3, 3), (4, 4))
+    terms, M = kron_sum(rng, shapes, 3)
+    R = loop_rearrange(M, shapes)
+    X = rng.standard_normal((20, 3, 4))
+    Ms = dense_sample_cov(X, False)
+    ops = [(DenseR(R), R, M), (DenseR(sp.csr_matrix(R)), R, M),
+           (LowRankR.of_sum(kronkit.SumOfKron(terms)), R, M),
+           (OperatorR(aslinearoperator(M), shapes), R, None),
+           (SamplesR(chunk_samples(X, None, chunk_elements=7 * 12), 20),
+            loop_rearrange(Ms, shapes), Ms)]
+    for op, Rd, Md in ops:
+        assert isinstance(op, LinearOperator) and op.shape == Rd.shape
+        Z = rng.standard_normal((Rd.shape[1], 2)) + 1j * rng.standard_normal((Rd.shape[1], 2))
+        W = rng.standard_normal((Rd.shape[0], 2)) + 1j * rng.standard_normal((Rd.shape[0], 2))
+        assert_close(op.matmat(Z), Rd @ Z)
+        assert_close(op @ Z[:, 0], Rd @ Z[:, 0])
+        assert_close(op.rmatmat(W), Rd.T @ W)
+        assert_close(op.H @ W[:, 0], Rd.T @ W[:, 0])
+        assert_close(op.to_array(), Rd)
+        if Md is None:
+            assert op.sqnorm is None
+        else:
+            assert_close(op.sqnorm, np.linalg.norm(Md) ** 2)
+    Q = symmetric_basis(3), symmetric_basis(4)
+    proj = ProjectedR(OperatorR(aslinearoperator(M), shapes), *Q)
+    want = Q[0].T @ R @ Q[1]
+    assert isinstance(proj, LinearOperator)
+    assert_close(proj.to_array(), want)
+    assert_close(DenseR(R).project(*Q).to_array(), want)
+    assert_close(LowRankR.of_sum(kronkit.SumOfKron(terms)).project(*Q).to_array(), want)
+
+
 def test_samples_does_not_modify_input(rng):
     X = rng.standard_normal((10, 3, 4))
     X0 = X.copy()

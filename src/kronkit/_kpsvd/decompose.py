@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import as_float, non_finite_error
+from .._checks import as_float, check_random_state, non_finite_error
 from .._dask import is_dask_array
 from .._samples import chunk_samples, combine_scans, scan_chunk, second_moment
 from .inputs import (
@@ -29,7 +29,6 @@ from .inputs import (
     check_method,
     check_rank,
     check_tol,
-    rng_from,
 )
 from .operators import ChunkedSamplesR, DenseR, OperatorR, ROperator, SamplesR
 from .rearrange import parse_shapes
@@ -159,7 +158,7 @@ def kpsvd(M: Any, shapes: Any, rank: int | None = None, *, structure: Any = None
     if rtol is not None:
         rtol = check_tol(rtol, "rtol")
     maxiter = check_maxiter(maxiter)
-    rng = rng_from(random_state)
+    rng = check_random_state(random_state)
     st = Structure.parse(structure, shp)
     rank = check_rank(rank, st.max_rank)
     op = build_operator(M, st, rng)
@@ -185,7 +184,7 @@ def _samples_args(shape, rank, center, method, tol, random_state, structure, max
     method = check_method(method)
     tol = check_tol(tol, "tol")
     check_maxiter(maxiter)
-    rng = rng_from(random_state)
+    rng = check_random_state(random_state)
     st = Structure.parse(structure, ((p, p), (q, q)))
     return method, tol, rng, st, check_rank(rank, st.max_rank)
 

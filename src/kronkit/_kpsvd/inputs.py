@@ -23,7 +23,7 @@ from .rearrange import as_matrix, check_matrix_shape, rearrange_sparse, rearrang
 from .structure import Structure
 
 __all__ = ["build_operator", "check_maxiter", "check_method", "check_rank", "check_tol",
-           "cp_factors", "kron_terms", "rng_from"]
+           "cp_factors", "kron_terms"]
 
 
 # -- scalar arguments -----------------------------------------------------------------------
@@ -33,15 +33,6 @@ def check_method(method: Any) -> str:
     if method not in allowed:
         raise ValueError(f"`method` must be one of {allowed}, got {method!r}")
     return str(method)
-
-
-def rng_from(random_state: Any) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or isinstance(random_state, (int, np.integer)):
-        return np.random.default_rng(random_state)
-    raise TypeError(f"`random_state` must be None, an int or a numpy Generator, "
-                    f"got {random_state!r}")
 
 
 def check_rank(rank: Any, max_rank: int) -> int | None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._checks import check_int
+from .._checks import check_int, check_random_state
 from .._errors import ConvergenceWarning, StructureWarning
 from .inputs import (
     build_operator,
@@ -24,7 +24,6 @@ from .inputs import (
     cp_factors,
     is_linear_operator,
     kron_terms,
-    rng_from,
 )
 from .multi import HOPMOut, cp_sqnorm, hopm_cp, hopm_dense, mode_product
 from .rearrange import as_matrix, check_matrix_shape, parse_shapes, rearrange_tensor
@@ -91,7 +90,7 @@ def nearest_kron(M: Any, shapes: Any, *, structure: Any = None, method: str = "a
     method = check_method(method)
     tol = check_tol(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", min_value=1)
-    rng = rng_from(random_state)
+    rng = check_random_state(random_state)
     st = Structure.parse(structure, shp)
     if len(shp) == 2:
         return _nearest_two(M, st, method=method, rng=rng)

@@ -15,6 +15,7 @@ the subproblems to solve, and the finishing of the results (signs, nonnegativity
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -231,8 +232,8 @@ class Structure:
             return [np.abs(F) for F in Fs]
         if self.level is not None:
             # symmetry of M checked through the grouping (first factor) ⊗ (the rest)
-            rest = np.stack([_kron_vec([F[:, k].reshape(self.shapes[l])
-                                        for l, F in enumerate(Fs) if l > 0])
+            rest = np.stack([functools.reduce(np.kron, [F[:, k].reshape(self.shapes[l])
+                                                        for l, F in enumerate(Fs) if l > 0]).ravel()
                              for k in range(Fs[0].shape[1])], 1)
             self.check_lowrank(Fs[0], rest, self.shapes[0][0],
                                math.prod(m for m, _ in self.shapes[1:]))
@@ -367,10 +368,3 @@ def _check_psd_dense(M: np.ndarray) -> None:
         lam = float(np.linalg.eigvalsh(Ms)[0])
         raise ValueError(f"`structure`='psd' but `M` is not positive semi-definite "
                          f"(smallest eigenvalue {lam:.3g})") from None
-
-
-def _kron_vec(mats: list[np.ndarray]) -> np.ndarray:
-    out = mats[0]
-    for m in mats[1:]:
-        out = np.kron(out, m)
-    return out.ravel()
