@@ -39,18 +39,6 @@ EPS = np.finfo(np.float64).eps
 # One adapter per back end: solve, inv_quad, log_quad, logdet (and matvec) on NumPy input,
 # NumPy output. ``spd=True`` asks for symmetric positive definite factors.
 # ---------------------------------------------------------------------------------------
-def _is_spd(F) -> bool:
-    for A in F:
-        A = np.asarray(A)
-        if not (np.all(np.isfinite(A)) and np.array_equal(A, A.T)):
-            return False
-        try:
-            np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            return False
-    return True
-
-
 class NumpyBackend:
     name = "numpy"
 
@@ -77,8 +65,8 @@ class NumpyBackend:
 
 
 class JaxBackend:
-    """Eager calls. ``assume`` mirrors ``Kron``'s own choice: "spd" (Cholesky) where every
-    factor is symmetric positive definite, "general" (LU) otherwise."""
+    """Eager calls. ``assume="auto"`` is ``Kron``'s own choice (per factor, Cholesky where it
+    is symmetric positive definite, LU otherwise); ``spd=True`` asks for "spd"."""
 
     name = "jax"
 
@@ -86,7 +74,7 @@ class JaxBackend:
         self.kj = pytest.importorskip("kronkit.jax")
 
     def _assume(self, F, spd):
-        return "spd" if spd or _is_spd(F) else "general"
+        return "spd" if spd else "auto"
 
     def matvec(self, F, y):
         return np.asarray(self.kj.matvec(F, y))
@@ -193,6 +181,46 @@ def test_non_symmetric_factor_general_matches_dense(backend):
     S = dense([B2, nonsym])
     assert_allclose(backend.solve([B2, nonsym], y), np.linalg.solve(S, y), rtol=1e-12)
     assert_allclose(backend.logdet([B2, nonsym]), np.linalg.slogdet(S)[1], rtol=1e-12)
+
+
+def test_one_assume_vocabulary():
+    """kronkit.jax and kronkit.torch take the same ``assume`` values, default "auto", and reject
+    anything else with the same message."""
+    import inspect
+
+    kj = pytest.importorskip("kronkit.jax")
+    kt = pytest.importorskip("kronkit.torch")
+    for name in ("solve", "inv_quad", "logdet", "log_quad"):
+        for mod in (kj, kt):
+            assert inspect.signature(getattr(mod, name)).parameters["assume"].default == "auto"
+    messages = set()
+    for mod in (kj, kt):
+        for bad in ("symmetric", None):
+            with pytest.raises(ValueError, match="`assume` must be one of") as info:
+                mod.logdet([np.eye(2)], assume=bad)
+            messages.add(str(info.value).replace(repr(bad), "BAD"))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("mod", ["kronkit.jax", "kronkit.torch"])
+def test_assume_auto_per_factor(mod):
+    """"auto" chooses per factor (Cholesky for the SPD one, LU for the other): the dense truth,
+    as "general" gives; on SPD factors "auto", "general" and "spd" agree."""
+    be = pytest.importorskip(mod)
+    as_arr = (lambda x: x) if mod.endswith("jax") else pytest.importorskip("torch").as_tensor
+    nonsym = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    y = np.linspace(-1.0, 2.0, 6)
+    for F, kinds in (([B2, nonsym], ("auto", "general")),
+                     ([B2, rotated([1.0, 2.0, 3.0])], ("auto", "general", "spd"))):
+        S = dense(F)
+        z = np.linalg.solve(S, y)
+        for assume in kinds:
+            Ft, yt = [as_arr(A) for A in F], as_arr(y)
+            assert_allclose(np.asarray(be.solve(Ft, yt, assume=assume)), z, rtol=1e-12)
+            assert_allclose(np.asarray(be.log_quad(Ft, yt, assume=assume)), np.log(1 + y @ z),
+                            rtol=1e-12)
+            assert_allclose(np.asarray(be.logdet(Ft, assume=assume)), np.linalg.slogdet(S)[1],
+                            rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from helpers import ATOL, FD_RTOL, RTOL, central_diff, dense_kron, dense_log_quad, general, spd
+from helpers import factors as factor_catalogue
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)
@@ -39,13 +40,7 @@ KINDS = ["general", "spd"]
 # ---------------------------------------------------------------------------------------
 def factors(rng, kind, dims):
     """Well-conditioned factors; general ones get det > 0 (so log det S is defined)."""
-    if kind == "spd":
-        return [spd(rng, n, cond_cap=COND) for n in dims]
-    out = [general(rng, n, cond_cap=COND) for n in dims]
-    for A in out:
-        if np.linalg.det(A) < 0:
-            A[0] *= -1.0  # flips the sign of det A, keeps the conditioning
-    return out
+    return factor_catalogue(rng, dims, "general+" if kind == "general" else kind, COND)
 
 
 def close(a, b, rtol=RTOL):
@@ -305,6 +300,53 @@ def test_hessian_matches_reverse_over_reverse(rng):
     tree_close(out["ours"], out["dense"], rtol=1e-9)
 
 
+@pytest.mark.parametrize("assume", ["general", "auto", "spd"])
+def test_eager_second_derivatives(rng, assume):
+    """Forward-over-reverse and reverse-over-reverse HVPs outside ``jit`` (values concrete)
+    match the dense ones: in every direction for "general" and "auto", along symmetric
+    directions for "spd". Regression: the factors of concrete values carried no tangent, so
+    eager second derivatives in the factors were wrong (off by O(1))."""
+    mats, y, mu, alpha, _ = problem(rng, "spd", (3, 2), batch=())
+    V = [jnp.asarray(rng.standard_normal(M.shape)) for M in mats]
+    if assume == "spd":
+        V = [0.5 * (X + X.T) for X in V]
+    ours = jax.grad(lambda m: kj.log_quad(m, y, mu, alpha, assume=assume))
+    dense = jax.grad(lambda m: dense_lq(m, y, mu, alpha))
+    tree_close(jax.jvp(ours, (mats,), (V,))[1], jax.jvp(dense, (mats,), (V,))[1], rtol=1e-9)
+    if assume != "spd":
+        def rev(g):
+            return jax.grad(lambda m: sum(jnp.vdot(a, b) for a, b in zip(g(m), V, strict=True)))
+        tree_close(rev(ours)(mats), rev(dense)(mats), rtol=1e-9)
+
+
+def test_auto_cholesky_when_values_are_known_lu_when_traced(rng):
+    """assume="auto": Cholesky for an SPD factor whose values are known (plain calls, jax.grad
+    outside jit, a constant under jit), LU for a non-symmetric one and for any traced factor
+    (jit, vmap); "spd" is Cholesky everywhere. Results agree with "general" in every case."""
+    S, G = jnp.asarray(spd(rng, 3)), jnp.asarray(general(rng, 3))
+    assert kj._Factor(S, 0, "auto").kind == "cholesky"
+    assert kj._Factor(G, 0, "auto").kind == "lu"
+    assert kj._Factor(S, 0, "general").kind == "lu"
+    kinds = []
+
+    def kind_of(A, assume):
+        kinds.append(kj._Factor(A, 0, assume).kind)
+        return A
+
+    jax.jit(lambda A: kind_of(A, "auto"))(S)
+    jax.jit(lambda A: kind_of(A, "spd"))(S)
+    jax.jit(lambda A: kind_of(S, "auto"))(G)  # S is a constant of the traced program
+    jax.vmap(lambda A: kind_of(A, "auto"))(S[None])
+    assert kinds == ["lu", "cholesky", "cholesky", "lu"]
+    B = jnp.asarray(spd(rng, 2))
+    y = jnp.asarray(rng.standard_normal(6))
+    for fn in (lambda A: kj.log_quad([A, B], y), lambda A: kj.logdet([A, B]),
+               lambda A: kj.solve([A, B], y)):
+        close(fn(S), jax.jit(fn)(S))
+        grad = jax.grad(lambda A, fn=fn: jnp.sum(fn(A)))
+        tree_close(grad(S), jax.jit(grad)(S))
+
+
 # ---------------------------------------------------------------------------------------
 # jit, vmap, float32
 # ---------------------------------------------------------------------------------------
@@ -451,7 +493,7 @@ def test_bad_input_errors(rng):
         kj.logdet([A + 0j, B])
     with pytest.raises(ValueError, match=r"`alpha` must be a scalar"):
         kj.log_quad([A, B], y, alpha=np.ones(2))
-    with pytest.raises(ValueError, match=r"`assume`"):
+    with pytest.raises(ValueError, match=r"`assume` must be one of \('auto', 'general', 'spd'\)"):
         kj.solve([A, B], y, assume="symmetric")
     with pytest.raises(ValueError, match=r"`y`"):  # also at trace time
         jax.jit(lambda y: kj.inv_quad([A, B], y))(np.ones(7))
@@ -558,8 +600,8 @@ def test_edge_contract_under_jit(rng):
 @pytest.mark.parametrize("n", [5, 70])  # exact rcond up to 64, the Hager–Higham estimate above
 def test_traced_rcond_against_dense_condition_number(rng, n):
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    rcond = jax.jit(lambda A, L: (kj._traced_rcond(kj._Factor(L, None), A),
-                                  kj._traced_rcond(kj._Factor(*jax.scipy.linalg.lu_factor(A)), A)))
+    rcond = jax.jit(lambda A, L: (kj._traced_rcond(A, L, "cholesky"),
+                                  kj._traced_rcond(A, jax.scipy.linalg.lu_factor(A)[0], "lu")))
     for smallest in (1e-3, 1e-12):
         A = (Q * np.logspace(0, np.log10(smallest), n)) @ Q.T
         A = (A + A.T) / 2

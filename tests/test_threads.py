@@ -15,19 +15,18 @@ import numpy as np
 import pytest
 
 import kronkit
+from helpers import factors as factor_catalogue
 from helpers import general, spd
 from kronkit import _factor
+from kronkit._kron import factorization, factorizations
 
 N_THREADS = 8
 N_TASKS = 24
 
 
 def _factors(kind: str, rng: np.random.Generator):
-    if kind == "lu":  # non-symmetric factors, close to multiples of I so that q > 0
-        A = 20.0 * np.eye(12) + rng.standard_normal((12, 12))
-        B = 2.0 * np.eye(9) + 0.1 * rng.standard_normal((9, 9))
-        return [A, B]
-    return [spd(rng, 12), spd(rng, 9)]
+    # "lu": non-symmetric factors whose products keep q = wᵀK⁻¹w > 0 (the catalogue's near-spd)
+    return factor_catalogue(rng, (12, 9), "near-spd" if kind == "lu" else "spd")
 
 
 def _threaded(fn, items):
@@ -107,8 +106,8 @@ def test_lu_solve_repeated_under_threads(rng):
         got = np.stack(_threaded(K.solve, Y))
         assert np.array_equal(got, serial)
     # the cached pivots are read-only and unchanged
-    f = K._factorization(0)
-    assert not f.piv.flags.writeable and not f.lu.flags.writeable
+    f = factorization(K, 0)
+    assert not f.piv.flags.writeable and not f.factor.flags.writeable
     np.testing.assert_array_equal(f.piv, _factor.Factorization(K.factors[0], 0).piv)
 
 
@@ -128,7 +127,7 @@ def test_caches_are_built_once(monkeypatch, rng, one_blas_thread):
 
     def work(_):
         barrier.wait()
-        facs = K._factorizations("test")
+        facs = factorizations(K, "test")
         return [f.inverse_view() for f in facs], facs
 
     out = _threaded(work, range(N_THREADS))

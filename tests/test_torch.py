@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ATOL, RTOL, dense_kron, general, spd
+from helpers import ATOL, COND_CAP, RTOL, dense_kron, factors, general, spd
 
 torch = pytest.importorskip("torch")
 kt = pytest.importorskip("kronkit.torch")
@@ -37,24 +37,12 @@ def _one_thread():
 
 # (sizes, kind): d = 2 and 3, p ≠ q, sizes in {1, 2, 3, 5}
 SHAPES = [(2, 3), (3, 2), (1, 5), (5, 1), (3, 5), (2, 3, 5), (1, 2, 3), (3,)]
-KINDS = ["general", "spd", "sym_indefinite"]
-
-
-def _factor(rng, n, kind):
-    if kind == "spd":
-        return spd(rng, n)
-    if kind == "general":
-        return general(rng, n)
-    # symmetric but indefinite: exercises LU with the U = Z shortcut
-    while True:
-        X = rng.standard_normal((n, n))
-        A = X + X.T + (2.0 * np.eye(n) if n == 1 else 0.0)
-        if np.linalg.cond(A) < 1e2:
-            return A
+KINDS = ["general", "spd", "indefinite"]  # indefinite: symmetric, LU with the U = Z shortcut
 
 
 def _factors(rng, sizes, kind):
-    return [_factor(rng, n, kind) for n in sizes]
+    """The catalogue's factors; symmetric indefinite ones with condition number below 1e2."""
+    return factors(rng, sizes, kind, 1e2 if kind == "indefinite" else COND_CAP)
 
 
 def _t(a, requires_grad=False, dtype=F64):

@@ -12,8 +12,15 @@ import numpy as np
 
 from ._checks import as_float, check_dense_size, float_dtype, overflow_error
 from ._errors import DomainError
-from ._factor import Factorization, frozen, mode_solve, warn_ill_conditioned
-from ._vec import mode_apply, to_tensor, to_vec
+from ._factor import (
+    Factorization,
+    frozen,
+    kron_logdet,
+    kron_sign,
+    mode_solve,
+    warn_ill_conditioned,
+)
+from ._vec import apply_modes, mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
 
@@ -208,11 +215,8 @@ class Kron:
 
     # -- products -----------------------------------------------------------------------
     def _apply(self, y: np.ndarray, mats: Sequence[np.ndarray]) -> np.ndarray:
-        d = len(mats)
         t = to_tensor(y, [m.shape[1] for m in mats])
-        for k, M in enumerate(mats):
-            t = mode_apply(t, M, k, d)
-        return to_vec(t, d)
+        return to_vec(apply_modes(t, mats), len(mats))
 
     def matvec(self, y: Any) -> np.ndarray:
         """``K @ y`` for ``y`` of shape ``(..., N)`` (rows are vectors); O(P·Σ n_k) each.
@@ -467,16 +471,12 @@ class Kron:
         return self._slogdet(facs)
 
     def _slogdet(self, facs: Sequence[Factorization]) -> tuple[float, float]:
-        P = self.shape[0]
-        sign, logabs = 1.0, 0.0
-        for f in facs:
-            s, la = f.slogdet()
-            e = P // f.n
-            if s == 0:
-                return 0.0, -np.inf
-            sign *= s ** (e % 2) if s < 0 else 1.0
-            logabs += e * la
-        return float(sign), float(logabs)
+        parts = [f.slogdet() for f in facs]
+        dims = [f.n for f in facs]
+        sign = kron_sign([s for s, _ in parts], dims)
+        if sign == 0:
+            return 0.0, -np.inf
+        return float(sign), float(kron_logdet([la for _, la in parts], dims))
 
     def logdet(self) -> float:
         """``log det K`` (requires ``det K > 0``; see :meth:`slogdet` otherwise).

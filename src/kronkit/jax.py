@@ -23,7 +23,7 @@ Every function is a :func:`jax.custom_jvp` whose rule is the closed form (``S = 
 * ``d log det S = Σ_k (P/p_k) tr(A_k⁻¹ dA_k)``.
 
 The rules are written with the same two structured building blocks as the values — mode
-products (:func:`_mode_product`) and per-factor solves (:func:`_factor_solve`) — so
+products (:func:`kronkit._vec.mode_apply`) and per-factor solves (:meth:`_Factor.solve`) — so
 ``jax.grad``, ``jax.jvp``, ``jax.vmap``, ``jax.jit`` and second derivatives
 (``jax.hessian``, jvp-of-grad) all run in O(Σ p_k³ + P·Σ p_k) per vector and never build a
 P×P array. ``log_quad`` is ``log(α + inv_quad(factors, y − μ))``; its derivatives are the
@@ -40,38 +40,35 @@ nothing can be raised: where an eager call raises, the result is NaN (the factor
 offending factor is replaced by NaN, judged by the ``rcond`` of :func:`_traced_rcond`),
 and there is no warning.
 
+``assume`` is ``kronkit.torch``'s: ``"auto"`` (default; per factor, Cholesky where it is
+symmetric positive definite, else LU), ``"general"`` (LU), ``"spd"`` (Cholesky). A traced
+factor's values cannot be inspected, so under ``jit`` / ``vmap`` ``"auto"`` uses LU for it.
+
 Importing ``kronkit`` does not import JAX; importing this module does.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from . import _backend
 
 try:
     import jax
     import jax.numpy as jnp
     import jax.scipy.linalg as jsl
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "kronkit.jax needs JAX, which is not installed; install it with "
-        "`pip install kronkit[jax]`"
-    ) from exc
+    raise _backend.missing_extra("jax", "JAX") from exc
 
-from ._checks import check_square, non_finite_error
-from ._errors import (
-    DomainError,
-    IllConditionedWarning,
-    NotPositiveDefiniteError,
-    SingularFactorError,
-    warn_at_caller,
-)
-from ._factor import rcond_from_factor
-from ._kron import Kron
+from ._checks import non_finite_error
+from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._vec import apply_modes, d_apply_modes, to_tensor, to_vec
 
 try:  # public home since jax 0.4.36; older releases keep it in jax.core
     from jax.extend.core import concrete_or_error as _concrete_or_error
@@ -80,72 +77,12 @@ except ImportError:  # pragma: no cover - old jax
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
-_ASSUME = ("general", "spd")
+_JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
 
 
 # ---------------------------------------------------------------------------------------
-# The vec convention on tensors (..., p1, ..., pd) and the one place for mode operations
+# Structured products on tensors (..., p1, ..., pd): mode products from kronkit._vec
 # ---------------------------------------------------------------------------------------
-def _prod(xs: Sequence[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out
-
-
-def _to_tensor(y: jax.Array, dims: Sequence[int]) -> jax.Array:
-    """View ``y`` of shape ``(..., P)`` as ``(..., p1, ..., pd)`` (row-major)."""
-    return y.reshape(*y.shape[:-1], *dims)
-
-
-def _to_vec(t: jax.Array, d: int) -> jax.Array:
-    """Flatten the last ``d`` axes of ``t`` row-major (empty batches included)."""
-    return t.reshape(*t.shape[: t.ndim - d], _prod(t.shape[t.ndim - d :]))
-
-
-def _along_mode(t: jax.Array, k: int, d: int, op: Callable[[jax.Array], jax.Array]) -> jax.Array:
-    """Apply the matrix map ``op`` to mode ``k`` (of the last ``d`` axes) of ``t``.
-
-    Mode ``k`` is unfolded to the rows of a ``(n_k, rest)`` matrix ``X`` (batch axes
-    included in ``rest``); ``op(X)`` of shape ``(m_k, rest)`` is folded back in place.
-    One GEMM or one multi-right-hand-side solve per call.
-    """
-    axis = t.ndim - d + k
-    x = jnp.moveaxis(t, axis, 0)
-    rest = x.shape[1:]
-    out = op(x.reshape(x.shape[0], _prod(rest)))
-    return jnp.moveaxis(out.reshape(out.shape[0], *rest), 0, axis)
-
-
-def _mode_product(t: jax.Array, M: jax.Array, k: int, d: int) -> jax.Array:
-    """Mode-``k`` product ``t ×_k M``: ``(..., n_k, ...) -> (..., m_k, ...)``."""
-    return _along_mode(t, k, d, lambda X: M @ X)
-
-
-def _kron_apply(mats: Sequence[jax.Array], t: jax.Array, skip: int | None = None) -> jax.Array:
-    """``(M1⊗…⊗Md) t`` on tensors, leaving mode ``skip`` (if given) untouched."""
-    d = len(mats)
-    for k, M in enumerate(mats):
-        if k != skip:
-            t = _mode_product(t, M, k, d)
-    return t
-
-
-def _kron_dapply(mats: Sequence[jax.Array], dmats: Sequence[jax.Array], t: jax.Array) -> jax.Array:
-    """``dS t = Σ_k (M1⊗…⊗dM_k⊗…⊗Md) t``, the directional derivative of ``S t`` in ``S``.
-
-    The factors ``M_j`` (j ≠ k) are applied first, so everything but the last mode product
-    of each term is independent of ``dM``; reverse mode turns that last product into one
-    contraction (a GEMM) per factor.
-    """
-    d = len(mats)
-    total = None
-    for k, dM in enumerate(dmats):
-        term = _mode_product(_kron_apply(mats, t, skip=k), dM, k, d)
-        total = term if total is None else total + term
-    return total
-
-
 def _inner(a: jax.Array, b: jax.Array, d: int) -> jax.Array:
     """``Σ a·b`` over the last ``d`` axes (one value per batch row)."""
     return jnp.sum(a * b, axis=tuple(range(-d, 0)))
@@ -154,13 +91,6 @@ def _inner(a: jax.Array, b: jax.Array, d: int) -> jax.Array:
 # ---------------------------------------------------------------------------------------
 # Per-factor factorisations and solves (the one place)
 # ---------------------------------------------------------------------------------------
-class _Factor(NamedTuple):
-    """Cholesky (``piv is None``: ``c`` is the lower factor ``L``) or LU (``c``, ``piv``)."""
-
-    c: jax.Array
-    piv: jax.Array | None
-
-
 def _concrete(x: Any) -> Any:
     """The value of ``x`` if it is known now (plain calls, and ``jax.grad`` / ``jax.jvp`` /
     ``jax.hessian`` outside ``jit``), else ``None`` (under ``jit`` or ``vmap``)."""
@@ -185,42 +115,119 @@ def _check_finite(x: Any, name: str) -> None:
         raise non_finite_error(name, bad)
 
 
-_JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
+class _Factor(_backend.BackendFactor):
+    """Cholesky or LU factorisation of one square factor: the JAX mirror of
+    :class:`kronkit._factor.Factorization` (``kind``, ``factor``, ``piv``, ``n``, ``index``,
+    ``symmetric``, ``rcond``, ``exact_zero``, :meth:`solve`, :meth:`tri_solve`,
+    :meth:`slogdet`, ``check``, ``singular``, ``ill_conditioned``).
 
+    Concrete ``A`` (see :func:`_concrete`): the kind follows ``assume`` as in
+    :func:`kronkit._backend.choose_kind`; ``rcond`` is LAPACK's estimate. Abstract ``A``
+    (``jit``, ``vmap``): nothing can be inspected or raised; ``"spd"`` uses Cholesky (NaN
+    factors where ``A`` is not symmetric, as a failed Cholesky gives), ``"auto"`` and
+    ``"general"`` use LU; ``rcond`` (:func:`_traced_rcond`) and ``exact_zero`` are traced,
+    and ``check`` is a no-op (:func:`_factorize_all` turns a singular factor into NaN).
+    """
 
-def _warn(warning: Warning) -> None:
-    """Issue ``warning`` at the caller's line (skipping kronkit's and jax's frames)."""
-    warn_at_caller(warning, _JAX_DIR)
+    __slots__ = ("concrete", "exact_zero", "factor", "index", "kind", "n", "piv", "rcond",
+                 "symmetric")
 
+    def __init__(self, A: jax.Array, index: int, assume: str):
+        self.index = index
+        self.n = A.shape[0]
+        a = _concrete(A)
+        self.concrete = a is not None
+        if a is None:  # abstract: nothing can be raised, and LAPACK is out of reach
+            self.symmetric = is_symmetric(A, float(jnp.finfo(A.dtype).eps))
+            if assume == "spd":
+                L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
+                self.kind, self.piv = "cholesky", None
+                self.factor = jnp.where(self.symmetric, L, jnp.nan)
+                self.exact_zero = jnp.zeros((), bool)
+            else:
+                self.kind = "lu"
+                self.factor, self.piv = jsl.lu_factor(A)
+                self.exact_zero = jnp.any(jnp.diagonal(self.factor) == 0)
+            self.rcond = _traced_rcond(A, self.factor, self.kind)
+            return
+        with jax.ensure_compile_time_eval():  # a constant under jit is factored now, once
+            self._factor_concrete(a, assume)
+        if isinstance(A, jax.core.Tracer):  # an outer derivative (jvp of grad): factor A
+            # itself, so that the factors carry its tangent (the checks used the values); LU
+            # unless "spd", whose Cholesky is exact along symmetric directions only
+            if assume == "spd":
+                self.factor = jax.lax.linalg.cholesky(A, symmetrize_input=False)
+            else:
+                self.kind = "lu"
+                self.factor, self.piv = jsl.lu_factor(A)
 
-def _is_symmetric(A: Any) -> Any:
-    """``A == Aᵀ`` to ``16·eps·max|A|``, the test ``Kron`` and ``kronkit.torch`` use."""
-    eps = jnp.finfo(A.dtype).eps
-    return jnp.max(jnp.abs(A - A.T)) <= 16 * eps * jnp.max(jnp.abs(A))
+    def _factor_concrete(self, a: jax.Array, assume: str) -> None:
+        self.symmetric = bool(is_symmetric(a, float(jnp.finfo(a.dtype).eps)))
+        chol: list[jax.Array] = []
 
+        def cholesky_ok() -> bool:
+            chol.append(jax.lax.linalg.cholesky(a, symmetrize_input=False))
+            return bool(jnp.all(jnp.isfinite(chol[0])))
 
-def _rcond(c: Any, cholesky: bool, A: Any) -> float:
-    """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from the factors, as ``Kron`` computes it
-    (O(p²) on the host)."""
-    return rcond_from_factor(np.asarray(A), np.asarray(c), cholesky)
+        self.kind = _backend.choose_kind(assume, self.symmetric, cholesky_ok, self.index)
+        if self.kind == "cholesky":
+            self.factor, self.piv, self.exact_zero = chol[0], None, False
+        else:
+            self.factor, self.piv = jsl.lu_factor(a)
+            self.exact_zero = bool(jnp.any(jnp.diagonal(self.factor) == 0))
+        self.rcond = 0.0 if self.exact_zero else rcond_from_factor(
+            np.asarray(a), np.asarray(self.factor), self.kind == "cholesky")
+
+    @property
+    def eps(self) -> float:
+        return float(jnp.finfo(self.factor.dtype).eps)
+
+    @property
+    def singular(self) -> Any:
+        """``rcond <= eps`` (a traced boolean for abstract values)."""
+        return super().singular if self.concrete else ~(self.rcond > self.eps)
+
+    def check(self) -> None:
+        if self.concrete:
+            super().check()
+
+    def solve(self, b: jax.Array, trans: bool = False) -> jax.Array:
+        """``A⁻¹ b`` (``trans``: ``A⁻ᵀ b``) for ``b`` of shape ``(p, n)``; O(p²n)."""
+        if self.kind == "cholesky":
+            return jsl.cho_solve((self.factor, True), b)
+        return jsl.lu_solve((self.factor, self.piv), b, trans=1 if trans else 0)
+
+    def tri_solve(self, b: jax.Array, trans: bool = False) -> jax.Array:
+        """``L⁻¹ b`` (``trans``: ``L⁻ᵀ b``) with the Cholesky factor ``L`` (Cholesky only)."""
+        return jsl.solve_triangular(self.factor, b, lower=True, trans=1 if trans else 0)
+
+    def slogdet(self) -> tuple[jax.Array, jax.Array]:
+        """``(sign, log|det A|)`` from the factorisation."""
+        diag = jnp.diagonal(self.factor)
+        if self.piv is None:
+            return jnp.ones((), diag.dtype), 2.0 * jnp.sum(jnp.log(diag))
+        swaps = jnp.sum(self.piv != jnp.arange(self.piv.shape[0], dtype=self.piv.dtype))
+        sign = jnp.where(swaps % 2 == 0, 1.0, -1.0).astype(diag.dtype) * jnp.prod(jnp.sign(diag))
+        return sign, jnp.sum(jnp.log(jnp.abs(diag)))
 
 
 _EXACT_RCOND_MAX_N = 64  # up to this size the traced rcond is exact, above it estimated
 
 
-def _traced_rcond(f: _Factor, A: jax.Array) -> jax.Array:
+def _traced_rcond(A: jax.Array, c: jax.Array, kind: str) -> jax.Array:
     """``1/(‖A‖₁‖A⁻¹‖₁)`` in the traced program (JAX has no LAPACK ``gecon``).
 
     ``‖A⁻¹‖₁ = ‖(LU)⁻¹‖₁`` (the row permutation does not change it; Cholesky: ``U = Lᵀ``).
     For ``p ≤ 64`` it is computed exactly, from two triangular solves with the identity
     (O(p³), cheap at that size, and two operations to compile); above, by the Hager–Higham
     estimate of :func:`_inv_norm1_estimate` (O(p²), the method of LAPACK's ``gecon``).
+    ``c`` is the lower Cholesky factor (``kind="cholesky"``) or the packed LU factors.
     Nothing is differentiated (``stop_gradient``). NaN or Inf (a zero pivot, a failed
     Cholesky) gives ``rcond = 0``.
     """
-    A, c = jax.lax.stop_gradient(A), jax.lax.stop_gradient(f.c)
+    A, c = jax.lax.stop_gradient(A), jax.lax.stop_gradient(c)
     tri = jax.lax.linalg.triangular_solve
-    unit = f.piv is not None  # LU: unit lower L and upper U in ``c``; Cholesky: L, U = Lᵀ
+    unit = kind == "lu"  # LU: unit lower L and upper U in ``c``; Cholesky: L, U = Lᵀ
 
     def inv(V):  # (LU)⁻¹ V for V of shape (p, k)
         V = tri(c, V, left_side=True, lower=True, unit_diagonal=unit)
@@ -273,128 +280,32 @@ def _inv_norm1_estimate(inv, inv_t, n: int, dtype, steps: int = 4) -> jax.Array:
     return jnp.maximum(est, 2.0 * jnp.sum(jnp.abs(Y[:, 1])) / (3.0 * n))
 
 
-def _factorize(A: jax.Array, assume: str, k: int) -> tuple[_Factor, float | None, bool]:
-    """Factor ``A`` once: Cholesky for ``assume="spd"``, LU with partial pivoting otherwise.
-
-    Returns ``(factor, rcond, exact_zero)``. When ``A`` is concrete (see :func:`_concrete`),
-    a factor that is not symmetric positive definite under ``assume="spd"`` (not symmetric to
-    ``16·eps·max|A|``, or Cholesky fails) raises :class:`NotPositiveDefiniteError`, and
-    ``rcond`` is LAPACK's estimate; ``exact_zero`` flags an exact zero pivot in the LU
-    factors. Under ``jit`` / ``vmap`` nothing can be raised: a non-symmetric factor under
-    ``assume="spd"`` gives NaN factors (every result is NaN, as a failed Cholesky gives),
-    and ``rcond`` / ``exact_zero`` are traced values, ``rcond`` from :func:`_traced_rcond`.
-    """
-    a = _concrete(A)
-    if a is None:  # abstract: nothing can be raised, and LAPACK is out of reach
-        if assume == "spd":
-            L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
-            f = _Factor(jnp.where(_is_symmetric(A), L, jnp.nan), None)
-            return f, _traced_rcond(f, A), jnp.zeros((), bool)
-        f = _Factor(*jsl.lu_factor(A))
-        return f, _traced_rcond(f, A), jnp.any(jnp.diagonal(f.c) == 0)
-    with jax.ensure_compile_time_eval():  # a constant under jit is factored now, once
-        if assume == "spd":
-            why = None
-            if not bool(_is_symmetric(a)):
-                why = "it is not symmetric"
-            else:
-                L = jax.lax.linalg.cholesky(a, symmetrize_input=False)
-                if not bool(jnp.all(jnp.isfinite(L))):
-                    why = "Cholesky failed"
-            if why is not None:
-                raise NotPositiveDefiniteError(
-                    f"`factors[{k}]` is not symmetric positive definite ({why}); "
-                    "use assume='general'",
-                    factor=k,
-                )
-            return _Factor(L, None), _rcond(L, True, a), False
-        lu, piv = jsl.lu_factor(a)
-        exact_zero = bool(jnp.any(jnp.diagonal(lu) == 0))
-    return _Factor(lu, piv), 0.0 if exact_zero else _rcond(lu, False, a), exact_zero
-
-
 def _factorize_all(mats: Sequence[jax.Array], assume: str, *,
                    zero_det_ok: bool = False) -> tuple[list[_Factor], Any]:
     """Factor every factor, with the conditioning contract of ``Kron``.
 
     Returns ``(factors, zero)``, ``zero`` true where some factor has an exact zero pivot.
-    Concrete values: a factor singular to working precision (``rcond <= eps``, exact zero
-    pivots included) raises :class:`SingularFactorError`; one :class:`IllConditionedWarning`
-    names every factor with ``rcond < sqrt(eps)``; ``zero_det_ok`` (log-determinants): an
-    exact zero pivot is no error (``det = 0``, ``log det = −inf``) and then nothing is
-    checked, as in ``Kron.slogdet``. Abstract values (``jit``, ``vmap``): such a factor is
-    replaced by NaN, so every result computed from it is NaN (``logdet`` turns an exact zero
-    pivot into −inf itself); no warning.
+    Concrete values: :func:`kronkit._backend.check_factorizations` (raise for a singular
+    factor, warn for an ill-conditioned one; ``zero_det_ok`` for log-determinants). Abstract
+    values (``jit``, ``vmap``): a singular factor is replaced by NaN, so every result computed
+    from it is NaN (``logdet`` turns an exact zero pivot into −inf itself); no warning.
     """
-    out = [_factorize(M, assume, k) for k, M in enumerate(mats)]
-    facs = [f for f, _, _ in out]
-    concrete = [(k, rc, z) for k, (_, rc, z) in enumerate(out) if isinstance(rc, float)]
-    traced = [(k, rc, z) for k, (_, rc, z) in enumerate(out) if not isinstance(rc, float)]
-    zero: Any = any(z for _, _, z in concrete)
-    for _, _, z in traced:
-        zero = zero | z
-    if zero_det_ok and any(z for _, _, z in concrete):
+    facs = [_Factor(M, k, assume) for k, M in enumerate(mats)]
+    if _backend.check_factorizations([f for f in facs if f.concrete], (_JAX_DIR,),
+                            zero_det_ok=zero_det_ok):
         return facs, True
-    ill = []
-    for k, rc, z in concrete:
-        eps = float(jnp.finfo(mats[k].dtype).eps)
-        if not rc > eps:
-            why = ("an exact zero pivot in its LU factorisation" if z else
-                   f"reciprocal condition number {rc:.3g} <= eps = {eps:.3g}")
-            raise SingularFactorError(
-                f"`factors[{k}]` is singular to working precision ({why}); "
-                "an inverse, solve or log-determinant is undefined",
-                factor=k,
-                rcond=rc,
-            )
-        if rc < np.sqrt(eps):
-            ill.append((rc, k, eps))
-    if ill:
-        rc, k, eps = min(ill)
-        listing = ", ".join(f"`factors[{j}]` (condition number ≈ {1.0 / r:.3g})"
-                            for r, j, _ in sorted(ill, key=lambda t: t[1]))
-        _warn(IllConditionedWarning(
-            f"ill-conditioned {listing}; results may have lost more than half of their "
-            f"digits (reciprocal condition number below sqrt(eps) = {np.sqrt(eps):.3g})",
-            factor=k,
-            rcond=rc,
-        ))
-    for k, rc, _ in traced:
-        f = facs[k]
-        singular = ~(rc > jnp.finfo(mats[k].dtype).eps)
-        facs[k] = _Factor(jnp.where(singular, jnp.nan, f.c), f.piv)
+    zero: Any = False
+    for f in facs:
+        if not f.concrete:
+            zero = zero | f.exact_zero
+            f.factor = jnp.where(f.singular, jnp.nan, f.factor)
     return facs, zero
-
-
-def _factor_solve(f: _Factor, b: jax.Array, trans: bool = False) -> jax.Array:
-    """``A⁻¹ b`` (``trans``: ``A⁻ᵀ b``) for ``b`` of shape ``(p, n)``; O(p²n)."""
-    if f.piv is None:
-        return jsl.cho_solve((f.c, True), b)
-    return jsl.lu_solve((f.c, f.piv), b, trans=1 if trans else 0)
-
-
-def _kron_solve(facs: Sequence[_Factor], t: jax.Array, trans: bool = False) -> jax.Array:
-    """``(A1⊗…⊗Ad)⁻¹ t`` (``trans``: ``⁻ᵀ``) on tensors: one per-factor solve per mode."""
-    d = len(facs)
-    for k, f in enumerate(facs):
-        t = _along_mode(t, k, d, lambda X, f=f: _factor_solve(f, X, trans))
-    return t
-
-
-def _slogdet(f: _Factor) -> tuple[jax.Array, jax.Array]:
-    """``(sign, log|det A|)`` from a factorisation."""
-    diag = jnp.diagonal(f.c)
-    if f.piv is None:
-        return jnp.ones((), diag.dtype), 2.0 * jnp.sum(jnp.log(diag))
-    swaps = jnp.sum(f.piv != jnp.arange(f.piv.shape[0], dtype=f.piv.dtype))
-    sign = jnp.where(swaps % 2 == 0, 1.0, -1.0).astype(diag.dtype) * jnp.prod(jnp.sign(diag))
-    return sign, jnp.sum(jnp.log(jnp.abs(diag)))
 
 
 # ---------------------------------------------------------------------------------------
 # The custom-JVP primitives (validated, cast arrays in; ``assume`` is static)
 # ---------------------------------------------------------------------------------------
-# ``assume`` ("general" / "spd") is a static, non-differentiable first argument.
+# ``assume`` ("auto" / "general" / "spd") is a static, non-differentiable first argument.
 _static_assume = functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 
 
@@ -404,7 +315,7 @@ def _dims(mats: Sequence[jax.Array], axis: int) -> tuple[int, ...]:
 
 @jax.custom_jvp
 def _matvec(mats: tuple[jax.Array, ...], y: jax.Array) -> jax.Array:
-    return _to_vec(_kron_apply(mats, _to_tensor(y, _dims(mats, 1))), len(mats))
+    return to_vec(apply_modes(to_tensor(y, _dims(mats, 1)), mats), len(mats))
 
 
 @_matvec.defjvp
@@ -412,20 +323,20 @@ def _matvec_jvp(primals, tangents):
     mats, y = primals
     dmats, dy = tangents
     cols, d = _dims(mats, 1), len(mats)
-    Y = _to_tensor(y, cols)
-    out = _kron_apply(mats, Y)
-    dout = _kron_apply(mats, _to_tensor(dy, cols)) + _kron_dapply(mats, dmats, Y)
-    return _to_vec(out, d), _to_vec(dout, d)
+    Y = to_tensor(y, cols)
+    out = apply_modes(Y, mats)
+    dout = apply_modes(to_tensor(dy, cols), mats) + d_apply_modes(Y, mats, dmats)
+    return to_vec(out, d), to_vec(dout, d)
 
 
 def _solve_parts(assume: str, mats, y):
     facs, _ = _factorize_all(mats, assume)
-    return facs, _kron_solve(facs, _to_tensor(y, _dims(mats, 1)))
+    return facs, _backend.solve_modes(to_tensor(y, _dims(mats, 1)), facs)
 
 
 @_static_assume
 def _solve(assume: str, mats, y):
-    return _to_vec(_solve_parts(assume, mats, y)[1], len(mats))
+    return to_vec(_solve_parts(assume, mats, y)[1], len(mats))
 
 
 @_solve.defjvp
@@ -433,13 +344,13 @@ def _solve_jvp(assume, primals, tangents):
     mats, y = primals
     dmats, dy = tangents
     facs, X = _solve_parts(assume, mats, y)
-    dX = _kron_solve(facs, _to_tensor(dy, _dims(mats, 1)) - _kron_dapply(mats, dmats, X))
-    return _to_vec(X, len(mats)), _to_vec(dX, len(mats))
+    dX = _backend.solve_modes(to_tensor(dy, _dims(mats, 1)) - d_apply_modes(X, mats, dmats), facs)
+    return to_vec(X, len(mats)), to_vec(dX, len(mats))
 
 
 def _inv_quad_parts(assume: str, mats, w):
     facs, Z = _solve_parts(assume, mats, w)
-    W = _to_tensor(w, _dims(mats, 1))
+    W = to_tensor(w, _dims(mats, 1))
     return facs, W, Z, _inner(W, Z, len(mats))
 
 
@@ -454,23 +365,19 @@ def _inv_quad_jvp(assume, primals, tangents):
     dmats, dw = tangents
     d = len(mats)
     facs, W, Z, q = _inv_quad_parts(assume, mats, w)
-    U = Z if assume == "spd" else _kron_solve(facs, W, trans=True)
-    dW = _to_tensor(dw, _dims(mats, 1))
-    return q, _inner(Z + U, dW, d) - _inner(U, _kron_dapply(mats, dmats, Z), d)
+    U = Z if all(f.kind == "cholesky" for f in facs) else _backend.solve_modes(W, facs, trans=True)
+    dW = to_tensor(dw, _dims(mats, 1))
+    return q, _inner(Z + U, dW, d) - _inner(U, d_apply_modes(Z, mats, dmats), d)
 
 
 def _logdet_parts(assume: str, mats, zero_det_ok: bool = True):
     """Factorisations and ``log det S = Σ_k (P/p_k) log|det A_k|``: −inf where a factor has
     an exact zero pivot (``det S = 0``), NaN where ``det S < 0``."""
     facs, zero = _factorize_all(mats, assume, zero_det_ok=zero_det_ok)
-    P = _prod(_dims(mats, 0))
-    sign = jnp.ones((), mats[0].dtype)
-    logabs = jnp.zeros((), mats[0].dtype)
-    for f, M in zip(facs, mats, strict=True):
-        s, la = _slogdet(f)
-        e = P // M.shape[0]  # det(S) = Π_k det(A_k)^(P/p_k)
-        sign = sign * (s if e % 2 else jnp.abs(s))
-        logabs = logabs + e * la
+    parts = [f.slogdet() for f in facs]
+    dims = _dims(mats, 0)
+    sign = kron_sign([s for s, _ in parts], dims)
+    logabs = kron_logdet([la for _, la in parts], dims)
     value = jnp.where(sign > 0, logabs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
     return facs, jnp.where(zero, -jnp.inf, value)
 
@@ -485,9 +392,9 @@ def _logdet_jvp(assume, primals, tangents):
     (mats,), (dmats,) = primals, tangents
     # the derivative needs A_k⁻¹: at det S = 0 it does not exist (raises when concrete)
     facs, value = _logdet_parts(assume, mats, zero_det_ok=False)
-    P = _prod(_dims(mats, 0))
+    P = math.prod(_dims(mats, 0))
     dvalue = sum(
-        (P // M.shape[0]) * jnp.trace(_factor_solve(f, dM))
+        (P // M.shape[0]) * jnp.trace(f.solve(dM))
         for f, M, dM in zip(facs, mats, dmats, strict=True)
     )
     return value, dvalue
@@ -511,62 +418,17 @@ def _real_array(x: Any, name: str) -> jax.Array:
     return arr
 
 
-def _check_assume(assume: Any) -> None:
-    if assume not in _ASSUME:
-        raise ValueError(f"`assume` must be 'general' or 'spd', got {assume!r}")
-
-
 def _prepare(factors: Any, *, square: str | None, **vectors: Any):
-    """Validate ``factors`` (and named vector arguments) and cast to one float dtype.
+    """Validate ``factors`` and named vector arguments (:func:`kronkit._backend.validate`)
+    and cast to one float dtype (``alpha``, if given, does not take part in the choice).
 
-    ``square`` names the operation that needs square factors (``None``: any shape).
-    Each entry of ``vectors`` (``None`` allowed) must have last axis ``P``, the column count
-    of the Kronecker product. Returns ``(mats, {name: array})``.
+    Returns ``(mats, {name: array or None})``.
     """
-    if isinstance(factors, Kron):
-        factors = factors.factors
-    elif hasattr(factors, "ndim") and hasattr(factors, "shape"):
-        raise TypeError(
-            "`factors` must be a sequence of 2-D factor matrices (or a kronkit.Kron), got a "
-            f"single array of shape {factors.shape}; pass [A, B, ...]"
-        )
-    elif not isinstance(factors, (list, tuple)):
-        raise TypeError(
-            f"`factors` must be a sequence of 2-D factor matrices, got {type(factors).__name__}"
-        )
-    if len(factors) == 0:
-        raise ValueError("`factors` must hold at least one factor, got an empty sequence")
-    mats = []
-    for k, A in enumerate(factors):
-        name = f"factors[{k}]"
-        M = _real_array(A, name)
-        if M.ndim != 2:
-            raise ValueError(f"`{name}` must be 2-D, got shape {M.shape}")
-        if M.size == 0:
-            raise ValueError(f"`{name}` is empty (shape {M.shape}); factors must be non-empty")
-        if square is not None:
-            check_square(M, name, f"{square} needs square factors")
-        _check_finite(M, name)
-        mats.append(M)
-    n = _prod(_dims(mats, 1))
-    m = _prod(_dims(mats, 0))
-    arrays = {}
-    for name, v in vectors.items():
-        if v is None:
-            arrays[name] = None
-            continue
-        arr = _real_array(v, name)
-        if arr.ndim < 1 or arr.shape[-1] != n:
-            raise ValueError(
-                f"`{name}` must have length {n} in its last axis (the Kronecker product is "
-                f"{m}×{n}), got shape {arr.shape}"
-            )
-        _check_finite(arr, name)
-        arrays[name] = arr
-    dtype = jnp.result_type(*mats, *[a for a in arrays.values() if a is not None], 0.0)
-    mats = tuple(M.astype(dtype) for M in mats)
-    arrays = {k: (None if a is None else a.astype(dtype)) for k, a in arrays.items()}
-    return mats, arrays
+    mats, arrays = _backend.validate(factors, square, _real_array, _check_finite, **vectors)
+    dtype = jnp.result_type(*mats, *[a for n, a in arrays.items()
+                                     if a is not None and n != "alpha"], 0.0)
+    return (tuple(M.astype(dtype) for M in mats),
+            {k: (None if a is None else a.astype(dtype)) for k, a in arrays.items()})
 
 
 def matvec(factors: Sequence[Any], y: Any) -> jax.Array:
@@ -594,7 +456,7 @@ def matvec(factors: Sequence[Any], y: Any) -> jax.Array:
     return _matvec(mats, arrays["y"])
 
 
-def solve(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Array:
+def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Array:
     r"""``(A1⊗…⊗Ad)⁻¹ y`` for each row of ``y``, by one solve per factor.
 
     Parameters
@@ -602,11 +464,7 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Arr
     factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
     y : array of shape (..., P)
         ``P = p1·…·pd``; each row is a right-hand side.
-    assume : {"general", "spd"}
-        ``"general"``: LU with partial pivoting. ``"spd"``: every factor is symmetric
-        positive definite; Cholesky. A factor that is not (not symmetric to
-        ``16·eps·max|A|``, or Cholesky fails) raises
-        :class:`~kronkit.NotPositiveDefiniteError` in eager calls and gives NaN under ``jit``.
+    ASSUME
 
     Returns
     -------
@@ -619,20 +477,19 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Arr
     (NaN under ``jit``); ``rcond < sqrt(eps)`` warns (:class:`~kronkit.IllConditionedWarning`).
     Dense equivalent: ``jnp.linalg.solve(jnp.kron(A, B), y.T).T``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     mats, arrays = _prepare(factors, square="solve", y=y)
     return _solve(assume, mats, arrays["y"])
 
 
-def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.Array:
+def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Array:
     r"""The quadratic form ``q = yᵀ (A1⊗…⊗Ad)⁻¹ y``, one value per row of ``y``.
 
     Parameters
     ----------
     factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
     y : array of shape (..., P)
-    assume : {"general", "spd"}
-        As in :func:`solve`.
+    ASSUME
 
     Returns
     -------
@@ -646,19 +503,18 @@ def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "general") -> jax.
     Cost O(Σ p_k³ + P·Σ p_k) per row for the value and for each derivative.
     Dense equivalent: ``y @ jnp.linalg.solve(jnp.kron(A, B), y)``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     mats, arrays = _prepare(factors, square="inv_quad", y=y)
     return _inv_quad(assume, mats, arrays["y"])
 
 
-def logdet(factors: Sequence[Any], *, assume: str = "general") -> jax.Array:
+def logdet(factors: Sequence[Any], *, assume: str = "auto") -> jax.Array:
     r"""``log det (A1⊗…⊗Ad) = Σ_k (P/p_k) log det A_k``.
 
     Parameters
     ----------
     factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
-    assume : {"general", "spd"}
-        As in :func:`solve`.
+    ASSUME
 
     Returns
     -------
@@ -675,14 +531,12 @@ def logdet(factors: Sequence[Any], *, assume: str = "general") -> jax.Array:
     Cost O(Σ p_k³). JVP: ``Σ_k (P/p_k) tr(A_k⁻¹ dA_k)``, so ``∂/∂A_k = (P/p_k) A_k⁻ᵀ``.
     Dense equivalent: ``jnp.linalg.slogdet(jnp.kron(A, B))[1]`` where the sign is +1.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     mats, _ = _prepare(factors, square="logdet")
     out = _logdet(assume, mats)
     value = _concrete(out)
     if value is not None and bool(jnp.isnan(value)):
-        raise DomainError(
-            "det(A1⊗…⊗Ad) is negative, so its logarithm is undefined", value=float(value)
-        )
+        raise _backend.negative_det_error(float(value))
     return out
 
 
@@ -692,7 +546,7 @@ def log_quad(
     mu: Any = None,
     alpha: Any = 1.0,
     *,
-    assume: str = "general",
+    assume: str = "auto",
 ) -> jax.Array:
     r"""The seed function ``λ = log(α + (y−μ)ᵀ (A1⊗…⊗Ad)⁻¹ (y−μ))``, one value per row.
 
@@ -705,8 +559,7 @@ def log_quad(
         Location (default 0); broadcast against ``y``.
     alpha : scalar
         Offset ``α`` (differentiable); ``β = α + q`` must be positive.
-    assume : {"general", "spd"}
-        As in :func:`solve`.
+    ASSUME
 
     Returns
     -------
@@ -723,19 +576,19 @@ def log_quad(
     Dense equivalent: ``jnp.log(alpha + w @ jnp.linalg.solve(jnp.kron(A, B), w))``,
     ``w = y − mu``.
     """
-    _check_assume(assume)
-    mats, arrays = _prepare(factors, square="log_quad", y=y, mu=mu)
-    a = _real_array(alpha, "alpha")
-    if a.ndim != 0:
-        raise ValueError(f"`alpha` must be a scalar, got shape {a.shape}")
+    _backend.check_assume(assume)
+    mats, arrays = _prepare(factors, square="log_quad", y=y, mu=mu, alpha=alpha)
     w = arrays["y"] if arrays["mu"] is None else arrays["y"] - arrays["mu"]
-    _check_finite(a, "alpha")
-    beta = a.astype(w.dtype) + _inv_quad(assume, mats, w)
+    beta = arrays["alpha"] + _inv_quad(assume, mats, w)
     value = _concrete(beta)
     if value is not None and value.size and not bool(jnp.all(value > 0)):
-        raise DomainError(
-            "β = α + (y−μ)ᵀS⁻¹(y−μ) must be positive for log β to be defined, got "
-            f"min β = {float(jnp.min(value)):.6g}",
-            value=value,
-        )
+        raise _backend.beta_error(float(jnp.min(value)), value)
     return jnp.log(beta)
+
+
+_ASSUME_DOC = _backend.ASSUME_DOC + """ Under ``jit`` / ``vmap``, where a factor's values are
+        not known, ``"auto"`` uses LU for it and ``"spd"`` gives NaN instead of raising."""
+for _f in (solve, inv_quad, logdet, log_quad):
+    if _f.__doc__:  # None under python -OO
+        _f.__doc__ = _f.__doc__.replace("ASSUME", _ASSUME_DOC)
+del _f

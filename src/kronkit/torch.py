@@ -26,90 +26,38 @@ Importing :mod:`kronkit` does not import torch; ``import kronkit.torch`` does.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+
+from . import _backend
 
 try:
     import torch
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "kronkit.torch needs PyTorch, which is not installed; install it with "
-        "`pip install kronkit[torch]`"
-    ) from exc
-
-import numpy as np
+    raise _backend.missing_extra("torch", "PyTorch") from exc
 
 from ._checks import check_scalar, non_finite_error
-from ._errors import (
-    DomainError,
-    IllConditionedWarning,
-    NotPositiveDefiniteError,
-    SingularFactorError,
-    warn_at_caller,
-)
-from ._factor import rcond_from_factor
-from ._kron import Kron
+from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._vec import along_mode, apply_modes, mode_apply, to_tensor, to_vec, unfold
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
 Tensor = torch.Tensor
 _FLOATS = (torch.float32, torch.float64)
-_ASSUME = ("auto", "general", "spd")
-
-
-def _prod(xs: Iterable[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= int(x)
-    return out
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
 # =============================================================================================
-# Mode products and the factor-gradient contraction (the one place for mode products)
+# Products and the factor-gradient contraction (mode products from kronkit._vec)
 # =============================================================================================
-def _to_tensor(y: Tensor, dims: Sequence[int]) -> Tensor:
-    """View ``y`` of shape ``(..., P)`` as ``(..., p1, ..., pd)`` (row-major)."""
-    return y.reshape(*y.shape[:-1], *dims)
-
-
-def _to_vec(t: Tensor, d: int) -> Tensor:
-    """Flatten the last ``d`` axes of ``t`` row-major: ``(..., p1, ..., pd) -> (..., P)``."""
-    return t.reshape(*t.shape[: t.ndim - d], _prod(t.shape[t.ndim - d :]))
-
-
-def _mode_product(t: Tensor, M: Tensor, k: int, d: int) -> Tensor:
-    """Mode-``k`` product: axis ``k`` (of the last ``d``) of ``t`` multiplied by ``M`` (mk, nk).
-
-    ``(..., n1, ..., nk, ..., nd) -> (..., n1, ..., mk, ..., nd)``; one (batched) GEMM.
-    Ordinary torch ops, so it is differentiable to any order.
-    """
-    shape = t.shape
-    axis = t.ndim - d + k
-    nk = shape[axis]
-    before = _prod(shape[:axis])
-    after = _prod(shape[axis + 1 :])
-    if after == 1:
-        out = t.reshape(before, nk) @ M.mT
-    else:
-        out = torch.matmul(M, t.reshape(before, nk, after))
-    return out.reshape(*shape[:axis], M.shape[0], *shape[axis + 1 :])
-
-
 def _apply(y: Tensor, mats: Sequence[Tensor]) -> Tensor:
-    """``(M1 ⊗ ... ⊗ Md) y`` for rows ``y`` of shape ``(..., Π n_k)``; O(P·Σ m_k)."""
-    d = len(mats)
-    t = _to_tensor(y, [M.shape[1] for M in mats])
-    for k, M in enumerate(mats):
-        t = _mode_product(t, M, k, d)
-    return _to_vec(t, d)
-
-
-def _contract(u: Tensor, v: Tensor, k: int, d: int) -> Tensor:
-    """``U_(k) V_(k)ᵀ``: contract every axis but mode ``k`` (batch axes included, so summed)."""
-    axis = u.ndim - d + k
-    others = [a for a in range(u.ndim) if a != axis]
-    return torch.tensordot(u, v, dims=(others, others))
+    """``(M1 ⊗ ... ⊗ Md) y`` for rows ``y`` of shape ``(..., Π n_k)``; O(P·Σ m_k).
+    Ordinary torch ops, so it is differentiable to any order."""
+    return to_vec(apply_modes(to_tensor(y, [M.shape[1] for M in mats]), mats), len(mats))
 
 
 def _factor_grads(u: Tensor, v: Tensor, factors: Sequence[Tensor],
@@ -123,116 +71,86 @@ def _factor_grads(u: Tensor, v: Tensor, factors: Sequence[Tensor],
     ``G_A = U B Vᵀ`` and ``G_B = Uᵀ A V``.
     """
     d = len(factors)
-    ut = _to_tensor(u, [A.shape[0] for A in factors])
-    vt = _to_tensor(v, [A.shape[1] for A in factors])
+    ut = to_tensor(u, [A.shape[0] for A in factors])
+    vt = to_tensor(v, [A.shape[1] for A in factors])
     suffix: list[Tensor] = [ut] * d  # suffix[k] = u ×_{j>k} A_jᵀ
     for k in range(d - 1, 0, -1):
-        suffix[k - 1] = _mode_product(suffix[k], factors[k].mT, k, d)
+        suffix[k - 1] = mode_apply(suffix[k], factors[k].mT, k, d)
     grads: list[Tensor | None] = []
     t = vt  # v ×_{j<k} A_j
     for k in range(d):
-        grads.append(_contract(suffix[k], t, k, d) if needs[k] else None)
+        grads.append(unfold(suffix[k], k, d) @ unfold(t, k, d).T if needs[k] else None)
         if k < d - 1 and any(needs[k + 1 :]):
-            t = _mode_product(t, factors[k], k, d)
+            t = mode_apply(t, factors[k], k, d)
     return grads
 
 
 # =============================================================================================
-# Per-factor factorisations (the one place for per-factor solves)
+# Per-factor factorisations (the API of kronkit's NumPy Factorization, in torch tensors)
 # =============================================================================================
-class _Factor:
+class _Factor(_backend.BackendFactor):
     """Cholesky (symmetric positive definite) or LU factorisation of one square factor.
+
+    The PyTorch mirror of :class:`kronkit._factor.Factorization`: ``kind`` (``"cholesky"`` or
+    ``"lu"``), ``factor`` (the lower Cholesky factor ``L``, or the packed LU factors),
+    ``piv`` (LU pivots, 1-based as LAPACK's; ``None`` for Cholesky), ``n``, ``index``,
+    ``symmetric``, ``rcond``, ``exact_zero``; :meth:`solve`, :meth:`tri_solve`,
+    :meth:`slogdet`, ``check``, ``singular``, ``ill_conditioned``.
 
     Computed once per call from the factor's values (detached; the autograd graph goes through
     the factor tensors themselves). ``assume="auto"``: Cholesky if the factor is symmetric (to
     ``16·eps·max|A|``) and the Cholesky succeeds, LU with partial pivoting otherwise;
     ``"general"``: always LU; ``"spd"``: Cholesky, and :class:`~kronkit.NotPositiveDefiniteError`
     if the factor is not symmetric positive definite. No eigenvalue clamping or jitter.
-
-    Conditioning, as in :class:`kronkit.Kron`: ``rcond`` is LAPACK's estimate of
-    ``1/(‖A‖₁‖A⁻¹‖₁)`` (``pocon`` / ``gecon`` on the factors, O(p²) on the host);
-    ``exact_zero`` flags an exact zero pivot in the LU factors (``rcond = 0``). The checks
-    themselves are made by :func:`_factorize`.
+    ``rcond`` is LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)``, as in :class:`kronkit.Kron`
+    (``pocon`` / ``gecon`` on the factors, O(p²) on the host); ``exact_zero`` flags an exact
+    zero pivot in the LU factors (``rcond = 0``).
     """
 
-    __slots__ = ("cholesky", "exact_zero", "index", "lu", "n", "piv", "rcond", "symmetric")
-    lu: Tensor  # lower Cholesky factor L, or the packed LU factors
-    piv: Tensor | None  # LU pivots (1-based, LAPACK style); None for Cholesky
+    __slots__ = ("exact_zero", "factor", "index", "kind", "n", "piv", "rcond", "symmetric")
+    factor: Tensor
+    piv: Tensor | None
 
     def __init__(self, A: Tensor, index: int, assume: str):
         A = A.detach()
         self.index = index
         self.n = A.shape[0]
-        eps = torch.finfo(A.dtype).eps
-        scale = float(A.abs().max())
-        self.symmetric = bool(torch.equal(A, A.mT)) or bool(
-            (A - A.mT).abs().max() <= 16 * eps * scale
-        )
-        self.cholesky = False
-        if self.symmetric and assume != "general":
-            L, info = torch.linalg.cholesky_ex(A)
-            self.cholesky = int(info) == 0
-        if assume == "spd" and not self.cholesky:
-            why = "Cholesky failed" if self.symmetric else "it is not symmetric"
-            raise NotPositiveDefiniteError(
-                f"`factors[{index}]` is not symmetric positive definite ({why}); "
-                "use assume='auto' or 'general'",
-                factor=index,
-            )
-        self.exact_zero = False
-        if self.cholesky:
-            self.lu, self.piv = L, None
-        else:
-            self.lu, self.piv, info = torch.linalg.lu_factor_ex(A)
-            self.exact_zero = int(info) > 0 or bool((torch.diagonal(self.lu) == 0).any())
-        self.rcond = 0.0 if self.exact_zero else self._estimate_rcond(A)
+        self.symmetric = bool(is_symmetric(A, torch.finfo(A.dtype).eps))
+        chol: list[Tensor] = []
 
-    def _estimate_rcond(self, A: Tensor) -> float:
-        return rcond_from_factor(A.detach().cpu().numpy(), self.lu.detach().cpu().numpy(),
-                                 self.cholesky)
+        def cholesky_ok() -> bool:
+            L, info = torch.linalg.cholesky_ex(A)
+            chol.append(L)
+            return int(info) == 0
+
+        self.kind = _backend.choose_kind(assume, self.symmetric, cholesky_ok, index)
+        self.exact_zero = False
+        if self.kind == "cholesky":
+            self.factor, self.piv = chol[0], None
+        else:
+            self.factor, self.piv, info = torch.linalg.lu_factor_ex(A)
+            self.exact_zero = int(info) > 0 or bool((torch.diagonal(self.factor) == 0).any())
+        self.rcond = 0.0 if self.exact_zero else rcond_from_factor(
+            A.cpu().numpy(), self.factor.cpu().numpy(), self.kind == "cholesky")
 
     @property
     def eps(self) -> float:
-        return torch.finfo(self.lu.dtype).eps
+        return torch.finfo(self.factor.dtype).eps
 
-    def check(self) -> None:
-        """:class:`~kronkit.SingularFactorError` if singular to working precision."""
-        if not self.rcond > self.eps:
-            why = ("an exact zero pivot in its LU factorisation" if self.exact_zero else
-                   f"reciprocal condition number {self.rcond:.3g} <= eps = {self.eps:.3g}")
-            raise SingularFactorError(
-                f"`factors[{self.index}]` is singular to working precision ({why}); "
-                "an inverse, solve or log-determinant is undefined",
-                factor=self.index,
-                rcond=self.rcond,
-            )
+    def solve(self, X: Tensor, trans: bool = False) -> Tensor:
+        """``A⁻¹ X`` (``trans``: ``A⁻ᵀ X``) for ``X`` of shape (n, k)."""
+        if self.kind == "cholesky":
+            return torch.cholesky_solve(X, self.factor)
+        return torch.linalg.lu_solve(self.factor, self.piv, X, adjoint=trans)
 
-    def solve(self, X: Tensor, trans: bool, tri: bool = False) -> Tensor:
-        """``A⁻¹ X`` (``trans``: ``A⁻ᵀ X``) for ``X`` of shape (n, k).
-
-        ``tri`` (Cholesky only): ``L⁻¹ X`` (``trans``: ``L⁻ᵀ X``) with ``A = L Lᵀ``.
-        """
-        if tri:
-            L = self.lu.mT if trans else self.lu
-            return torch.linalg.solve_triangular(L, X, upper=trans)
-        if self.cholesky:
-            return torch.cholesky_solve(X, self.lu)
-        return torch.linalg.lu_solve(self.lu, self.piv, X, adjoint=trans)
-
-    def solve_mode(self, t: Tensor, k: int, d: int, trans: bool, tri: bool = False) -> Tensor:
-        """:meth:`solve` applied on mode ``k`` (of the last ``d``) of ``t``; O(size(t)·n)."""
-        shape = t.shape
-        axis = t.ndim - d + k
-        nk = shape[axis]
-        before = _prod(shape[:axis])
-        after = _prod(shape[axis + 1 :])
-        X = t.reshape(before, nk, after).transpose(0, 1).reshape(nk, before * after)
-        X = self.solve(X, trans, tri)
-        return X.reshape(nk, before, after).transpose(0, 1).reshape(shape)
+    def tri_solve(self, X: Tensor, trans: bool = False) -> Tensor:
+        """``L⁻¹ X`` (``trans``: ``L⁻ᵀ X``) with the Cholesky factor ``L`` (Cholesky only)."""
+        L = self.factor.mT if trans else self.factor
+        return torch.linalg.solve_triangular(L, X, upper=trans)
 
     def slogdet(self) -> tuple[int, Tensor]:
         """``(sign, log|det A|)`` from the factorisation (sign as a Python int)."""
-        diag = torch.diagonal(self.lu)
+        diag = torch.diagonal(self.factor)
         if self.piv is None:  # Cholesky
             return 1, 2.0 * torch.log(diag).sum()
         swaps = int(torch.ne(self.piv, torch.arange(1, self.n + 1, device=self.piv.device)).sum())
@@ -240,41 +158,13 @@ class _Factor:
         return (-1) ** ((swaps + negatives) % 2), torch.log(diag.abs()).sum()
 
 
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
-
-
-def _warn(warning: Warning) -> None:
-    """Issue ``warning`` at the caller's line (skipping kronkit's and torch's frames)."""
-    warn_at_caller(warning, _TORCH_DIR)
-
-
 def _factorize(factors: Sequence[Tensor], assume: str, *,
                zero_det_ok: bool = False) -> list[_Factor]:
-    """Factor every factor, with the conditioning contract of :class:`kronkit.Kron`.
-
-    A factor singular to working precision (``rcond <= eps``, exact zero pivots included)
-    raises :class:`~kronkit.SingularFactorError`; one :class:`~kronkit.IllConditionedWarning`
-    names every factor with ``rcond < sqrt(eps)``. ``zero_det_ok`` (log-determinants): an
-    exact zero pivot is no error (``det = 0``, ``log det = −inf``), and then nothing else is
-    checked, as in ``Kron.slogdet``.
-    """
+    """Factor every factor, with the conditioning contract of :class:`kronkit.Kron`
+    (:func:`kronkit._backend.check_factorizations`; ``zero_det_ok`` for log-determinants)."""
     with torch.no_grad():
         facs = [_Factor(A, k, assume) for k, A in enumerate(factors)]
-    if zero_det_ok and any(f.exact_zero for f in facs):
-        return facs
-    for f in facs:
-        f.check()
-    ill = [f for f in facs if f.rcond < np.sqrt(f.eps)]
-    if ill:
-        worst = min(ill, key=lambda f: f.rcond)
-        listing = ", ".join(f"`factors[{f.index}]` (condition number ≈ {1.0 / f.rcond:.3g})"
-                            for f in ill)
-        _warn(IllConditionedWarning(
-            f"ill-conditioned {listing}; results may have lost more than half of their "
-            f"digits (reciprocal condition number below sqrt(eps) = {np.sqrt(worst.eps):.3g})",
-            factor=worst.index,
-            rcond=worst.rcond,
-        ))
+    _backend.check_factorizations(facs, (_TORCH_DIR,), zero_det_ok=zero_det_ok)
     return facs
 
 
@@ -284,11 +174,8 @@ def _solve(y: Tensor, facs: Sequence[_Factor], trans: bool, tri: bool = False) -
     ``tri`` (all factors Cholesky, ``S = 𝐋𝐋ᵀ`` with ``𝐋 = L1 ⊗ ... ⊗ Ld``): ``𝐋⁻¹ y``
     (``trans``: ``𝐋⁻ᵀ y``).
     """
-    d = len(facs)
-    t = _to_tensor(y, [f.n for f in facs])
-    for k, f in enumerate(facs):
-        t = f.solve_mode(t, k, d, trans, tri)
-    return _to_vec(t, d)
+    t = _backend.solve_modes(to_tensor(y, [f.n for f in facs]), facs, trans, tri)
+    return to_vec(t, len(facs))
 
 
 # =============================================================================================
@@ -352,7 +239,7 @@ class _InvQuad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, facs, *factors):
         ctx.facs = facs
-        ctx.spd = all(f.cholesky for f in facs)
+        ctx.spd = all(f.kind == "cholesky" for f in facs)
         if ctx.spd:
             h = _solve(w, facs, False, tri=True)
             ctx.save_for_backward(w, h, *factors)
@@ -386,18 +273,19 @@ def _spd_factor_grads(gq: Tensor, h: Tensor, facs: Sequence[_Factor],
                       needs: Sequence[bool]) -> list[Tensor | None]:
     """``−Σ_rows ḡq X_k X_kᵀ`` with ``X_k = L_k⁻ᵀ H_(k)`` (see :class:`_InvQuad`)."""
     d = len(facs)
-    ht = _to_tensor(h, [f.n for f in facs])
+    ht = to_tensor(h, [f.n for f in facs])
     grads: list[Tensor | None] = []
     for k, f in enumerate(facs):
         if not needs[k]:
             grads.append(None)
             continue
-        x = f.solve_mode(ht, k, d, True, tri=True)
+        x = along_mode(ht, k, d, f.tri_solve, True)
         if h.ndim == 1:  # one row: scale the p_k×p_k result, not the P-vector
-            grads.append(_contract(x, x, k, d) * -gq)
+            X = unfold(x, k, d)
+            grads.append((X @ X.T) * -gq)
         else:
             weights = -gq.reshape(*gq.shape[:-1], *[1] * d)
-            grads.append(_contract(weights * x, x, k, d))
+            grads.append(unfold(weights * x, k, d) @ unfold(x, k, d).T)
     return grads
 
 
@@ -410,22 +298,17 @@ class _LogDet(torch.autograd.Function):
         ctx.save_for_backward(*factors)
         if any(f.exact_zero for f in facs):  # det S = 0 exactly
             return factors[0].new_full((), -float("inf"))
-        P = _prod(f.n for f in facs)
-        sign, value = 1, factors[0].new_zeros(())
-        for f in facs:
-            s, logabs = f.slogdet()
-            sign *= s ** ((P // f.n) % 2)
-            value = value + (P // f.n) * logabs
+        parts = [f.slogdet() for f in facs]
+        dims = [f.n for f in facs]
+        sign = kron_sign([s for s, _ in parts], dims)
         if sign < 0:
-            raise DomainError(
-                "det(A1 ⊗ ... ⊗ Ad) is negative, so its log is undefined", value=float(sign)
-            )
-        return value
+            raise _backend.negative_det_error(float(sign))
+        return kron_logdet([la for _, la in parts], dims)
 
     @staticmethod
     def backward(ctx, g):
         factors = ctx.saved_tensors
-        P = _prod(f.n for f in ctx.facs)
+        P = math.prod(f.n for f in ctx.facs)
         grads = []
         for k, (f, A) in enumerate(zip(ctx.facs, factors, strict=True)):
             if not ctx.needs_input_grad[k + 1]:
@@ -469,66 +352,20 @@ def _check_finite(x: Tensor, name: str) -> None:
         raise non_finite_error(name, bad)
 
 
-def _check_assume(assume: Any) -> None:
-    if assume not in _ASSUME:
-        raise ValueError(f"`assume` must be one of {_ASSUME}, got {assume!r}")
-
-
 def _inputs(factors: Any, square: str | None, **vectors: Any) -> tuple[list[Tensor], dict]:
-    """Validate ``factors`` and the named vectors; cast all to one dtype (differentiably).
+    """Validate ``factors`` and the named vectors (:func:`kronkit._backend.validate`); cast
+    all to one dtype (differentiably).
 
-    ``square`` names the operation that needs square factors (``None``: any shape). Each
-    vector (``None`` allowed) must have last axis ``N = Π n_k``; ``alpha`` must be a scalar.
-    The dtype is float64 if any input is float64, else float32; all inputs must share a device.
+    A Python number ``alpha`` stays a Python float (it does not set the dtype). The dtype is
+    float64 if any input is float64, else float32; all inputs must share a device.
     """
-    if isinstance(factors, Kron):
-        factors = factors.factors
-    elif isinstance(factors, (torch.Tensor, np.ndarray)):
-        raise TypeError(
-            "`factors` must be a sequence of 2-D factor matrices [A1, ..., Ad], got a single "
-            f"array of shape {tuple(factors.shape)}; pass [A]"
-        )
-    elif not isinstance(factors, (list, tuple)):
-        raise TypeError(
-            f"`factors` must be a sequence of 2-D factor matrices, got {type(factors).__name__}"
-        )
-    if len(factors) == 0:
-        raise ValueError("`factors` must hold at least one factor, got an empty sequence")
-    named: dict[str, Tensor] = {}
-    for k, f in enumerate(factors):
-        name = f"factors[{k}]"
-        A = _as_tensor(f, name)
-        if A.ndim != 2:
-            raise ValueError(f"`{name}` must be 2-D, got shape {tuple(A.shape)}")
-        if A.numel() == 0:
-            raise ValueError(f"`{name}` is empty (shape {tuple(A.shape)})")
-        if square is not None and A.shape[0] != A.shape[1]:
-            raise ValueError(
-                f"`{name}` must be square ({square} needs square factors), got shape "
-                f"{tuple(A.shape)}"
-            )
-        _check_finite(A, name)
-        named[name] = A
-    rows = _prod(A.shape[0] for A in named.values())
-    cols = _prod(A.shape[1] for A in named.values())
     scalars = {}
-    for name, v in vectors.items():
-        if v is None:
-            continue
-        if name == "alpha" and not isinstance(v, torch.Tensor):
-            scalars[name] = check_scalar(v, name)  # a Python float does not set the dtype
-            continue
-        x = _as_tensor(v, name)
-        if name == "alpha":
-            if x.ndim != 0:
-                raise ValueError(f"`alpha` must be a scalar, got shape {tuple(x.shape)}")
-        elif x.ndim < 1 or x.shape[-1] != cols:
-            raise ValueError(
-                f"`{name}` must have length {cols} in its last axis (the Kronecker product is "
-                f"{rows}×{cols}), got shape {tuple(x.shape)}"
-            )
-        _check_finite(x, name)
-        named[name] = x
+    if vectors.get("alpha") is not None and not isinstance(vectors["alpha"], torch.Tensor):
+        scalars["alpha"] = check_scalar(vectors["alpha"], "alpha")
+        vectors = {**vectors, "alpha": None}
+    mats, arrays = _backend.validate(factors, square, _as_tensor, _check_finite, **vectors)
+    named = {f"factors[{k}]": A for k, A in enumerate(mats)}
+    named.update({name: x for name, x in arrays.items() if x is not None})
     if len({x.device for x in named.values()}) > 1:
         where = ", ".join(f"`{n}` on {x.device}" for n, x in named.items())
         raise ValueError(f"all inputs must be on one device, got {where}")
@@ -536,20 +373,13 @@ def _inputs(factors: Any, square: str | None, **vectors: Any) -> tuple[list[Tens
     if any(x.dtype == torch.float64 for x in named.values()):
         dtype = torch.float64
     cast = {name: x.to(dtype=dtype) for name, x in named.items()}
-    out_factors = [cast[f"factors[{k}]"] for k in range(len(factors))]
+    out_factors = [cast[f"factors[{k}]"] for k in range(len(mats))]
     return out_factors, {name: cast.get(name, scalars.get(name)) for name in vectors}
 
 
 # =============================================================================================
 # Public functions
 # =============================================================================================
-_ASSUME_DOC = """assume : {"auto", "general", "spd"}, default "auto"
-        Factorisation of each factor: ``"auto"`` uses Cholesky where a factor is symmetric
-        and positive definite and LU otherwise; ``"general"`` always LU; ``"spd"`` Cholesky,
-        raising :class:`~kronkit.NotPositiveDefiniteError` for any other factor. The value and
-        derivatives are the same (to rounding) whichever is used."""
-
-
 def matvec(factors: Sequence[Any], y: Any) -> Tensor:
     r"""``S y`` with ``S = A1 ⊗ ... ⊗ Ad``, differentiable in ``y`` and every factor.
 
@@ -600,7 +430,7 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
     :class:`~kronkit.IllConditionedWarning` (as :class:`kronkit.Kron` does).
     Dense equivalent: ``torch.linalg.solve(torch.kron(A, B), y.T).T``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     fs, v = _inputs(factors, "solve", y=y)
     return _Solve.apply(v["y"], _factorize(fs, assume), False, *fs)
 
@@ -626,7 +456,7 @@ def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
     Cost O(Σ p_k³ + P·Σ p_k) for the value and again for the gradient, against O(P³) dense.
     Dense equivalent: ``y @ torch.linalg.solve(torch.kron(A, B), y)``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     fs, v = _inputs(factors, "inv_quad", y=y)
     return _InvQuad.apply(v["y"], _factorize(fs, assume), *fs)
 
@@ -653,7 +483,7 @@ def logdet(factors: Sequence[Any], *, assume: str = "auto") -> Tensor:
     :class:`~kronkit.DomainError` (the log is undefined), never NaN.
     Dense equivalent: ``torch.logdet(torch.kron(A, B))``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     fs, _ = _inputs(factors, "logdet")
     return _LogDet.apply(_factorize(fs, assume, zero_det_ok=True), *fs)
 
@@ -686,20 +516,16 @@ def log_quad(factors: Sequence[Any], y: Any, mu: Any = None, alpha: Any = 1.0, *
     :class:`~kronkit.DomainError` where ``β ≤ 0`` instead of returning NaN.
     Dense equivalent: ``torch.log(alpha + w @ torch.linalg.solve(torch.kron(A, B), w))``.
     """
-    _check_assume(assume)
+    _backend.check_assume(assume)
     fs, v = _inputs(factors, "log_quad", y=y, mu=mu, alpha=alpha)
     w = v["y"] if v["mu"] is None else v["y"] - v["mu"]
     beta = v["alpha"] + _InvQuad.apply(w, _factorize(fs, assume), *fs)
     if not bool((beta.detach() > 0).all()):
-        raise DomainError(
-            "β = α + (y−μ)ᵀS⁻¹(y−μ) must be positive for log β to be defined, got min β = "
-            f"{float(beta.detach().min()):.6g}",
-            value=beta.detach(),
-        )
+        raise _backend.beta_error(float(beta.detach().min()), beta.detach())
     return torch.log(beta)
 
 
 for _f in (solve, inv_quad, logdet, log_quad):
     if _f.__doc__:  # None under python -OO
-        _f.__doc__ = _f.__doc__.replace("ASSUME", _ASSUME_DOC)
+        _f.__doc__ = _f.__doc__.replace("ASSUME", _backend.ASSUME_DOC)
 del _f
