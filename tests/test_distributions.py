@@ -7,7 +7,7 @@ import pytest
 import scipy.stats as st
 
 import kronkit
-from helpers import FD_RTOL, RTOL, dense_kron, factors, spd
+from helpers import ATOL, FD_RTOL, RTOL, dense_kron, factor, factors
 from kronkit import (
     Kron,
     KronNormal,
@@ -116,7 +116,7 @@ def test_attributes_mean_cov(rng):
 
 def test_vec_t_is_not_gupta_nagar_matrix_t(rng):
     """The vec-form t differs from scipy's matrix_t, except with a single row (p = 1)."""
-    B = spd(rng, 3)
+    B = factor(rng, 3, "spd")
     nu = 4.5
     # one row: Gupta–Nagar kernel det(1 + W B⁻¹ Wᵀ/a) = 1 + δ/ν with S = (a/ν) ⊗ B
     a = 1.7
@@ -125,7 +125,7 @@ def test_vec_t_is_not_gupta_nagar_matrix_t(rng):
     ref = st.matrix_t(row_spread=[[a]], col_spread=B, df=nu).logpdf(Y1)
     np.testing.assert_allclose(ours, ref, rtol=RTOL)
     # two rows: different distributions (no rescaling makes them agree at every point)
-    A = spd(rng, 2)
+    A = factor(rng, 2, "spd")
     Ys = rng.standard_normal((5, 2, 3))
     ours = KronT(None, [A / nu, B], nu).logpdf(Ys)
     ref = np.array([st.matrix_t(row_spread=A, col_spread=B, df=nu).logpdf(Yi) for Yi in Ys])
@@ -180,7 +180,7 @@ def test_logpdf_grad_finite_differences(rng, dims, family):
             return total(make(fs=fs))
 
         _fd_close(_sym_pair(g.factors[k]), _sym_fd(f, factors[k]))
-        np.testing.assert_allclose(g.factors[k], g.factors[k].T, rtol=RTOL, atol=1e-12)
+        np.testing.assert_allclose(g.factors[k], g.factors[k].T, rtol=RTOL, atol=ATOL)
     loc = g.mean if family == "normal" else g.loc
     fd_mu = np.array([(total(make(m=mu + 1e-6 * e)) - total(make(m=mu - 1e-6 * e))) / 2e-6
                       for e in np.eye(mu.size)])
@@ -238,7 +238,7 @@ def test_logpdf_grad_matches_jax(rng, jax_x64, dims, family):
     vals, jac = both(*factors, mu, Y, nu)
     vals, jac = np.asarray(vals), [np.asarray(j) for j in jac]
     jy = np.einsum("iip->ip", jac[d + 1])  # only the diagonal blocks of ∂ℓ_i/∂y_j are non-zero
-    np.testing.assert_allclose(jac[d + 1].sum(axis=1), jy, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(jac[d + 1].sum(axis=1), jy, rtol=RTOL, atol=ATOL)
     dist = KronNormal(mu, factors) if family == "normal" else KronT(mu, factors, nu)
     for reduce, red in (
         (None, lambda a: a),
@@ -658,7 +658,7 @@ def test_pickle_and_copies_stay_immutable(rng, protocol):
         W = Y - mu
         np.testing.assert_allclose(
             new.mahalanobis_sq(Y), np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T),
-            rtol=1e-10 if new.dtype == np.float64 else 1e-4,
+            rtol=RTOL if new.dtype == np.float64 else 1e-4,
         )
         g = new.logpdf_grad(Y)
         np.testing.assert_allclose(g.value, dist.logpdf_grad(Y).value, rtol=1e-15)
