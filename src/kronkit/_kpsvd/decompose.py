@@ -16,12 +16,13 @@ Kronecker product is in :mod:`.nearest`.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .._checks import as_float, check_random_state, non_finite_error
-from .._dask import is_dask_array
+from .._dask import is_dask_array, row_chunks, tree_reduce_chunks
 from .._samples import chunk_samples, combine_scans, scan_chunk, second_moment
 from .inputs import (
     build_operator,
@@ -34,15 +35,15 @@ from .operators import ChunkedSamplesR, DenseR, OperatorR, ROperator, SamplesR
 from .rearrange import parse_shapes
 from .results import KPSVDResult, readonly
 from .structure import Structure
-from .svd import DEFAULT_TOL
+from .svd import DEFAULT_TOL, SVDOptions
 from .terms import svd_terms
 
 __all__ = ["CHUNKED_NORM_MAX_P", "KPSVDResult", "decompose", "kpsvd", "kpsvd_samples",
            "kpsvd_samples_chunked"]
 
 
-def decompose(op: ROperator, st: Structure, rank: int | None, *, method: str, tol: float,
-              rtol: float | None, rng: np.random.Generator, maxiter: int | None) -> KPSVDResult:
+def decompose(op: ROperator, st: Structure, rank: int | None, opts: SVDOptions, *,
+              rtol: float | None = None) -> KPSVDResult:
     """KPSVD of the R-operator ``op`` (structure parsed and the input checked)."""
     (m1, n1), (m2, n2) = st.shapes
     sq = op.sqnorm
@@ -52,7 +53,7 @@ def decompose(op: ROperator, st: Structure, rank: int | None, *, method: str, to
         U, Vh, skew = st.zero_terms(r, op.dtype)
         return KPSVDResult(readonly(np.zeros(r)), readonly(U.T.reshape(r, m1, n1)),
                            readonly(Vh.reshape(r, m2, n2)), 0.0, 0.0, readonly(skew), "zero")
-    t = svd_terms(op, st, rank, method=method, tol=tol, rtol=rtol, rng=rng, maxiter=maxiter)
+    t = svd_terms(op, st, rank, opts, rtol=rtol)
     t.U = np.array(t.U)
     t.Vh = np.array(t.Vh)
     st.finish_terms(t, op)
@@ -153,27 +154,26 @@ def kpsvd(M: Any, shapes: Any, rank: int | None = None, *, structure: Any = None
     (1, True)
     """
     shp = parse_shapes(shapes, d=2)
-    method = check_method(method)
-    tol = check_tol(tol, "tol")
+    method, tol = check_method(method), check_tol(tol, "tol")
     if rtol is not None:
         rtol = check_tol(rtol, "rtol")
-    maxiter = check_maxiter(maxiter)
-    rng = check_random_state(random_state)
+    opts = SVDOptions(method=method, tol=tol, maxiter=check_maxiter(maxiter),
+                      rng=check_random_state(random_state))
     st = Structure.parse(structure, shp)
     rank = check_rank(rank, st.max_rank)
-    op = build_operator(M, st, rng)
+    op = build_operator(M, st, opts.rng)
     if rank is None and isinstance(op, OperatorR):
         raise ValueError("`rank` is required for a LinearOperator `M` (rank=None, the exact "
                          "decomposition, would form M)")
     if rank is None and isinstance(op, DenseR) and op.is_sparse:
         raise ValueError("`rank` is required for a sparse `M` (rank=None, the exact "
                          "decomposition, needs the dense R(M); pass `M.toarray()`)")
-    return decompose(op, st, rank, method=method, tol=tol, rtol=rtol, rng=rng, maxiter=maxiter)
+    return decompose(op, st, rank, opts, rtol=rtol)
 
 
 def _samples_args(shape, rank, center, method, tol, random_state, structure, maxiter=None):
     """Validate the arguments shared by the NumPy and dask paths of :func:`kpsvd_samples`:
-    ``(method, tol, rng, structure, rank)``."""
+    ``(SVDOptions, Structure, rank)``."""
     N, p, q = shape
     if min(N, p, q) < 1:
         raise ValueError(f"`X` must have shape (N, p, q) with N, p, q >= 1, got {tuple(shape)}")
@@ -181,12 +181,10 @@ def _samples_args(shape, rank, center, method, tol, random_state, structure, max
         raise TypeError("`rank` must be a positive int for kpsvd_samples, got None")
     if not isinstance(center, (bool, np.bool_)):
         raise TypeError(f"`center` must be a bool, got {center!r}")
-    method = check_method(method)
-    tol = check_tol(tol, "tol")
-    check_maxiter(maxiter)
-    rng = check_random_state(random_state)
+    opts = SVDOptions(method=check_method(method), tol=check_tol(tol, "tol"),
+                      maxiter=check_maxiter(maxiter), rng=check_random_state(random_state))
     st = Structure.parse(structure, ((p, p), (q, q)))
-    return method, tol, rng, st, check_rank(rank, st.max_rank)
+    return opts, st, check_rank(rank, st.max_rank)
 
 
 def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto",
@@ -248,12 +246,12 @@ def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto
                                      maxiter=maxiter)
     Xa = as_float(X, "X", ndim=3, dtype=np.float64)
     N, p, q = Xa.shape
-    method, tol, rng, st, k = _samples_args(
+    opts, st, k = _samples_args(
         (N, p, q), rank, center, method, tol, random_state, structure, maxiter)
     st.check_samples(center, float(Xa.min()) if st.nonnegative else 0.0)
     mean = Xa.mean(axis=0) if center else None
     op = SamplesR(chunk_samples(Xa, mean), N)
-    return decompose(op, st, k, method=method, tol=tol, rtol=None, rng=rng, maxiter=maxiter)
+    return decompose(op, st, k, opts)
 
 
 #: ``kpsvd_samples`` of a dask array computes ``‖M‖_F`` (P×P partial sums per chunk) only up to
@@ -271,17 +269,13 @@ def kpsvd_samples_chunked(X: Any, rank: int, *, center: bool = True, method: str
     the NaN/Inf check, e.g. :func:`kronkit._samples.chunked_mean`); it saves the first pass and
     is subtracted inside each product's chunk layout. Ignored when ``center=False``.
     """
-    from functools import partial
-
-    from .._dask import row_chunks, tree_reduce_chunks
-
     if X.dtype.kind not in "biuf":
         raise TypeError(f"`X` must be a real numeric array, got dtype {X.dtype}")
     if X.ndim != 3:
         raise ValueError(f"`X` must be 3-D, got shape {X.shape}")
     Xd = row_chunks(X, "X")
     N, p, q = (int(v) for v in Xd.shape)
-    method, tol, rng, st, k = _samples_args(
+    opts, st, k = _samples_args(
         (N, p, q), rank, center, method, tol, random_state, structure, maxiter)
     if not center:
         mean = None
@@ -298,4 +292,4 @@ def kpsvd_samples_chunked(X: Any, rank: int, *, center: bool = True, method: str
         if not math.isfinite(sq):
             raise ValueError("`X` contains NaN or Inf (its sample covariance is not finite)")
     op = ChunkedSamplesR(Xd, mean, sq)
-    return decompose(op, st, k, method=method, tol=tol, rtol=None, rng=rng, maxiter=maxiter)
+    return decompose(op, st, k, opts)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .operators import DenseR
-from .svd import top_svd
+from .svd import SVDOptions, top_svd
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _unit(x: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _top_left(mat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    out = top_svd(DenseR(mat), 1, method="auto", rng=rng)
+    out = top_svd(DenseR(mat), 1, SVDOptions(rng))
     return out.U[:, 0]
 
 

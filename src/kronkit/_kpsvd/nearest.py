@@ -29,7 +29,7 @@ from .multi import HOPMOut, cp_sqnorm, hopm_cp, hopm_dense, mode_product
 from .rearrange import as_matrix, check_matrix_shape, parse_shapes, rearrange_tensor
 from .results import NearestKronResult, readonly
 from .structure import Structure
-from .svd import DEFAULT_TOL
+from .svd import SVDOptions
 from .terms import svd_terms
 
 __all__ = ["NearestKronResult", "nearest_kron"]
@@ -93,21 +93,19 @@ def nearest_kron(M: Any, shapes: Any, *, structure: Any = None, method: str = "a
     rng = check_random_state(random_state)
     st = Structure.parse(structure, shp)
     if len(shp) == 2:
-        return _nearest_two(M, st, method=method, rng=rng)
+        return _nearest_two(M, st, SVDOptions(rng, method))
     return _nearest_multi(M, st, tol=tol, max_iter=int(max_iter), rng=rng)
 
 
-def _nearest_two(M: Any, st: Structure, *, method: str,
-                 rng: np.random.Generator) -> NearestKronResult:
-    op = build_operator(M, st, rng)
+def _nearest_two(M: Any, st: Structure, opts: SVDOptions) -> NearestKronResult:
+    op = build_operator(M, st, opts.rng)
     shp = st.shapes
     sq = op.sqnorm
     norm = None if sq is None else math.sqrt(sq)
     if sq == 0.0:
         zeros = tuple(readonly(np.zeros(s)) for s in shp)
         return NearestKronResult(zeros, 0.0, 0.0, 0.0, 0, True)
-    t = svd_terms(op, st, 1, method=method, tol=DEFAULT_TOL, rtol=None, rng=rng, maxiter=None,
-                  truncate=False)
+    t = svd_terms(op, st, 1, opts, truncate=False)
     skew_sigma = st.pick_nearest(t)
     if skew_sigma is not None:
         warnings.warn(

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from .._dask import add_nested, tree_reduce_chunks
 from .._samples import col_sandwich, cross_gram, layout, row_sandwich
 from .._sum_kron import SumOfKron
 
@@ -348,8 +349,6 @@ class ChunkedSamplesR(ROperator):
         self.passes = 0
 
     def _pass(self, cols: np.ndarray, left: bool) -> np.ndarray:
-        from .._dask import add_nested, tree_reduce_chunks
-
         k = cols.shape[1]
         self.n_products += k
         self.passes += 1

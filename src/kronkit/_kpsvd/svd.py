@@ -19,7 +19,8 @@ import scipy.linalg as sla
 from .._errors import ConvergenceWarning
 from .operators import DenseR, LowRankR
 
-__all__ = ["DEFAULT_TOL", "SVDOut", "full_is_cheaper", "lanczos", "randomized", "top_svd"]
+__all__ = ["DEFAULT_TOL", "SVDOptions", "SVDOut", "full_is_cheaper", "lanczos", "randomized",
+           "top_svd"]
 
 
 @dataclass
@@ -32,6 +33,17 @@ class SVDOut:
 
 
 DEFAULT_TOL = 1e-12
+
+
+@dataclass(frozen=True)
+class SVDOptions:
+    """How :func:`top_svd` computes singular triples (the user's ``method``, ``tol``,
+    ``random_state`` and ``maxiter``, validated once)."""
+
+    rng: np.random.Generator  # start vectors of the iterative methods
+    method: str = "auto"  # "auto", "dense", "lanczos" or "randomized"
+    tol: float = DEFAULT_TOL  # relative tolerance of the iterative methods
+    maxiter: int | None = None  # their iteration cap (None: each method's default)
 
 #: Lanczos basis size cap (columns) and the number of Ritz vectors kept at a thick restart
 LANCZOS_MAX_BASIS = 120
@@ -58,11 +70,10 @@ def _full(R: np.ndarray, k: int | None, method: str) -> SVDOut:
     return SVDOut(U[:, :r], s[:r], Vh[:r], s, method)
 
 
-def top_svd(op: Any, k: int | None, *, method: str = "auto", tol: float = DEFAULT_TOL,
-            rng: np.random.Generator, maxiter: int | None = None) -> SVDOut:
+def top_svd(op: Any, k: int | None, opts: SVDOptions) -> SVDOut:
     """Top ``k`` singular triples of the R-operator ``op`` (all of them when ``k`` is None).
 
-    ``method``: ``"auto"`` (full SVD when cheaper, else Lanczos), ``"dense"`` (explicit R and
+    ``opts.method``: ``"auto"`` (full SVD when cheaper, else Lanczos), ``"dense"`` (explicit R and
     LAPACK), ``"lanczos"`` (thick-restart Lanczos, :func:`lanczos`), ``"randomized"``
     (block subspace iteration with a convergence test). A low-rank operator is always exact.
     """
@@ -73,12 +84,12 @@ def top_svd(op: Any, k: int | None, *, method: str = "auto", tol: float = DEFAUL
             U, s, Vh = _pad(U, s, Vh, k, op.shape, op.dtype)
             r = k
         return SVDOut(U[:, :r], s[:r], Vh[:r], s, "lowrank")
+    method = opts.method
     if k is None or method == "dense" or (method == "auto" and full_is_cheaper(op, k)) \
             or k >= min(op.shape) - 1:
         return _full(op.to_array(), k, "dense")
-    if method == "randomized":
-        return randomized(op, k, tol=tol, rng=rng, maxiter=maxiter)
-    return lanczos(op, k, tol=tol, rng=rng, maxiter=maxiter)
+    solve = randomized if method == "randomized" else lanczos
+    return solve(op, k, tol=opts.tol, rng=opts.rng, maxiter=opts.maxiter)
 
 
 def _pad(U, s, Vh, k, shape, dtype):

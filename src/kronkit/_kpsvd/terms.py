@@ -14,7 +14,7 @@ import numpy as np
 
 from .operators import LowRankR
 from .structure import Structure
-from .svd import full_is_cheaper, top_svd
+from .svd import SVDOptions, full_is_cheaper, top_svd
 
 __all__ = ["Terms", "svd_terms"]
 
@@ -30,31 +30,30 @@ class Terms:
     full_sq: float | None = None  # Σ of all squared σ (= ‖M‖_F²) when every σ is known
 
 
-def _use_symmetric_fast(op: Any, st: Structure, k: int | None, method: str,
-                        truncate: bool) -> bool:
+def _use_symmetric_fast(op: Any, st: Structure, k: int, method: str, truncate: bool) -> bool:
     """Whether one iterative SVD of ``R(M)`` (classified afterwards) replaces the two
     subproblems of a symmetric ``M``."""
-    return (st.symmetric and truncate and k is not None and not isinstance(op, LowRankR)
+    return (st.symmetric and truncate and not isinstance(op, LowRankR)
             and method != "dense" and k < min(op.shape) - 1
             and not (method == "auto" and full_is_cheaper(op, k)))
 
 
-def svd_terms(op: Any, st: Structure, k: int | None, *, method: str, tol: float,
-              rtol: float | None, rng: np.random.Generator, maxiter: int | None,
-              truncate: bool = True) -> Terms:
-    """All candidate terms, merged and sorted; truncated to ``k`` (or the numerical rank).
+def svd_terms(op: Any, st: Structure, k: int | None, opts: SVDOptions, *,
+              rtol: float | None = None, truncate: bool = True) -> Terms:
+    """All candidate terms, merged and sorted; truncated to ``k`` (or, ``k=None``, to the
+    numerical rank: every ``σ > rtol·σ_1``, default ``rtol = max(a, b)·eps``).
 
     With ``truncate=False`` every computed candidate is kept (up to ``k`` per subproblem).
     """
-    if k is not None and _use_symmetric_fast(op, st, k, method, truncate):
-        fast = _symmetric_fast(op, st, k, method=method, tol=tol, rng=rng, maxiter=maxiter)
+    if k is not None and _use_symmetric_fast(op, st, k, opts.method, truncate):
+        fast = _symmetric_fast(op, st, k, opts)
         if fast is not None:
             return fast
     Us, ss, Vhs, flags, alls, methods = [], [], [], [], [], []
     for QA, QB, is_skew in st.subproblems():
         sub = op if QA is None else op.project(QA, QB)
         kk = None if k is None else min(k, min(sub.shape))
-        out = top_svd(sub, kk, method=method, tol=tol, rng=rng, maxiter=maxiter)
+        out = top_svd(sub, kk, opts)
         methods.append(out.method)
         U, Vh = out.U, out.Vh
         if QA is not None:
@@ -83,8 +82,7 @@ def svd_terms(op: Any, st: Structure, k: int | None, *, method: str, tol: float,
     return Terms(U[:, :r], s[:r], Vh[:r], skew[:r], exact_tail, method_used, full_sq)
 
 
-def _symmetric_fast(op: Any, st: Structure, k: int, *, method: str, tol: float,
-                    rng: np.random.Generator, maxiter: int | None) -> Terms | None:
+def _symmetric_fast(op: Any, st: Structure, k: int, opts: SVDOptions) -> Terms | None:
     """One iterative SVD of ``R(M)`` for a symmetric ``M``, its terms classified.
 
     ``R(M)`` is block diagonal in the (symmetric, skew) bases, so apart from ties every
@@ -94,7 +92,7 @@ def _symmetric_fast(op: Any, st: Structure, k: int, *, method: str, tol: float,
     the cost of ``structure="symmetric"``/``"psd"`` for iterative (matrix-free) solves.
     """
     (m1, _), (m2, _) = st.shapes
-    out = top_svd(op, k, method=method, tol=tol, rng=rng, maxiter=maxiter)
+    out = top_svd(op, k, opts)
     U, Vh = np.array(out.U), np.array(out.Vh)
     skew = np.zeros(out.s.size, dtype=bool)
     for j in range(out.s.size):
