@@ -75,25 +75,24 @@ def rearrange_covariance(S: np.ndarray, p: int, q: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(S6, -3, -2)).reshape(*lead, p * p, q * q)
 
 
-#: ``inv_logdet(M, side) -> (M⁻¹, log det M)`` for a stack of iterates (m, n, n); ``side`` 0
-#: for the row factor, 1 for the column factor.
-InvLogdet = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+#: ``inv_logdet(M, side) -> (M⁻¹, log det M)`` for a stack of iterates (m, n, n) (the log
+#: determinants (m,), or a float for a stack of one); ``side`` 0 for the row factor, 1 for the
+#: column factor.
+InvLogdet = Callable[[np.ndarray, int], tuple[np.ndarray, Any]]
 
 
 def flipflop_sweep(R: np.ndarray, Bi: np.ndarray, p: int, q: int,
-                   inv_logdet: InvLogdet) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   inv_logdet: InvLogdet) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     """One flip-flop sweep for a stack of rearranged covariances ``R`` (m, p², q²).
 
-    ``A ← unvec(R vec(B⁻¹))`` scaled to ``tr A = p`` (only ``A⊗B`` is identified; the gauge
-    keeps the iterates of order one), then ``B ← unvec(R ᵀvec(A⁻¹))/p``, from ``Bi = B⁻¹``
+    ``A ← unvec(R vec(B⁻¹))/q``, then ``B ← unvec(Rᵀ vec(A⁻¹))/p``, from ``Bi = B⁻¹``
     (m, q, q). ``inv_logdet`` inverts the iterates (and says how a bad one is reported).
     Returns ``A (m, p, p)``, ``B (m, q, q)``, ``B⁻¹`` and ``ld = q log det A + p log det B``
     (m,); with ``R = R(S)`` the Gaussian log-likelihood is ``−½N(P log 2π + ld + P)``.
     ``O(P² + p³ + q³)`` per data set.
     """
     m = R.shape[0]
-    A = (R @ Bi.reshape(m, q * q, 1)).reshape(m, p, p)
-    A *= (p / np.trace(A, axis1=1, axis2=2))[:, None, None]
+    A = (R @ Bi.reshape(m, q * q, 1)).reshape(m, p, p) / q
     Ai, ldA = inv_logdet(A, 0)
     B = (Ai.reshape(m, 1, p * p) @ R).reshape(m, q, q) / p
     Bi, ldB = inv_logdet(B, 1)
@@ -113,13 +112,13 @@ class NormalMoments(NormalSamples):
         self.Bi = np.eye(self.q)[None]
 
     def step(self, it: int) -> float:
-        def inv_logdet(M: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-            f = factor_iterate(M[0], side, it)
-            return inverse(f)[None], np.array([logdet(f)])
+        def inv_logdet(M: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+            f = factor_iterate(M[0], side, it)  # a stack of one: log det as a float
+            return inverse(f)[None], logdet(f)
 
         A, B, self.Bi, ld = flipflop_sweep(self.R, self.Bi, self.p, self.q, inv_logdet)
         self.A, self.B = A[0], B[0]
-        return -0.5 * (self.const + self.N * float(ld[0]))
+        return -0.5 * (self.const + self.N * float(ld))
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,8 +147,8 @@ def separable_logdet(R: np.ndarray, p: int, q: int, max_iter: int,
     """``log det(Â⊗B̂)`` of the separable MLE given ``S``, for a stack of rearranged ``S``.
 
     ``R`` has shape ``(m, p², q²)``, ``R[·, (a, b), (j, k)] = S[(a, j), (b, k)]``. Flip-flop
-    (:func:`kronkit._estimators.normal.flipflop_sweep`, batched over the stack) from ``B = I``:
-    ``A ← Σ_jk S_(aj)(bk) B⁻¹_kj`` (scaled to ``tr A = p``), ``B ← Σ_ab S_(aj)(bk) A⁻¹_ba / p``;
+    (:func:`flipflop_sweep`, batched over the stack) from ``B = I``:
+    ``A ← Σ_jk S_(aj)(bk) B⁻¹_kj / q``, ``B ← Σ_ab S_(aj)(bk) A⁻¹_ba / p``;
     after each sweep ``tr((A⊗B)⁻¹S) = P``, so the separable log-likelihood is
     ``−½N(P log 2π + ld + P)`` with ``ld = q log det A + p log det B``, which decreases
     monotonically. A data set has converged when the estimated remaining decrease of ``ld``
