@@ -70,7 +70,11 @@ def _delta_kernel(Et: np.ndarray, w: np.ndarray | None, memo: dict, *, LAi: np.n
                   LBi: np.ndarray) -> np.ndarray:
     """``δ_i`` (n,) of one chunk (from ``G`` in ``memo`` when it was computed with ``LAi``)."""
     hit = memo.pop("G", None)
-    G = hit[1] if hit is not None and hit[0] is LAi else col_gram(Et, LAi)[1]
+    if hit is not None and hit[0] is LAi:
+        G = hit[1]
+    else:
+        p, n, q = Et.shape
+        G = (LAi @ Et.reshape(p, n * q)).reshape(p, n, q)
     d = delta_kernel(G, LBi)  # δ_i·w_i for the weighted residuals
     return d if w is None else d / w
 
