@@ -258,8 +258,8 @@ def _gram(t: np.ndarray, k: int, d: int) -> np.ndarray:
 
 def _sandwich(f: Factorization, G: np.ndarray) -> np.ndarray:
     """``L⁻ᵀ G L⁻¹`` for symmetric G and the Cholesky factor L of ``f``."""
-    H = sla.solve_triangular(f.lu, G, lower=True, trans=1, check_finite=False)
-    S = sla.solve_triangular(f.lu, H.T, lower=True, trans=1, check_finite=False).T
+    H = sla.solve_triangular(f.factor, G, lower=True, trans=1, check_finite=False)
+    S = sla.solve_triangular(f.factor, H.T, lower=True, trans=1, check_finite=False).T
     return 0.5 * (S + S.T)
 
 
@@ -280,7 +280,7 @@ def _rmul_tri(M: np.ndarray, f: Factorization, inverse_transpose: bool) -> np.nd
     Works on the Fortran view ``Mᵀ``: ``(M L⁻ᵀ)ᵀ = L⁻¹ Mᵀ``, one left ``trsm``, no transpose copy.
     """
     (trsm,) = get_blas_funcs(("trsm",), (M,))
-    out = trsm(1.0, f.lu, M.T, side=0, lower=1, trans_a=0 if inverse_transpose else 1)
+    out = trsm(1.0, f.factor, M.T, side=0, lower=1, trans_a=0 if inverse_transpose else 1)
     return out.T
 
 
@@ -288,7 +288,7 @@ def _lmul_tri(M: np.ndarray, f: Factorization, transpose: bool) -> np.ndarray:
     """``L⁻ᵀ M`` (``transpose``) or ``L⁻¹ M`` for a C-contiguous 2-D ``M`` (new array)."""
     (trsm,) = get_blas_funcs(("trsm",), (M,))
     # (L⁻¹ M)ᵀ = Mᵀ L⁻ᵀ ; (L⁻ᵀ M)ᵀ = Mᵀ L⁻¹  — a right trsm on the Fortran view Mᵀ
-    out = trsm(1.0, f.lu, M.T, side=1, lower=1, trans_a=0 if transpose else 1)
+    out = trsm(1.0, f.factor, M.T, side=1, lower=1, trans_a=0 if transpose else 1)
     return out.T
 
 
