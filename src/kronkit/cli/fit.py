@@ -44,8 +44,8 @@ def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
         return as_samples(arr, shape, "DATA")
     except ValueError as exc:
         if arr.ndim == 3 and shape is not None:
-            raise _io.InputError(f"--shape: {shape[0]},{shape[1]} does not match the data of shape "
-                             f"{arr.shape}") from exc
+            raise _io.InputError(f"--shape: {shape[0]},{shape[1]} does not match the data of "
+                                 f"shape {arr.shape}") from exc
         if arr.ndim == 2 and shape is not None:
             raise _io.InputError(
                 f"--shape: {shape[0]},{shape[1]} needs rows of length {shape[0] * shape[1]}, "

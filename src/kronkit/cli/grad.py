@@ -24,8 +24,8 @@ def _check_grad_shapes(factors: list[np.ndarray], names: list[str], y: np.ndarra
     P = math.prod(sizes)
     for arr, name in ((y, "--y"), (mu, "--mu")):
         if arr is not None and (arr.ndim not in (1, 2) or arr.shape[-1] != P):
-            raise _io.InputError(f"{name}: must have shape (P,) or (N, P) with P = {P} (the product "
-                             f"of the factor sizes {sizes}), got shape {arr.shape}")
+            raise _io.InputError(f"{name}: must have shape (P,) or (N, P) with P = {P} (the "
+                                 f"product of the factor sizes {sizes}), got shape {arr.shape}")
 
 
 def _print_report(out: dict[str, Any], value: Any, out_path: str) -> None:
