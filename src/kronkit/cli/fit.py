@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from .. import _io
-from .._estimators.separable import GAUGES
+from .._estimators import GAUGES
 from .._samples import as_samples, parse_shape
 
 __all__ = ["fit"]
