@@ -7,17 +7,13 @@ row-major flattening of a ``(p, q)`` matrix ``Y``, so ``Kron(A, B) @ Y.ravel()``
 
 __version__ = "0.1.0"
 
-from ._calculus import InvQuadGrad as InvQuadGrad
-from ._calculus import LogQuadGrad as LogQuadGrad
 from ._calculus import inv_quad_grad as inv_quad_grad
 from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
 from ._calculus import logdet_grad as logdet_grad
 from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._distributions import KronNormal as KronNormal
-from ._distributions import KronNormalGrad as KronNormalGrad
 from ._distributions import KronT as KronT
-from ._distributions import KronTGrad as KronTGrad
 from ._errors import ConvergenceWarning as ConvergenceWarning
 from ._errors import DomainError as DomainError
 from ._errors import IllConditionedWarning as IllConditionedWarning
@@ -32,7 +28,11 @@ from ._estimators import separability_test as separability_test
 from ._estimators import separable_mle as separable_mle
 from ._frobenius import frob as frob
 from ._frobenius import partial_contraction as partial_contraction
-from ._hvp import LogQuadHVP as LogQuadHVP
+from ._grad_results import InvQuadGrad as InvQuadGrad
+from ._grad_results import KronNormalGrad as KronNormalGrad
+from ._grad_results import KronTGrad as KronTGrad
+from ._grad_results import LogQuadGrad as LogQuadGrad
+from ._grad_results import LogQuadHVP as LogQuadHVP
 from ._hvp import log_quad_hvp as log_quad_hvp
 from ._kpsvd import KPSVDResult as KPSVDResult
 from ._kpsvd import NearestKronResult as NearestKronResult
