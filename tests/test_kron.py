@@ -424,7 +424,6 @@ class TestCopies:
         for protocol in range(6):
             g = pickle.loads(pickle.dumps(f, protocol=protocol))
             assert not g.factor.flags.writeable and not g.piv.flags.writeable
-            assert g.lu is g.factor  # the old name, kept as a read-only alias
             b = rng.standard_normal(3)
             assert_allclose(g.solve(b), f.solve(b), rtol=RTOL)
 

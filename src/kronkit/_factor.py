@@ -154,18 +154,11 @@ class Factorization(FactorChecks):
         return {s: getattr(self, s) for s in self.__slots__ if s != "_lock"}
 
     def __setstate__(self, state):
-        if "lu" in state:  # pickled before the attribute was named ``factor``
-            state = {("factor" if s == "lu" else s): v for s, v in state.items()}
         for s, v in state.items():
             if isinstance(v, np.ndarray):
                 v = frozen(np.array(v, copy=True))
             object.__setattr__(self, s, v)
         self._lock = threading.Lock()
-
-    @property
-    def lu(self) -> np.ndarray:
-        """Deprecated inside the package: the same array as :attr:`factor` (read-only)."""
-        return self.factor
 
     # -- determinants -------------------------------------------------------------------
     def slogdet(self) -> tuple[float, float]:
