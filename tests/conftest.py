@@ -32,3 +32,13 @@ def one_blas_thread_module():
     """One BLAS thread for a whole module (``pytestmark = usefixtures(...)``)."""
     with _one_blas_thread():
         yield
+
+
+@pytest.fixture
+def jax_x64():
+    """JAX with 64-bit floats for one test (skipped where JAX is not installed)."""
+    jax = pytest.importorskip("jax")
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield jax
+    jax.config.update("jax_enable_x64", old)

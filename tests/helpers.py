@@ -90,6 +90,18 @@ def dense_kron(*factors: np.ndarray) -> np.ndarray:
     return functools.reduce(np.kron, factors)
 
 
+def matrix_samples(rng: np.random.Generator, N: int, A: np.ndarray, B: np.ndarray, *,
+                   mean=None, df=None) -> np.ndarray:
+    """N draws of (p, q) matrices with vec-covariance (normal) or vec-scale (t with ``df``)
+    ``np.kron(A, B)``, plus ``mean`` (a (p, q) array or a scalar) if given."""
+    p, q = A.shape[0], B.shape[0]
+    Z = rng.standard_normal((N, p * q)) @ np.linalg.cholesky(dense_kron(A, B)).T
+    if df is not None:
+        Z = Z / np.sqrt(rng.chisquare(df, N) / df)[:, None]
+    X = Z.reshape(N, p, q)
+    return X if mean is None else X + mean
+
+
 def dense_log_quad(factors, y, mu=None, alpha=1.0):
     """λ = log(α + wᵀ S⁻¹ w) computed densely with S = np.kron(...)."""
     S = dense_kron(*factors)

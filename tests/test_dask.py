@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 
 import kronkit
 from helpers import RTOL, dense_kron, factors
+from helpers import matrix_samples as simulate
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -111,13 +112,6 @@ def test_logpdf_dask_bad_input(rng):
 # ---------------------------------------------------------------------------------------
 # separable_mle / SeparableCovariance on dask arrays
 # ---------------------------------------------------------------------------------------
-def simulate(rng, N, A, B, *, mean=0.0, df=None):
-    """N draws of (p, q) matrices with vec-covariance (or scale) np.kron(A, B)."""
-    p, q = A.shape[0], B.shape[0]
-    Z = rng.standard_normal((N, p * q)) @ np.linalg.cholesky(dense_kron(A, B)).T
-    if df is not None:
-        Z = Z / np.sqrt(rng.chisquare(df, N) / df)[:, None]
-    return Z.reshape(N, p, q) + mean
 
 
 def assert_same_fit(got, ref, rtol=RTOL):

@@ -196,13 +196,6 @@ def test_logpdf_grad_finite_differences(rng, dims, family):
         _fd_close(np.array(g.df), np.array(fd_df))
 
 
-@pytest.fixture
-def jax_x64():
-    jax = pytest.importorskip("jax")
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield jax
-    jax.config.update("jax_enable_x64", old)
 
 
 def _dense_logpdf_jax(jnp, jsp, family, factors, loc, Y, df=None):

@@ -15,6 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kronkit
 from helpers import RTOL, dense_kron, factor, factors
+from helpers import matrix_samples as simulate
 from kronkit import (
     ConvergenceWarning,
     KroneckerPCA,
@@ -34,15 +35,6 @@ TIGHT = 1e-14  # convergence tolerance for identities at the fixed point
 # ---------------------------------------------------------------------------------------
 # helpers: simulation and dense oracles
 # ---------------------------------------------------------------------------------------
-def simulate(rng, N, A, B, *, mean=None, df=None):
-    """N draws of (p, q) matrices with vec-covariance (or scale) np.kron(A, B)."""
-    p, q = A.shape[0], B.shape[0]
-    L = np.linalg.cholesky(dense_kron(A, B))
-    Z = rng.standard_normal((N, p * q)) @ L.T
-    if df is not None:
-        Z = Z / np.sqrt(rng.chisquare(df, N) / df)[:, None]
-    X = Z.reshape(N, p, q)
-    return X if mean is None else X + mean
 
 
 def dense_loglik(X, M, A, B, df=None):

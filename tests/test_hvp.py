@@ -33,13 +33,6 @@ def _problem(rng, dims, kind, N=None, mu_kind="none"):
 # ---------------------------------------------------------------------------------------
 # Against jax.hessian of the dense formula
 # ---------------------------------------------------------------------------------------
-@pytest.fixture
-def jax_x64():
-    jax = pytest.importorskip("jax")
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield jax
-    jax.config.update("jax_enable_x64", old)
 
 
 CASES = [

@@ -6,6 +6,7 @@ import scipy.stats as st
 
 import kronkit
 from helpers import RTOL, factors
+from helpers import matrix_samples as simulate
 from kronkit import ConvergenceWarning, separability_test
 from kronkit._estimators.separability_null import (
     chi2_df,
@@ -14,15 +15,6 @@ from kronkit._estimators.separability_null import (
     sphericity_cumulants,
 )
 from kronkit._estimators.separability_test import t_null_statistics
-
-
-def simulate(rng, N, A, B, *, mean=0.0, df=None):
-    """N draws of (p, q) matrices with vec-covariance np.kron(A, B) (t with `df` if given)."""
-    p, q = A.shape[0], B.shape[0]
-    Z = rng.standard_normal((N, p * q)) @ np.linalg.cholesky(np.kron(A, B)).T
-    if df is not None:
-        Z = Z / np.sqrt(rng.chisquare(df, N) / df)[:, None]
-    return Z.reshape(N, p, q) + mean
 
 
 def flipflop_reference(E3, sweeps=400):
