@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._checks import check_choice
 from ._errors import DomainError, NotPositiveDefiniteError
 from ._factor import FactorChecks, warn_ill_conditioned
 from ._kron import Kron
@@ -43,8 +44,7 @@ def missing_extra(extra: str, package: str) -> ImportError:
 
 def check_assume(assume: Any) -> None:
     """``ValueError`` unless ``assume`` is one of :data:`ASSUME`."""
-    if not isinstance(assume, str) or assume not in ASSUME:
-        raise ValueError(f"`assume` must be one of {ASSUME}, got {assume!r}")
+    check_choice(assume, "assume", ASSUME)
 
 
 # ---------------------------------------------------------------------------------------

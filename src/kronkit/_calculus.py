@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, check_scalar, overflow_error
+from ._checks import as_float, check_choice, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._grad_results import InvQuadGrad, LogQuadGrad
@@ -136,8 +136,7 @@ def log_quad_grad(
     ((2, 2), (3, 3), (6,))
     """
     check_reduce(reduce)
-    if method not in ("closed", "kpsvd"):
-        raise ValueError(f"`method` must be 'closed' or 'kpsvd', got {method!r}")
+    check_choice(method, "method", ("closed", "kpsvd"))
     if is_dask_array(y):
         return _log_quad_grad_dask(K, y, mu, alpha, reduce, method)
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_grad")

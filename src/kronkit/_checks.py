@@ -149,6 +149,16 @@ def check_int(x: Any, name: str, *, min_value: int | None = None) -> int:
     return val
 
 
+def check_choice(value: Any, name: str, choices: tuple[Any, ...], why: str = "") -> Any:
+    """``value`` if it is one of ``choices`` (strings compared by equality, ``None``/bools by
+    identity); otherwise ``ValueError`` naming ``name`` and listing the choices (``why`` is
+    appended). Never compares arrays elementwise: an array is simply not a choice."""
+    for c in choices:
+        if value is c or (isinstance(value, str) and isinstance(c, str) and value == c):
+            return c
+    raise ValueError(f"`{name}` must be one of {choices}{why}, got {value!r}")
+
+
 def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
     """A ``numpy.random.Generator`` from ``None``, an int, a ``SeedSequence``, a
     ``BitGenerator``, a ``Generator`` (returned as is) or a legacy ``RandomState`` (its bit

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, overflow_error
+from ._checks import as_float, check_choice, overflow_error
 from ._kron import Kron
 
 __all__ = ["frob", "partial_contraction"]
@@ -111,8 +111,7 @@ def partial_contraction(X: Any, B: Any, *, side: str = "right") -> np.ndarray:
     """
     Xa = as_float(X, "X", ndim=2)
     Ba = as_float(B, "B", ndim=2)
-    if side not in ("right", "left"):
-        raise ValueError(f"`side` must be 'right' or 'left', got {side!r}")
+    check_choice(side, "side", ("right", "left"))
     M, N = Xa.shape
     b0, b1 = Ba.shape
     if Ba.size == 0:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, check_scalar
+from ._checks import as_float, check_choice, check_scalar
 from ._factor import Factorization, mode_solve
 from ._grad_results import LogQuadGrad, LogQuadHVP
 from ._kron import factorizations
@@ -136,11 +136,8 @@ def log_quad_hvp(
     >>> bool(np.allclose(h.factors[0], -h.grad.A) and np.allclose(h.factors[1], h.grad.B))
     True
     """
-    if reduce not in ("sum", "mean"):
-        raise ValueError(
-            f"`reduce` must be 'sum' or 'mean' for log_quad_hvp, got {reduce!r} "
-            "(per-observation Hessians: call it once per observation)"
-        )
+    check_choice(reduce, "reduce", ("sum", "mean"),
+                 " for log_quad_hvp (per-observation Hessians: call it once per observation)")
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_hvp")
     a = check_scalar(alpha, "alpha")
     dA = _directions(directions, K.col_dims, W.dtype)

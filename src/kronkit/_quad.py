@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg.blas import get_blas_funcs
 
-from ._checks import as_float, overflow_error
+from ._checks import as_float, check_choice, overflow_error
 from ._errors import DomainError
 from ._factor import Factorization, mode_solve
 from ._kron import (
@@ -85,8 +85,7 @@ def prepare_observations(K: Any, y: Any, mu: Any,
 
 
 def check_reduce(reduce: Any) -> None:
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"`reduce` must be 'sum', 'mean' or None, got {reduce!r}")
+    check_choice(reduce, "reduce", REDUCTIONS)
 
 
 def check_q(q: np.ndarray, K: Kron, W: np.ndarray) -> None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy.linalg.lapack import dpotrf
 
-from .._checks import check_int, check_random_state, check_scalar
+from .._checks import check_choice, check_int, check_random_state, check_scalar
 from .._errors import ConvergenceWarning, SingularFactorError
 from .._factor import rcond_from_factor
 from .._samples import as_samples
@@ -350,10 +350,8 @@ def _check_options(method: Any, distribution: Any, n_simulations: Any, random_st
                    max_iter: Any, tol: Any) -> tuple[int | None, np.random.Generator, int, float]:
     """The checked options of :func:`separability_test`: ``n_simulations``, the generator,
     ``max_iter``, ``tol``."""
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"`distribution` must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    check_choice(method, "method", METHODS)
+    check_choice(distribution, "distribution", DISTRIBUTIONS)
     if distribution == "t" and method != "auto":
         raise ValueError(
             f"with distribution='t' the p-value is a parametric bootstrap under the fitted "

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _checks
-from .._checks import check_dense_size, check_scalar
+from .._checks import check_choice, check_dense_size, check_scalar
 from .._dask import is_dask_array
 from .._errors import ConvergenceWarning
 from .._kron import Kron
@@ -163,8 +163,7 @@ def check_existence(N: int, p: int, q: int, assume_centered: bool, name: str = "
 def _check_options(
     distribution: Any, df: Any, gauge: Any, max_iter: Any, tol: Any, df_bounds: Any
 ) -> tuple[str, float | None, str, int, float, tuple[float, float]]:
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"`distribution` must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    check_choice(distribution, "distribution", DISTRIBUTIONS)
     nu = None
     if df is not None:
         if distribution != "t":
@@ -173,8 +172,7 @@ def _check_options(
         nu = check_scalar(df, "df")
         if not nu > 0:
             raise ValueError(f"`df` must be > 0 (or None to estimate it), got {nu}")
-    if gauge not in GAUGES:
-        raise ValueError(f"`gauge` must be one of {GAUGES}, got {gauge!r}")
+    check_choice(gauge, "gauge", GAUGES)
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"`max_iter` must be an int >= 1, got {max_iter!r}")
     tol_f = check_scalar(tol, "tol")
@@ -375,8 +373,7 @@ def separable_mle(
     """
     distribution, nu_fixed, gauge, max_iter, tol, df_bounds = _check_options(
         distribution, df, gauge, max_iter, tol, df_bounds)
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
+    check_choice(method, "method", METHODS)
     chunked = is_dask_array(X)
     out_dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
     Xs = as_dask_samples(X, shape) if chunked else as_samples(X, shape)

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from .._checks import check_int
+from .._checks import check_choice, check_int
 from .._kron import Kron
 from .._sum_kron import SumOfKron
 from .operators import DenseR, LowRankR, OperatorR, ROperator
@@ -29,10 +29,7 @@ __all__ = ["build_operator", "check_maxiter", "check_method", "check_rank", "che
 # -- scalar arguments -----------------------------------------------------------------------
 
 def check_method(method: Any) -> str:
-    allowed = ("auto", "dense", "lanczos", "randomized")
-    if method not in allowed:
-        raise ValueError(f"`method` must be one of {allowed}, got {method!r}")
-    return str(method)
+    return check_choice(method, "method", ("auto", "dense", "lanczos", "randomized"))
 
 
 def check_rank(rank: Any, max_rank: int) -> int | None:
