@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -109,7 +110,8 @@ def warn_at_caller(warning: Warning, *skip_dirs: str) -> None:
     the directories ``skip_dirs``, e.g. JAX's or PyTorch's, whose frames sit between the user
     and kronkit's rules)."""
     skip = (_PACKAGE_DIR, *skip_dirs)
-    frame, level = sys._getframe(1), 2
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(skip):
         frame, level = frame.f_back, level + 1
     warnings.warn(warning, stacklevel=level)

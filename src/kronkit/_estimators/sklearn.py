@@ -112,7 +112,8 @@ class _MatrixSamplesMixin:
         """A dask array of observations, validated lazily: (N, p, q) chunked along N."""
         if reset:
             X3 = as_dask_samples(X, shape)
-            self.shape_ = tuple(int(v) for v in X3.shape[1:])
+            _, p, q = (int(v) for v in X3.shape)
+            self.shape_ = (p, q)
             self.n_features_in_ = self.shape_[0] * self.shape_[1]
             return X3
         p, q = self.shape_
