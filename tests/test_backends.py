@@ -25,6 +25,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import kronkit
+from helpers import ROUNDING
 from kronkit import (
     DomainError,
     IllConditionedWarning,
@@ -179,8 +180,8 @@ def test_non_symmetric_factor_general_matches_dense(backend):
     nonsym = np.array([[2.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
     y = np.linspace(-1.0, 2.0, 6)
     S = dense([B2, nonsym])
-    assert_allclose(backend.solve([B2, nonsym], y), np.linalg.solve(S, y), rtol=1e-12)
-    assert_allclose(backend.logdet([B2, nonsym]), np.linalg.slogdet(S)[1], rtol=1e-12)
+    assert_allclose(backend.solve([B2, nonsym], y), np.linalg.solve(S, y), rtol=ROUNDING)
+    assert_allclose(backend.logdet([B2, nonsym]), np.linalg.slogdet(S)[1], rtol=ROUNDING)
 
 
 def test_one_assume_vocabulary():
@@ -216,11 +217,11 @@ def test_assume_auto_per_factor(mod):
         z = np.linalg.solve(S, y)
         for assume in kinds:
             Ft, yt = [as_arr(A) for A in F], as_arr(y)
-            assert_allclose(np.asarray(be.solve(Ft, yt, assume=assume)), z, rtol=1e-12)
+            assert_allclose(np.asarray(be.solve(Ft, yt, assume=assume)), z, rtol=ROUNDING)
             assert_allclose(np.asarray(be.log_quad(Ft, yt, assume=assume)), np.log(1 + y @ z),
-                            rtol=1e-12)
+                            rtol=ROUNDING)
             assert_allclose(np.asarray(be.logdet(Ft, assume=assume)), np.linalg.slogdet(S)[1],
-                            rtol=1e-12)
+                            rtol=ROUNDING)
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kronkit
-from helpers import ATOL, FD_RTOL, RTOL, dense_kron
+from helpers import ATOL, CHAIN_RTOL, FD_RTOL, ROUNDING, RTOL, ULPS, dense_kron
 from helpers import factors as catalogue_factors
 from kronkit import DomainError, LogQuadHVP, SingularFactorError, log_quad_grad, log_quad_hvp
 
@@ -81,7 +81,7 @@ def test_hvp_matches_jax_hessian(rng, jax_x64, dims, kind, N, mu_kind, reduce):
     res = log_quad_hvp(factors, y, tuple(dA), mu, alpha, dy=dy, reduce=reduce)
     assert isinstance(res, LogQuadHVP)
     for got, want in zip((*res.factors, res.y), Hv, strict=True):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-12 * np.max(np.abs(H)))
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * np.max(np.abs(H)))
     for got, want in zip((*res.grad.factors, res.grad.y), grad, strict=True):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-13)
     np.testing.assert_allclose(res.value, float(value), rtol=RTOL)
@@ -141,8 +141,8 @@ def test_gauge_direction_d2(rng, kind):
     g = log_quad_grad([A, B], y, mu, alpha)
     np.testing.assert_allclose(np.sum(g.A * A), np.sum(g.B * B), rtol=RTOL)
     res = log_quad_hvp([A, B], y, (A, -B), mu, alpha)
-    np.testing.assert_allclose(res.factors[0], -g.A, rtol=RTOL, atol=1e-14)
-    np.testing.assert_allclose(res.factors[1], g.B, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(res.factors[0], -g.A, rtol=RTOL, atol=ULPS)
+    np.testing.assert_allclose(res.factors[1], g.B, rtol=RTOL, atol=ULPS)
     np.testing.assert_allclose(res.y, 0.0, atol=1e-13)
     # the same from finite differences of the gradient along the exact curve
     h = 1e-5
@@ -184,7 +184,7 @@ def test_scaling_direction_closed_form(rng, kind):
     beta = np.exp(res.value)
     q = beta - alpha
     np.testing.assert_allclose(_inner((A,), res.factors[:1]), 2 * q / beta - q**2 / beta**2,
-                               rtol=1e-9)
+                               rtol=CHAIN_RTOL)
     assert res.factors[1].shape == (3, 3)
 
 
@@ -215,7 +215,7 @@ def test_batch_sum_is_sum_of_singles_and_mean(rng):
         np.testing.assert_allclose(mean.factors[k], s / 4, rtol=RTOL)
     np.testing.assert_allclose(total.y, np.stack([r.y for r in singles]), rtol=RTOL)
     np.testing.assert_allclose(mean.y, total.y / 4, rtol=RTOL)
-    np.testing.assert_allclose(total.value, sum(r.value for r in singles), rtol=1e-12)
+    np.testing.assert_allclose(total.value, sum(r.value for r in singles), rtol=ROUNDING)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,18 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from helpers import ATOL, FD_RTOL, RTOL, central_diff, dense_kron, dense_log_quad, general, spd
+from helpers import (
+    ATOL,
+    CHAIN_RTOL,
+    F32_RTOL,
+    FD_RTOL,
+    RTOL,
+    central_diff,
+    dense_kron,
+    dense_log_quad,
+    general,
+    spd,
+)
 from helpers import factors as factor_catalogue
 
 jax = pytest.importorskip("jax")
@@ -264,7 +275,7 @@ def test_hessian_general_factors(rng, dims, names):
 
     got = jit_all(hessian, {n: f[0] for n, f in fns.items()})(mats, y, mu, alpha, c)
     ref = jit_all(hessian, {n: f[1] for n, f in fns.items()})(mats, y, mu, alpha, c)
-    tree_close(got, ref, rtol=1e-9)
+    tree_close(got, ref, rtol=CHAIN_RTOL)
 
 
 def test_hessian_spd_along_symmetric_directions(rng):
@@ -282,7 +293,7 @@ def test_hessian_spd_along_symmetric_directions(rng):
     fns = {"ours": lambda m, y: kj.log_quad(m, y, mu, alpha, assume="spd"),
            "dense": lambda m, y: dense_lq(m, y, mu, alpha)}
     out = jit_all(grad_hvp, fns)(mats, y)
-    tree_close(out["ours"], out["dense"], rtol=1e-9)
+    tree_close(out["ours"], out["dense"], rtol=CHAIN_RTOL)
 
 
 def test_hessian_matches_reverse_over_reverse(rng):
@@ -297,7 +308,7 @@ def test_hessian_matches_reverse_over_reverse(rng):
     fns = {"ours": lambda m: kj.log_quad(m, y, mu, alpha),
            "dense": lambda m: dense_lq(m, y, mu, alpha)}
     out = jit_all(hvp_rev, fns)(mats)
-    tree_close(out["ours"], out["dense"], rtol=1e-9)
+    tree_close(out["ours"], out["dense"], rtol=CHAIN_RTOL)
 
 
 @pytest.mark.parametrize("assume", ["general", "auto", "spd"])
@@ -312,11 +323,11 @@ def test_eager_second_derivatives(rng, assume):
         V = [0.5 * (X + X.T) for X in V]
     ours = jax.grad(lambda m: kj.log_quad(m, y, mu, alpha, assume=assume))
     dense = jax.grad(lambda m: dense_lq(m, y, mu, alpha))
-    tree_close(jax.jvp(ours, (mats,), (V,))[1], jax.jvp(dense, (mats,), (V,))[1], rtol=1e-9)
+    tree_close(jax.jvp(ours, (mats,), (V,))[1], jax.jvp(dense, (mats,), (V,))[1], rtol=CHAIN_RTOL)
     if assume != "spd":
         def rev(g):
             return jax.grad(lambda m: sum(jnp.vdot(a, b) for a, b in zip(g(m), V, strict=True)))
-        tree_close(rev(ours)(mats), rev(dense)(mats), rtol=1e-9)
+        tree_close(rev(ours)(mats), rev(dense)(mats), rtol=CHAIN_RTOL)
 
 
 def test_auto_cholesky_when_values_are_known_lu_when_traced(rng):
@@ -413,7 +424,7 @@ def test_float32(rng):
         (g[0], g_ref[0]), (g[1], g_ref[1]),
     ]:
         assert out.dtype == jnp.float32
-        close(out, ref, rtol=1e-4)
+        close(out, ref, rtol=F32_RTOL)
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ATOL, COND_CAP, RTOL, dense_kron, factors, general, spd
+from helpers import ATOL, CHAIN_RTOL, COND_CAP, F32_RTOL, RTOL, dense_kron, factors, general, spd
 
 torch = pytest.importorskip("torch")
 kt = pytest.importorskip("kronkit.torch")
@@ -170,7 +170,7 @@ def test_log_quad_gradients_match_dense_autograd(rng, sizes, kind, batch):
     lam = torch.log(alphad + q)
     want = _grads((lam * cot).sum(), [*Fd, yd, mud, alphad])
     for g, h in zip(got, want, strict=True):
-        _close(g, h, rtol=1e-9)
+        _close(g, h, rtol=CHAIN_RTOL)
 
 
 @pytest.mark.parametrize("sizes", [(2, 3), (3, 2, 2), (5,)])
@@ -210,7 +210,7 @@ def test_other_gradients_match_dense_autograd(rng, sizes, kind):
         wrt_d = Fd if name == "logdet" else [*Fd, yd]
         for g, h in zip(_grads(ours(name, Fs, ys), wrt_s), _grads(dense(name, Fd, yd), wrt_d),
                         strict=True):
-            _close(g, h, rtol=1e-9)
+            _close(g, h, rtol=CHAIN_RTOL)
 
 
 def test_seed_closed_form_two_factors(rng):
@@ -241,7 +241,7 @@ def test_hessian_vector_product_matches_dense(rng):
 
     for g, h in zip(hvp(lambda A, B, y: kt.log_quad([A, B], y, alpha=2.0)), hvp(dense),
                     strict=True):
-        _close(g, h, rtol=1e-9)
+        _close(g, h, rtol=CHAIN_RTOL)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_float32_follows_input(rng):
     y64 = _t(y, True)
     kt.log_quad(F64_, y64).sum().backward()
     for a, b in zip((*F32, y32), (*F64_, y64), strict=True):
-        _close(a.grad.double(), b.grad, rtol=1e-4, atol=1e-5)
+        _close(a.grad.double(), b.grad, rtol=F32_RTOL, atol=1e-5)
     for fn in (kt.matvec, kt.solve, kt.inv_quad):
         assert fn([F32[0].detach()], _t(y[:, :3], dtype=torch.float32)).dtype == torch.float32
     assert kt.logdet([F32[0]]).dtype == torch.float32
@@ -313,7 +313,7 @@ def test_assume_modes_agree(rng, assume):
     S = torch.kron(*Fd)
     dense = torch.log(1.0 + yd @ torch.linalg.solve(S, yd)) + torch.logdet(S)
     for g, h in zip(got, _grads(dense, [*Fd, yd]), strict=True):
-        _close(g, h, rtol=1e-9)
+        _close(g, h, rtol=CHAIN_RTOL)
 
 
 def test_inputs_not_modified(rng):
