@@ -8,7 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import kronkit
-from helpers import RTOL, dense_kron, factors
+from helpers import ITER_RTOL, RTOL, SQRT_EPS_RTOL, ULPS, dense_kron, factors
 from helpers import matrix_samples as simulate
 
 da = pytest.importorskip("dask.array")
@@ -58,11 +58,11 @@ def test_log_quad_grad(scheduler, data, reduce):
     got = kronkit.log_quad_grad([A, B], da.from_array(Y, chunks=(8, 6)), mu, 2.0, reduce=reduce)
     assert_allclose(got.value, ref.value, rtol=RTOL)
     for g, r in zip(got.factors, ref.factors, strict=True):
-        assert_allclose(g, r, rtol=RTOL, atol=1e-14)
-    assert_allclose(got.mu, ref.mu, rtol=RTOL, atol=1e-14)
+        assert_allclose(g, r, rtol=RTOL, atol=ULPS)
+    assert_allclose(got.mu, ref.mu, rtol=RTOL, atol=ULPS)
     assert_allclose(got.alpha, ref.alpha, rtol=RTOL)
     assert isinstance(got.y, da.Array)
-    assert_allclose(got.y.compute(), ref.y, rtol=RTOL, atol=1e-14)
+    assert_allclose(got.y.compute(), ref.y, rtol=RTOL, atol=ULPS)
 
 
 def test_dask_bad_input(data):
@@ -116,8 +116,8 @@ def test_logpdf_dask_bad_input(rng):
 
 def assert_same_fit(got, ref, rtol=RTOL):
     assert got.n_iter == ref.n_iter and got.converged == ref.converged
-    assert_allclose(got.row_covariance, ref.row_covariance, rtol=rtol, atol=1e-14)
-    assert_allclose(got.column_covariance, ref.column_covariance, rtol=rtol, atol=1e-14)
+    assert_allclose(got.row_covariance, ref.row_covariance, rtol=rtol, atol=ULPS)
+    assert_allclose(got.column_covariance, ref.column_covariance, rtol=rtol, atol=ULPS)
     assert_allclose(got.location, ref.location, rtol=rtol, atol=1e-13)
     assert_allclose(got.loglik_history, ref.loglik_history, rtol=rtol)
     assert_allclose(got.weights, ref.weights, rtol=rtol)
@@ -203,7 +203,7 @@ def test_separable_covariance_estimator(scheduler, rng):
         assert est.shape_ == (2, 3) and est.n_features_in_ == 6
         assert_allclose(est.row_covariance_, ref.row_covariance_, rtol=RTOL)
         assert_allclose(est.column_covariance_, ref.column_covariance_, rtol=RTOL)
-        assert_allclose(est.location_, ref.location_, rtol=RTOL, atol=1e-14)
+        assert_allclose(est.location_, ref.location_, rtol=RTOL, atol=ULPS)
         Xd2 = da.from_array(X.reshape(80, 6), chunks=(25, 6))
         lazy = est.logpdf(Xd2)
         assert isinstance(lazy, da.Array)
@@ -272,9 +272,9 @@ def test_kpsvd_samples_against_dense_kpsvd(scheduler, rng, shape, rank, kw):
     for other in (ref, dense):
         assert_allclose(got.s, other.s, rtol=RTOL)
         assert_allclose(np.einsum("kab,kcd->kacbd", got.A, got.B),
-                        np.einsum("kab,kcd->kacbd", other.A, other.B), atol=1e-10)
+                        np.einsum("kab,kcd->kacbd", other.A, other.B), atol=RTOL)
     assert_allclose(got.norm, np.linalg.norm(M), rtol=RTOL)
-    assert_allclose(got.residual, dense.residual, rtol=1e-6, atol=1e-8 * dense.norm)
+    assert_allclose(got.residual, dense.residual, rtol=SQRT_EPS_RTOL, atol=ITER_RTOL * dense.norm)
     assert got.method == ref.method
 
 
@@ -335,7 +335,7 @@ def test_kronecker_pca_and_estimator(scheduler, rng):
     assert_allclose(got.explained_energy, ref.explained_energy, rtol=RTOL)
     assert_allclose(got.total_energy, np.linalg.norm(dense_sample_cov(X)) ** 2, rtol=RTOL)
     assert_allclose(got.location, X.mean(axis=0), rtol=RTOL)
-    assert_allclose(got.covariance.to_dense(), ref.covariance.to_dense(), atol=1e-10)
+    assert_allclose(got.covariance.to_dense(), ref.covariance.to_dense(), atol=RTOL)
     est = kronkit.KroneckerPCA(2).fit(Xd)
     lazy = est.score_samples(Xd)
     assert isinstance(lazy, da.Array)

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats as st
 
 import kronkit
-from helpers import ATOL, FD_RTOL, RTOL, dense_kron, factor, factors
+from helpers import ATOL, CHAIN_RTOL, F32_RTOL, FD_RTOL, ROUNDING, RTOL, ULPS, dense_kron, factor, factors
 from kronkit import (
     Kron,
     KronNormal,
@@ -47,7 +47,7 @@ def test_normal_logpdf_matches_scipy(rng, dims):
     assert isinstance(val, float)
     np.testing.assert_allclose(val, ref.logpdf(Y[0]), rtol=RTOL)
     np.testing.assert_allclose(dist.logpdf(Y.reshape(-1, *dims)), ref.logpdf(Y), rtol=RTOL)
-    np.testing.assert_allclose(dist.pdf(Y), ref.pdf(Y), rtol=1e-9)
+    np.testing.assert_allclose(dist.pdf(Y), ref.pdf(Y), rtol=CHAIN_RTOL)
     np.testing.assert_allclose(dist.entropy(), ref.entropy(), rtol=RTOL)
 
 
@@ -240,7 +240,7 @@ def test_logpdf_grad_matches_jax(rng, jax_x64, dims, family):
     ):
         g = dist.logpdf_grad(Y, reduce=reduce)
         close = lambda got, want: np.testing.assert_allclose(  # noqa: E731
-            got, want, rtol=RTOL, atol=1e-12 * max(1.0, float(np.max(np.abs(want)))))
+            got, want, rtol=RTOL, atol=ATOL * max(1.0, float(np.max(np.abs(want)))))
         for k in range(d):
             close(g.factors[k], red(jac[k]))
         close(g.mean if family == "normal" else g.loc, red(jac[d]))
@@ -269,7 +269,7 @@ def test_gauge_invariance_of_distributions(rng):
         np.testing.assert_allclose(make([3.0 * A, B / 3.0]).logpdf(Y), make([A, B]).logpdf(Y),
                                    rtol=RTOL)
         g = make([A, B]).logpdf_grad(Y)
-        np.testing.assert_allclose(np.sum(g.factors[0] * A), np.sum(g.factors[1] * B), rtol=1e-9)
+        np.testing.assert_allclose(np.sum(g.factors[0] * A), np.sum(g.factors[1] * B), rtol=CHAIN_RTOL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -527,7 +527,7 @@ def test_t_accurate_for_every_df_against_mpmath(rng, dims):
         cond = np.array([g[4] for g in parts])
         ref_entropy = 0.5 * (P * (1 + np.log(2 * np.pi)) + logdet) + parts[0][3]
         np.testing.assert_allclose(dist.logpdf(Y), ref_logpdf, rtol=RTOL, err_msg=f"nu={nu}")
-        np.testing.assert_allclose(dist.pdf(Y), np.exp(ref_logpdf), rtol=1e-9, err_msg=f"nu={nu}")
+        np.testing.assert_allclose(dist.pdf(Y), np.exp(ref_logpdf), rtol=CHAIN_RTOL, err_msg=f"nu={nu}")
         np.testing.assert_allclose(dist.entropy(), ref_entropy, rtol=RTOL, err_msg=f"nu={nu}")
         g = dist.logpdf_grad(Y, reduce=None)
         np.testing.assert_allclose(g.value, ref_logpdf, rtol=RTOL, err_msg=f"nu={nu}")
@@ -544,8 +544,8 @@ def test_t_reproducer_from_issue_9():
     scale = [np.eye(2), np.eye(3)]
     truth = st.multivariate_normal(np.zeros(6), np.eye(6)).logpdf(y) - 0.0  # ν = 1e16: −6.9136…
     val = KronT(None, scale, 1e16).logpdf(y)
-    np.testing.assert_allclose(val, truth, rtol=1e-14)  # was −51.4
-    np.testing.assert_allclose(val, float(KronNormal(None, scale).logpdf(y)), rtol=1e-14)
+    np.testing.assert_allclose(val, truth, rtol=ULPS)  # was −51.4
+    np.testing.assert_allclose(val, float(KronNormal(None, scale).logpdf(y)), rtol=ULPS)
 
 
 @pytest.mark.parametrize("df", [40.0, 1e3, 1e4])
@@ -565,15 +565,15 @@ def test_t_tends_to_normal(rng, dims, df):
     t, n = KronT(mu, factors, df), KronNormal(mu, factors)
     ref = st.multivariate_normal(mu, dense_kron(*factors))
     np.testing.assert_allclose(t.logpdf(Y), ref.logpdf(Y), rtol=RTOL)
-    np.testing.assert_allclose(t.logpdf(Y), n.logpdf(Y), rtol=1e-14)
-    np.testing.assert_allclose(t.entropy(), n.entropy(), rtol=1e-14)
+    np.testing.assert_allclose(t.logpdf(Y), n.logpdf(Y), rtol=ULPS)
+    np.testing.assert_allclose(t.entropy(), n.entropy(), rtol=ULPS)
     for reduce in ("sum", None):
         gt, gn = t.logpdf_grad(Y, reduce=reduce), n.logpdf_grad(Y, reduce=reduce)
-        np.testing.assert_allclose(gt.value, gn.value, rtol=1e-14)
-        np.testing.assert_allclose(gt.loc, gn.mean, rtol=1e-13, atol=1e-14)
-        np.testing.assert_allclose(gt.y, gn.y, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(gt.value, gn.value, rtol=ULPS)
+        np.testing.assert_allclose(gt.loc, gn.mean, rtol=1e-13, atol=ULPS)
+        np.testing.assert_allclose(gt.y, gn.y, rtol=1e-13, atol=ULPS)
         for a, b in zip(gt.factors, gn.factors, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=ULPS)
         assert np.all(np.abs(gt.df) <= 1e-290)
     if np.isinf(df):
         assert "df=inf" in repr(t)
@@ -592,10 +592,10 @@ def test_special_functions_against_mpmath():
             for delta in [0.0, P + np.sqrt(2.0 * P), 30.0 * P]:
                 N, K, G, E, cond = _mp_t_parts(nu, P, delta)
                 tag = f"nu={nu}, P={P}, delta={delta}"
-                np.testing.assert_allclose(sp.t_log_normalizer(nu, P), N, rtol=1e-12, err_msg=tag)
-                np.testing.assert_allclose(sp.t_log_kernel(nu, P, delta), K, rtol=1e-12,
+                np.testing.assert_allclose(sp.t_log_normalizer(nu, P), N, rtol=ROUNDING, err_msg=tag)
+                np.testing.assert_allclose(sp.t_log_kernel(nu, P, delta), K, rtol=ROUNDING,
                                            atol=1e-300, err_msg=tag)
-                np.testing.assert_allclose(sp.t_entropy_excess(nu, P), E, rtol=1e-12,
+                np.testing.assert_allclose(sp.t_entropy_excess(nu, P), E, rtol=ROUNDING,
                                            atol=1e-300, err_msg=tag)
                 got = sp.t_logpdf_dnu(nu, P, delta)
                 assert abs(got - G) <= 1e-12 * max(abs(G), cond) + 1e-300, (tag, got, G)
@@ -651,7 +651,7 @@ def test_pickle_and_copies_stay_immutable(rng, protocol):
         W = Y - mu
         np.testing.assert_allclose(
             new.mahalanobis_sq(Y), np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T),
-            rtol=RTOL if new.dtype == np.float64 else 1e-4,
+            rtol=RTOL if new.dtype == np.float64 else F32_RTOL,
         )
         g = new.logpdf_grad(Y)
         np.testing.assert_allclose(g.value, dist.logpdf_grad(Y).value, rtol=1e-15)

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 import kronkit  # noqa: E402
 import kronkit.plot as kplot  # noqa: E402
+from helpers import ROUNDING  # noqa: E402
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_factors_heatmaps_show_the_fitted_factors(fitted):
     A = est.row_covariance_
     d = np.sqrt(np.diagonal(A))
     np.testing.assert_allclose(corr.axes[0].images[0].get_array(), A / np.outer(d, d),
-                               rtol=1e-12)
+                               rtol=ROUNDING)
     assert _png(fig).startswith(b"\x89PNG")
 
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.stats as st
 
 import kronkit
-from helpers import RTOL, factors
+from helpers import CHAIN_RTOL, ITER_RTOL, ROUNDING, RTOL, factors
 from helpers import matrix_samples as simulate
 from kronkit import ConvergenceWarning, separability_test
 from kronkit._estimators.separability_null import (
@@ -45,11 +45,11 @@ def test_statistic_against_dense(rng, p, q, N):
     X = simulate(rng, N, *factors(rng, (p, q)), mean=2.0)
     res = separability_test(X)
     T, ll_k, ll_u = dense_lrt(X - X.mean(axis=0))
-    np.testing.assert_allclose(res.statistic, T, rtol=1e-9)
-    np.testing.assert_allclose(res.loglik_separable, ll_k, rtol=1e-12)
-    np.testing.assert_allclose(res.loglik_unstructured, ll_u, rtol=1e-12)
+    np.testing.assert_allclose(res.statistic, T, rtol=CHAIN_RTOL)
+    np.testing.assert_allclose(res.loglik_separable, ll_k, rtol=ROUNDING)
+    np.testing.assert_allclose(res.loglik_unstructured, ll_u, rtol=ROUNDING)
     assert res.df == p * q * (p * q + 1) // 2 - (p * (p + 1) // 2 + q * (q + 1) // 2 - 1)
-    np.testing.assert_allclose(res.pvalue_chi2, st.chi2.sf(T, res.df), rtol=1e-8)
+    np.testing.assert_allclose(res.pvalue_chi2, st.chi2.sf(T, res.df), rtol=ITER_RTOL)
     assert res.distribution == "normal" and res.residual_df == N - 1 and res.t_df is None
 
 
@@ -63,7 +63,7 @@ def test_groups_and_assume_centered(rng):
         Xc[labels == g] -= X[labels == g].mean(axis=0)
     a = separability_test(X, groups=labels)
     b = separability_test(Xc, assume_centered=True)
-    np.testing.assert_allclose(a.statistic, dense_lrt(Xc)[0], rtol=1e-9)
+    np.testing.assert_allclose(a.statistic, dense_lrt(Xc)[0], rtol=CHAIN_RTOL)
     np.testing.assert_allclose(a.statistic, b.statistic, rtol=RTOL)
     np.testing.assert_allclose(a.loglik_unstructured, b.loglik_unstructured, rtol=RTOL)
     mc = separability_test(X, groups=labels, n_simulations=5, random_state=0)
@@ -79,9 +79,9 @@ def test_statistic_is_invariant_and_unit_free(rng):
     C = rng.standard_normal((3, 3)) + 3 * np.eye(3)
     D = rng.standard_normal((4, 4)) + 3 * np.eye(4)
     t0 = separability_test(X).statistic
-    np.testing.assert_allclose(separability_test(C @ X @ D.T + 5.0).statistic, t0, rtol=1e-8)
+    np.testing.assert_allclose(separability_test(C @ X @ D.T + 5.0).statistic, t0, rtol=ITER_RTOL)
     Y = X * np.array([1e7, 1.0, 1e-7])[:, None] * np.array([1.0, 1e-7, 1e7, 3.0])
-    np.testing.assert_allclose(separability_test(Y).statistic, t0, rtol=1e-8)
+    np.testing.assert_allclose(separability_test(Y).statistic, t0, rtol=ITER_RTOL)
 
 
 def test_input_not_modified(rng):
@@ -189,7 +189,7 @@ def test_methods_and_fields(rng):
     bart = separability_test(X, method="bartlett")
     assert bart.method == "bartlett"
     np.testing.assert_allclose(bart.pvalue, st.chi2.sf(bart.statistic / bart.bartlett_factor,
-                                                       bart.df), rtol=1e-12)
+                                                       bart.df), rtol=ROUNDING)
     # both corrections move the p-value the same way, away from the liberal chi-square one
     assert auto.pvalue > auto.pvalue_chi2 and bart.pvalue > bart.pvalue_chi2
     chi = separability_test(X, method="chi2")
@@ -271,5 +271,5 @@ def test_t_model_parametric_bootstrap(rng):
     r = separability_test(data[0], distribution="t", n_simulations=19, random_state=0)
     assert r.method == "parametric-bootstrap" and r.distribution == "t" and r.n_simulations == 19
     fit = kronkit.separable_mle(data[0], distribution="t")
-    np.testing.assert_allclose(r.t_df, fit.df, rtol=1e-12)
+    np.testing.assert_allclose(r.t_df, fit.df, rtol=ROUNDING)
     assert r.statistic == gauss[0].statistic and r.pvalue in {k / 20 for k in range(1, 21)}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 
-from helpers import ATOL, RTOL, factors
+from helpers import ATOL, CHAIN_RTOL, RTOL, factors
 from kronkit import Kron, SumOfKron, kpsvd, nearest_kron
 
 SHAPES = [  # ((m1, n1), (m2, n2)): square p ≠ q, rectangular, degenerate
@@ -67,7 +67,7 @@ def test_gaussian_quantities_p_ne_q(rng, r):
     assert_close(S.trace(), np.trace(D))
     assert_close(S.diag(), np.diagonal(D))
     assert_close(S.logdet(), np.linalg.slogdet(D)[1])
-    assert_close(S.inv_quad(Y), np.einsum("ij,ij->i", Y, np.linalg.solve(D, Y.T).T), rtol=1e-9)
+    assert_close(S.inv_quad(Y), np.einsum("ij,ij->i", Y, np.linalg.solve(D, Y.T).T), rtol=CHAIN_RTOL)
     assert_close(S.logpdf(Y), st.multivariate_normal(np.zeros(p * q), D).logpdf(Y))
 
 
@@ -112,8 +112,8 @@ def test_kpsvd_of_a_sum_equals_dense_and_list_input(rng, shapes, r):
     assert res.method == "lowrank" and res.rank == ref.rank
     assert_close(res.s, ref.s)
     assert_close(same.s, res.s, atol=0, rtol=0)
-    assert_close(res.to_dense(), D, atol=1e-10)
-    assert_close(res.residual, 0.0, atol=1e-12)
+    assert_close(res.to_dense(), D, atol=RTOL)
+    assert_close(res.residual, 0.0, atol=ATOL)
 
 
 @pytest.mark.parametrize("shapes", SHAPES)
@@ -132,7 +132,7 @@ def test_to_sum_is_the_terms(rng, shapes, r):
     # round trip: the KPSVD of the sum is the sum's own terms
     again = kpsvd(S, shapes)
     assert_close(again.s, res.s)
-    assert_close(again.to_dense(), res.to_dense(), atol=1e-10)
+    assert_close(again.to_dense(), res.to_dense(), atol=RTOL)
 
 
 def test_to_sum_errors(rng):
@@ -154,7 +154,7 @@ def test_nearest_kron_of_a_sum(rng):
     got = nearest_kron(S, shapes)
     ref = nearest_kron(dense_sum(terms), shapes)
     assert_close(got.sigma, ref.sigma)
-    assert_close(got.to_dense(), ref.to_dense(), atol=1e-10)
+    assert_close(got.to_dense(), ref.to_dense(), atol=RTOL)
     assert_close(got.residual, ref.residual)
     # three factors: two-factor terms cannot be split into three
     with pytest.raises(ValueError, match="do not group"):
