@@ -14,7 +14,7 @@ import scipy.stats as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kronkit
-from helpers import RTOL, dense_kron, factor, factors
+from helpers import CHAIN_RTOL, ITER_RTOL, ROUNDING, RTOL, SQRT_EPS_RTOL, ULPS, dense_kron, factor, factors
 from helpers import matrix_samples as simulate
 from kronkit import (
     ConvergenceWarning,
@@ -69,7 +69,7 @@ def test_normal_loglik_and_fixed_point_match_dense(rng, shape, method, centered)
     fit = separable_mle(X, method=method, assume_centered=centered, tol=TIGHT)
     assert fit.converged
     M = np.zeros((p, q)) if centered else X.mean(axis=0)
-    np.testing.assert_allclose(fit.location, M, rtol=RTOL, atol=1e-14)
+    np.testing.assert_allclose(fit.location, M, rtol=RTOL, atol=ULPS)
     ll = dense_loglik(X, fit.location, fit.row_covariance, fit.column_covariance)
     np.testing.assert_allclose(fit.loglik, ll, rtol=RTOL)
     # Fixed-point identity of the Gaussian MLE: Σ δ_i = N·P.
@@ -83,9 +83,9 @@ def test_samples_and_moments_routes_agree(rng):
     X = simulate(rng, 30, A, B, mean=-2.0)
     a = separable_mle(X, method="samples", tol=TIGHT)
     b = separable_mle(X, method="moments", tol=TIGHT)
-    np.testing.assert_allclose(a.row_covariance, b.row_covariance, rtol=1e-9)
-    np.testing.assert_allclose(a.column_covariance, b.column_covariance, rtol=1e-9)
-    np.testing.assert_allclose(a.loglik_history, b.loglik_history, rtol=1e-12)
+    np.testing.assert_allclose(a.row_covariance, b.row_covariance, rtol=CHAIN_RTOL)
+    np.testing.assert_allclose(a.column_covariance, b.column_covariance, rtol=CHAIN_RTOL)
+    np.testing.assert_allclose(a.loglik_history, b.loglik_history, rtol=ROUNDING)
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (3, 2), (1, 4)])
@@ -173,9 +173,9 @@ def test_t_with_huge_df_approaches_the_normal_fit(rng):
     X = simulate(rng, 50, A, B, mean=1.0)
     g = separable_mle(X, tol=TIGHT)
     t = separable_mle(X, distribution="t", df=1e9, tol=TIGHT)
-    np.testing.assert_allclose(t.covariance.to_dense(), g.covariance.to_dense(), rtol=1e-6)
-    np.testing.assert_allclose(t.location, g.location, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(t.loglik, g.loglik, rtol=1e-6)
+    np.testing.assert_allclose(t.covariance.to_dense(), g.covariance.to_dense(), rtol=SQRT_EPS_RTOL)
+    np.testing.assert_allclose(t.location, g.location, rtol=SQRT_EPS_RTOL, atol=1e-8)
+    np.testing.assert_allclose(t.loglik, g.loglik, rtol=SQRT_EPS_RTOL)
 
 
 # -- against a generic optimiser of the dense likelihood --------------------------------
@@ -335,9 +335,9 @@ def test_separability_statistic_against_dense(rng):
     ll_u = st.multivariate_normal(Y.mean(axis=0), S).logpdf(Y).sum()
     np.testing.assert_allclose(res.loglik_unstructured, ll_u, rtol=RTOL)
     fit = separable_mle(X, tol=TIGHT)
-    np.testing.assert_allclose(res.loglik_separable, fit.loglik, rtol=1e-12)
+    np.testing.assert_allclose(res.loglik_separable, fit.loglik, rtol=ROUNDING)
     assert res.df == 21 - (3 + 6 - 1)
-    np.testing.assert_allclose(res.statistic, 2 * (ll_u - fit.loglik), rtol=1e-8)
+    np.testing.assert_allclose(res.statistic, 2 * (ll_u - fit.loglik), rtol=ITER_RTOL)
     # the default p-value is now size-corrected (tests/test_separability.py); the plain
     # chi-square value stays available as pvalue_chi2
     assert res.pvalue_chi2 == st.chi2.sf(res.statistic, res.df)
@@ -441,7 +441,7 @@ def test_estimator_attributes_and_methods_against_dense(rng, distribution):
     assert est.n_iter_ == est.loglik_history_.size
     S = dense_kron(est.row_covariance_, est.column_covariance_)
     np.testing.assert_allclose(est.covariance_.to_dense(), S, rtol=RTOL)
-    np.testing.assert_allclose(est.precision_.to_dense(), np.linalg.inv(S), rtol=1e-9)
+    np.testing.assert_allclose(est.precision_.to_dense(), np.linalg.inv(S), rtol=CHAIN_RTOL)
     Xn = simulate(rng, 7, A, B)
     df = None if distribution == "normal" else est.df_
     dist = (st.multivariate_normal(est.location_.ravel(), S) if df is None
@@ -511,22 +511,22 @@ def test_kronecker_pca_against_dense_kpsvd(rng, shape):
     S, U, s, Vt = _dense_kpsvd(X)
     for r in (1, 2, 3):
         kp = KroneckerPCA(n_terms=r).fit(X)
-        np.testing.assert_allclose(kp.singular_values_, s[:r], rtol=1e-8)
+        np.testing.assert_allclose(kp.singular_values_, s[:r], rtol=ITER_RTOL)
         np.testing.assert_allclose(kp.total_energy_, np.sum(S**2), rtol=RTOL)
         np.testing.assert_allclose(kp.explained_energy_, np.cumsum(s[:r] ** 2) / np.sum(s**2),
-                                   rtol=1e-8)
+                                   rtol=ITER_RTOL)
         dense_r = sum(s[k] * np.kron(U[:, k].reshape(p, p), Vt[k].reshape(q, q))
                       for k in range(r))
-        np.testing.assert_allclose(kp.covariance_.to_dense(), dense_r, atol=1e-8 * s[0])
+        np.testing.assert_allclose(kp.covariance_.to_dense(), dense_r, atol=ITER_RTOL * s[0])
         A0 = kp.covariance_.terms[0].factors[0]
         assert np.all(np.linalg.eigvalsh(A0) > 0)  # leading term SPD
         # score: Gaussian log-likelihood under the r-term covariance (structured for r <= 2)
         Xn = rng.standard_normal((5, p, q))
         ref = st.multivariate_normal(X.mean(axis=0).ravel(), kp.covariance_.to_dense())
         np.testing.assert_allclose(kp.score_samples(Xn), ref.logpdf(Xn.reshape(5, -1)),
-                                   rtol=1e-9)
+                                   rtol=CHAIN_RTOL)
         np.testing.assert_allclose(kp.score(Xn), ref.logpdf(Xn.reshape(5, -1)).mean(),
-                                   rtol=1e-9)
+                                   rtol=CHAIN_RTOL)
 
 
 def test_kronecker_pca_shrinkage_soft_thresholds(rng):
@@ -539,7 +539,7 @@ def test_kronecker_pca_shrinkage_soft_thresholds(rng):
         K0 = base.covariance.terms[k].to_dense()
         K1 = shr.covariance.terms[k].to_dense()
         np.testing.assert_allclose(K1, K0 * (base.singular_values[k] - tau)
-                                   / base.singular_values[k], rtol=RTOL, atol=1e-14)
+                                   / base.singular_values[k], rtol=RTOL, atol=ULPS)
     np.testing.assert_allclose(shr.singular_values, base.singular_values)
     with pytest.raises(ValueError, match="removes every term"):
         kronecker_pca(X, 2, shrinkage=10 * base.singular_values[0])
@@ -570,7 +570,7 @@ def test_sum_of_kron_operations_against_dense(rng):
         np.testing.assert_allclose(S.diag(), np.diagonal(D), rtol=RTOL)
         np.testing.assert_allclose(S.logdet(), np.linalg.slogdet(D)[1], rtol=RTOL)
         np.testing.assert_allclose(S.inv_quad(Y), np.einsum("ij,ij->i", Y, np.linalg.solve(D, Y.T).T),
-                                   rtol=1e-9)
+                                   rtol=CHAIN_RTOL)
         np.testing.assert_allclose(S.logpdf(Y), st.multivariate_normal(np.zeros(6), D).logpdf(Y),
                                    rtol=RTOL)
     # indefinite second term, structured route detects it
@@ -622,7 +622,7 @@ def test_t_converged_means_within_tol_of_the_optimum(seed):
     S = dense_kron(ref.row_covariance, ref.column_covariance)
     delta = dense_delta(X, ref.location, S)
     w = (ref.df + P) / (ref.df + delta)
-    np.testing.assert_allclose(np.sum(w * delta), N * P, rtol=1e-6)
+    np.testing.assert_allclose(np.sum(w * delta), N * P, rtol=SQRT_EPS_RTOL)
     np.testing.assert_allclose(ref.loglik, dense_loglik(X, ref.location, ref.row_covariance,
                                                         ref.column_covariance, df=ref.df),
                                rtol=RTOL)
@@ -644,7 +644,7 @@ def test_normal_converged_means_within_tol_of_the_optimum(seed):
     X = np.einsum("ab,nbc->nac", L, r.standard_normal((N, p, q)))
     ref = _reference(X, method="samples")
     S = dense_kron(ref.row_covariance, ref.column_covariance)
-    np.testing.assert_allclose(dense_delta(X, ref.location, S).sum(), N * p * q, rtol=1e-9)
+    np.testing.assert_allclose(dense_delta(X, ref.location, S).sum(), N * p * q, rtol=CHAIN_RTOL)
     for method in ("samples", "moments"):
         fit = separable_mle(X, method=method)
         assert fit.converged
@@ -668,10 +668,10 @@ def test_fit_is_equivariant_under_row_and_column_units(distribution, factor):
     D = np.kron(d1, d2)
     Sa = a.covariance.to_dense()
     Sb = b.covariance.to_dense() / np.outer(D, D)
-    np.testing.assert_allclose(Sb, Sa, rtol=1e-8, atol=1e-8 * np.max(np.abs(Sa)))
-    np.testing.assert_allclose(b.location / np.outer(d1, d2), a.location, rtol=1e-8,
-                               atol=1e-8 * np.max(np.abs(a.location)))
-    np.testing.assert_allclose(b.weights, a.weights, rtol=1e-8)
+    np.testing.assert_allclose(Sb, Sa, rtol=ITER_RTOL, atol=ITER_RTOL * np.max(np.abs(Sa)))
+    np.testing.assert_allclose(b.location / np.outer(d1, d2), a.location, rtol=ITER_RTOL,
+                               atol=ITER_RTOL * np.max(np.abs(a.location)))
+    np.testing.assert_allclose(b.weights, a.weights, rtol=ITER_RTOL)
     assert b.df == pytest.approx(a.df, rel=1e-8) or (np.isinf(a.df) and np.isinf(b.df))
     shift = -N * (q * np.sum(np.log(d1)) + p * np.sum(np.log(d2)))  # log |det(D1⊗D2)|^N
     np.testing.assert_allclose(b.loglik, a.loglik + shift, rtol=RTOL)
@@ -687,7 +687,7 @@ def test_t_survives_an_outlier():
     fit = separable_mle(X, distribution="t")
     assert fit.converged and fit.weights[7] < 1e-12
     ll = dense_loglik(X, fit.location, fit.row_covariance, fit.column_covariance, df=fit.df)
-    np.testing.assert_allclose(fit.loglik, ll, rtol=1e-9)
+    np.testing.assert_allclose(fit.loglik, ll, rtol=CHAIN_RTOL)
     # at a fixed ν the outlier's weight is ~1e-15: the fit is that of the other 59 points
     fixed = separable_mle(X, distribution="t", df=5.0)
     clean = separable_mle(np.delete(X, 7, axis=0), distribution="t", df=5.0)
@@ -695,7 +695,7 @@ def test_t_survives_an_outlier():
     assert np.linalg.norm(S - S0) < 0.1 * np.linalg.norm(S0)
     g = separable_mle(X)  # the normal fit exists too (and is dominated by the outlier)
     S = dense_kron(g.row_covariance, g.column_covariance)
-    np.testing.assert_allclose(dense_delta(X, g.location, S).sum(), X[0].size * 60, rtol=1e-6)
+    np.testing.assert_allclose(dense_delta(X, g.location, S).sum(), X[0].size * 60, rtol=SQRT_EPS_RTOL)
 
 
 def test_huge_data_fit_or_clear_error(rng):
@@ -705,9 +705,9 @@ def test_huge_data_fit_or_clear_error(rng):
     for dist in ("normal", "t"):
         a = separable_mle(X, distribution=dist, gauge="balanced")
         b = separable_mle(X * 1e200, distribution=dist, gauge="balanced")
-        np.testing.assert_allclose(b.row_covariance / 1e200, a.row_covariance, rtol=1e-9)
-        np.testing.assert_allclose(b.column_covariance / 1e200, a.column_covariance, rtol=1e-9)
-        np.testing.assert_allclose(b.loglik, a.loglik - 180 * np.log(1e200), rtol=1e-12)
+        np.testing.assert_allclose(b.row_covariance / 1e200, a.row_covariance, rtol=CHAIN_RTOL)
+        np.testing.assert_allclose(b.column_covariance / 1e200, a.column_covariance, rtol=CHAIN_RTOL)
+        np.testing.assert_allclose(b.loglik, a.loglik - 180 * np.log(1e200), rtol=ROUNDING)
         with pytest.raises(ValueError, match=r"`X`.*not representable"):
             separable_mle(X * 1e200, distribution=dist)
 
@@ -721,7 +721,7 @@ def test_t_with_astronomical_df_is_the_normal_fit(rng):
     t = separable_mle(X, distribution="t", df=1e15, tol=TIGHT)
     np.testing.assert_allclose(t.loglik, g.loglik, rtol=1e-11)
     # (the factors are determined by a fit converged in ℓ to ~sqrt(eps) only)
-    np.testing.assert_allclose(t.covariance.to_dense(), g.covariance.to_dense(), rtol=1e-6)
+    np.testing.assert_allclose(t.covariance.to_dense(), g.covariance.to_dense(), rtol=SQRT_EPS_RTOL)
     e = separable_mle(X, distribution="t", df_bounds=(0.5, 1e300))
     assert e.df > 1e5
     assert e.loglik >= g.loglik - 1e-9 * abs(g.loglik)

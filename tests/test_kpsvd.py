@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 import kronkit
-from helpers import ATOL, RTOL, spd
+from helpers import ATOL, CHAIN_RTOL, ITER_RTOL, RTOL, SQRT_EPS_RTOL, ULPS, spd
 from kronkit import (
     ConvergenceWarning,
     KPSVDResult,
@@ -270,8 +270,8 @@ def test_iterative_methods_match_dense(rng, method):
     s_ref, dterms = dense_terms(M, shapes)
     res = kpsvd(M, shapes, rank=4, method=method, random_state=1)
     assert_close(res.s, s_ref[:4])
-    assert_close(res.to_dense(), sum(dterms[:4]), atol=1e-10)
-    assert_close(res.residual, math.sqrt(np.sum(s_ref[4:] ** 2)), rtol=1e-6)
+    assert_close(res.to_dense(), sum(dterms[:4]), atol=RTOL)
+    assert_close(res.residual, math.sqrt(np.sum(s_ref[4:] ** 2)), rtol=SQRT_EPS_RTOL)
 
 
 def test_signs_are_fixed(rng):
@@ -333,7 +333,7 @@ def test_complex_exact_kron_and_lanczos(rng):
     D = rng.standard_normal((8, 9)) + 1j * rng.standard_normal((8, 9))
     M = np.kron(A, B) + 0.3 * np.kron(C, D)
     res = kpsvd(M, ((7, 6), (8, 9)), rank=2, method="lanczos", random_state=0)
-    assert_close(res.to_dense(), M, atol=1e-10)
+    assert_close(res.to_dense(), M, atol=RTOL)
     with pytest.raises(TypeError, match="real factors only"):
         res.term(0)
 
@@ -376,7 +376,7 @@ def test_rank_above_true_rank_gives_zero_tail(rng):
         res = kpsvd(M, (10, 12), rank=3, method=method, random_state=0)
         assert_close(res.s[0], np.linalg.norm(A) * np.linalg.norm(B))
         assert np.all(res.s[1:] < 1e-10 * res.s[0])
-        assert_close(res.to_dense(), M, atol=1e-10)
+        assert_close(res.to_dense(), M, atol=RTOL)
 
 
 def test_rank_none_tolerance(rng):
@@ -404,7 +404,7 @@ def test_sum_of_krons_equals_dense(rng, K):
     r = min(2, ref.rank)
     tr = kpsvd(terms, shapes, rank=r)
     assert_close(tr.to_dense(), kpsvd(M, shapes, rank=r).to_dense(), atol=ATOL)
-    assert_close(tr.residual, kpsvd(M, shapes, rank=r).residual, atol=1e-10)
+    assert_close(tr.residual, kpsvd(M, shapes, rank=r).residual, atol=RTOL)
 
 
 def test_sum_of_krons_rank_above_number_of_terms(rng):
@@ -443,7 +443,7 @@ def test_linear_operator_equals_dense(rng, shapes):
     for method in ("auto", "lanczos", "randomized"):
         res = kpsvd(aslinearoperator(M), shapes, rank=r, method=method, random_state=0)
         assert_close(res.s, ref.s)
-        assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
+        assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
         if res.method == "dense":  # small: R(M) formed from min(m1 n1, m2 n2) products
             assert_close(res.residual, ref.residual)
             assert_close(res.norm, ref.norm)
@@ -473,7 +473,7 @@ def test_complex_linear_operator(rng):
     res = kpsvd(aslinearoperator(M), shapes, rank=2, method="lanczos", random_state=0)
     ref = kpsvd(M, shapes, rank=2)
     assert_close(res.s, ref.s)
-    assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
+    assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
 
 
 def test_sparse_equals_dense(rng):
@@ -482,8 +482,8 @@ def test_sparse_equals_dense(rng):
     ref = kpsvd(M.toarray(), shapes, rank=3)
     res = kpsvd(M, shapes, rank=3, method="lanczos", random_state=0)
     assert_close(res.s, ref.s)
-    assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
-    assert_close(res.residual, ref.residual, rtol=1e-6)
+    assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
+    assert_close(res.residual, ref.residual, rtol=SQRT_EPS_RTOL)
 
 
 def dense_sample_cov(X, center):
@@ -511,7 +511,7 @@ def test_samples_equals_dense(rng, N, p, q, center):
     ref = kpsvd(M, shapes, rank=r)
     assert res.A.shape == (r, p, p) and res.B.shape == (r, q, q)
     assert_close(res.s, ref.s)
-    assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
+    assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
     assert_close(res.norm, np.linalg.norm(M))
     assert abs(res.residual**2 - ref.residual**2) <= 1e-12 * np.linalg.norm(M) ** 2
 
@@ -524,7 +524,7 @@ def test_samples_iterative_equals_dense(rng, method):
     ref = kpsvd(M, ((p, p), (q, q)), rank=3)
     res = kpsvd_samples(X, 3, method=method, random_state=0)
     assert_close(res.s, ref.s)
-    assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
+    assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
 
 
 def test_samples_chunk_kernels(rng):
@@ -606,7 +606,7 @@ def test_psd_sweep(rng):
         assert np.trace(res.A[0]) > 0 and not res.skew[0]
         F1, F2 = nearest_kron(M, (p, q), structure="psd")
         assert is_psd(F1) and is_psd(F2)
-        assert_close(np.kron(F1, F2), ref.term(0).to_dense(), atol=1e-10)
+        assert_close(np.kron(F1, F2), ref.term(0).to_dense(), atol=RTOL)
 
 
 def test_psd_samples_and_psd_singular_factors(rng):
@@ -615,7 +615,7 @@ def test_psd_samples_and_psd_singular_factors(rng):
     b = rng.standard_normal((3, 1))
     M = np.kron(a @ a.T, b @ b.T)
     F1, F2 = nearest_kron(M, (4, 3), structure="psd")
-    assert_close(np.kron(F1, F2), M, atol=1e-10)
+    assert_close(np.kron(F1, F2), M, atol=RTOL)
     X = rng.standard_normal((50, 4, 3))
     res = kpsvd_samples(X, 3, structure="psd")
     assert is_psd(res.A[0]) and is_psd(res.B[0])
@@ -634,7 +634,7 @@ def test_nonnegative_sweep(rng):
         assert res.A.min() >= 0 and res.B.min() >= 0
         F1, F2 = nearest_kron(M, shapes, structure="nonnegative")
         assert F1.min() >= 0 and F2.min() >= 0
-        assert_close(np.kron(F1, F2), ref.to_dense(), atol=1e-10)
+        assert_close(np.kron(F1, F2), ref.to_dense(), atol=RTOL)
 
 
 def test_symmetric_sweep(rng):
@@ -661,7 +661,7 @@ def test_symmetric_with_skew_top_is_reported(rng):
     K2 = np.array([[0, 2, -1], [-2, 0, 1], [1, -1, 0.0]])
     M = np.kron(S1, S2) / (np.linalg.norm(S1) * np.linalg.norm(S2)) + 3 * np.kron(K1, K2) / (
         np.linalg.norm(K1) * np.linalg.norm(K2))
-    assert_close(M, M.T, atol=1e-14)
+    assert_close(M, M.T, atol=ULPS)
     res = kpsvd(M, (3, 3), structure="symmetric")
     assert res.skew.tolist() == [True, False]
     assert_close(res.s, [3.0, 1.0])
@@ -670,8 +670,8 @@ def test_symmetric_with_skew_top_is_reported(rng):
     assert_close(near.skew_sigma, 3.0)
     assert_close(near.sigma, 1.0)
     F1, F2 = near
-    assert_close(F1, F1.T, atol=1e-14)
-    assert_close(F2, F2.T, atol=1e-14)
+    assert_close(F1, F1.T, atol=ULPS)
+    assert_close(F2, F2.T, atol=ULPS)
     # unstructured: the skew pair is the answer
     G1, _ = nearest_kron(M, (3, 3))
     assert_close(G1, -G1.T, atol=1e-13)
@@ -715,8 +715,8 @@ def test_symmetric_iterative_path_matches_split(rng, weights):
             assert_close(res.A[k].T, sign * res.A[k], atol=1e-13)
             assert_close(res.B[k].T, sign * res.B[k], atol=1e-13)
     if weights[0] != weights[1]:
-        assert_close(it.to_dense(), ref.to_dense(), atol=1e-10)
-    assert_close(it.residual, ref.residual, rtol=1e-6)
+        assert_close(it.to_dense(), ref.to_dense(), atol=RTOL)
+    assert_close(it.residual, ref.residual, rtol=SQRT_EPS_RTOL)
 
 
 def test_psd_samples_iterative_path(rng):
@@ -724,7 +724,7 @@ def test_psd_samples_iterative_path(rng):
     it = kpsvd_samples(X, 3, structure="psd", method="lanczos", random_state=0)
     ref = kpsvd(dense_sample_cov(X, True), (9, 10), rank=3, structure="psd", method="dense")
     assert_close(it.s, ref.s)
-    assert_close(it.to_dense(), ref.to_dense(), atol=1e-10)
+    assert_close(it.to_dense(), ref.to_dense(), atol=RTOL)
     assert is_psd(it.A[0]) and is_psd(it.B[0]) and np.trace(it.A[0]) > 0
 
 
@@ -788,7 +788,7 @@ def test_structure_through_matrix_free_paths(rng):
     for inp in (terms, aslinearoperator(M)):
         res = kpsvd(inp, (p, q), rank=3, structure="psd", random_state=0)
         assert_close(res.s, ref.s)
-        assert_close(res.to_dense(), ref.to_dense(), atol=1e-10)
+        assert_close(res.to_dense(), ref.to_dense(), atol=RTOL)
         assert is_psd(res.A[0]) and is_psd(res.B[0])
 
 
@@ -910,7 +910,7 @@ def test_d3_never_worse_than_peeling(rng):
         for F in peeled[1:]:
             D = np.kron(D, F)
         assert near.residual <= np.linalg.norm(M - D) + 1e-12
-        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-6, atol=ATOL)
+        assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=SQRT_EPS_RTOL, atol=ATOL)
 
 
 def test_d3_agrees_with_generic_optimiser(rng):
@@ -939,9 +939,9 @@ def test_d3_kron_sum_equals_dense(rng):
     M = sum(t.to_dense() for t in terms)
     a = nearest_kron(terms, shapes, tol=1e-14)
     b = nearest_kron(M, shapes, tol=1e-14)
-    assert_close(a.sigma, b.sigma, rtol=1e-9)
-    assert_close(a.to_dense(), b.to_dense(), atol=1e-8)
-    assert_close(a.residual, np.linalg.norm(M - a.to_dense()), rtol=1e-6)
+    assert_close(a.sigma, b.sigma, rtol=CHAIN_RTOL)
+    assert_close(a.to_dense(), b.to_dense(), atol=ITER_RTOL)
+    assert_close(a.residual, np.linalg.norm(M - a.to_dense()), rtol=SQRT_EPS_RTOL)
 
 
 def test_d3_convergence_warning(rng):
@@ -1074,7 +1074,7 @@ def test_exact_kron_reports_zero_residual(rng, method):
     for out in (nearest_kron(M, (20, 20), structure="toeplitz"),
                 nearest_kron(sp.csr_matrix(M), (20, 20)),
                 nearest_kron([Kron(A, B)], (20, 20))):
-        assert_close(out.residual, np.linalg.norm(M - out.to_dense()), rtol=1e-6, atol=ATOL)
+        assert_close(out.residual, np.linalg.norm(M - out.to_dense()), rtol=SQRT_EPS_RTOL, atol=ATOL)
     assert nearest_kron(sp.csr_matrix(M), (20, 20)).rel_error < 1e-14
     assert nearest_kron([Kron(A, B)], (20, 20)).rel_error < 1e-14
 
@@ -1087,9 +1087,9 @@ def test_near_exact_residual_matches_the_difference(rng):
     M = M + 1e-9 * np.linalg.norm(M) * E / np.linalg.norm(E)
     for method in ("dense", "lanczos", "randomized"):
         res = kpsvd(M, shapes, rank=1, method=method, random_state=0)
-        assert_close(res.residual, np.linalg.norm(M - res.to_dense()), rtol=1e-6)
+        assert_close(res.residual, np.linalg.norm(M - res.to_dense()), rtol=SQRT_EPS_RTOL)
     near = nearest_kron(M, shapes, structure=("general", "general"))
-    assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=1e-6)
+    assert_close(near.residual, np.linalg.norm(M - near.to_dense()), rtol=SQRT_EPS_RTOL)
     shapes3 = ((2, 2), (3, 2), (2, 3))
     M3 = _kron3(rng, shapes3)
     assert nearest_kron(M3, shapes3).rel_error < 1e-14
@@ -1198,7 +1198,7 @@ def test_clustered_spectrum_converges_as_a_block(rng):
         SamplesR._one = orig
     assert_close(res.s, s_ref[:3], rtol=RTOL)
     assert len(counted) <= 120
-    assert_close(res.residual, math.sqrt(np.sum(s_ref[3:] ** 2)), rtol=1e-8)
+    assert_close(res.residual, math.sqrt(np.sum(s_ref[3:] ** 2)), rtol=ITER_RTOL)
 
 
 def test_results_stay_read_only_across_pickle_and_deepcopy(rng):
