@@ -118,7 +118,7 @@ def assert_same_fit(got, ref, rtol=RTOL):
     assert got.n_iter == ref.n_iter and got.converged == ref.converged
     assert_allclose(got.row_covariance, ref.row_covariance, rtol=rtol, atol=ULPS)
     assert_allclose(got.column_covariance, ref.column_covariance, rtol=rtol, atol=ULPS)
-    assert_allclose(got.location, ref.location, rtol=rtol, atol=1e-13)
+    assert_allclose(got.location, ref.location, rtol=rtol, atol=ULPS)
     assert_allclose(got.loglik_history, ref.loglik_history, rtol=rtol)
     assert_allclose(got.weights, ref.weights, rtol=rtol)
     assert got.df == pytest.approx(ref.df, rel=rtol) or (np.isinf(got.df) and np.isinf(ref.df))

@@ -83,13 +83,13 @@ def test_hvp_matches_jax_hessian(rng, jax_x64, dims, kind, N, mu_kind, reduce):
     for got, want in zip((*res.factors, res.y), Hv, strict=True):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * np.max(np.abs(H)))
     for got, want in zip((*res.grad.factors, res.grad.y), grad, strict=True):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-13)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ULPS)
     np.testing.assert_allclose(res.value, float(value), rtol=RTOL)
     # the gradient part agrees with log_quad_grad (same reduction, same μ handling)
     g = log_quad_grad(factors, y, mu, alpha, reduce=reduce)
     for got, want in zip((*res.grad.factors, res.grad.y, res.grad.mu), (*g.factors, g.y, g.mu),
                          strict=True):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-13)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ULPS)
     np.testing.assert_allclose(res.grad.alpha, g.alpha, rtol=RTOL)
 
 
@@ -143,7 +143,7 @@ def test_gauge_direction_d2(rng, kind):
     res = log_quad_hvp([A, B], y, (A, -B), mu, alpha)
     np.testing.assert_allclose(res.factors[0], -g.A, rtol=RTOL, atol=ULPS)
     np.testing.assert_allclose(res.factors[1], g.B, rtol=RTOL, atol=ULPS)
-    np.testing.assert_allclose(res.y, 0.0, atol=1e-13)
+    np.testing.assert_allclose(res.y, 0.0, atol=ULPS)
     # the same from finite differences of the gradient along the exact curve
     h = 1e-5
 
@@ -172,7 +172,7 @@ def test_gauge_directions_d3_batch(rng):
         want[j] = -g.factors[j]
         want[k] = g.factors[k]
         for got, w in zip(res.factors, want, strict=True):
-            np.testing.assert_allclose(got, w, rtol=RTOL, atol=1e-13)
+            np.testing.assert_allclose(got, w, rtol=RTOL, atol=ULPS)
         np.testing.assert_allclose(res.y, 0.0, atol=ATOL)
 
 

@@ -674,7 +674,7 @@ def test_symmetric_with_skew_top_is_reported(rng):
     assert_close(F2, F2.T, atol=ULPS)
     # unstructured: the skew pair is the answer
     G1, _ = nearest_kron(M, (3, 3))
-    assert_close(G1, -G1.T, atol=1e-13)
+    assert_close(G1, -G1.T, atol=ULPS)
     with pytest.raises(ValueError, match="not positive semi-definite"):
         kpsvd(M, (3, 3), structure="psd")
 
@@ -712,8 +712,8 @@ def test_symmetric_iterative_path_matches_split(rng, weights):
     for res in (it, ref):
         for k in range(3):
             sign = -1.0 if res.skew[k] else 1.0
-            assert_close(res.A[k].T, sign * res.A[k], atol=1e-13)
-            assert_close(res.B[k].T, sign * res.B[k], atol=1e-13)
+            assert_close(res.A[k].T, sign * res.A[k], atol=ULPS)
+            assert_close(res.B[k].T, sign * res.B[k], atol=ULPS)
     if weights[0] != weights[1]:
         assert_close(it.to_dense(), ref.to_dense(), atol=RTOL)
     assert_close(it.residual, ref.residual, rtol=SQRT_EPS_RTOL)
@@ -765,8 +765,8 @@ def test_imposed_toeplitz_is_the_constrained_optimum(rng):
     assert_close(res.s, s_ref[:2])
     for k in range(2):
         A, B = res.A[k], res.B[k]
-        assert_close(A[1:, 1:], A[:-1, :-1], atol=1e-13)
-        assert_close(B[1:, 1:], B[:-1, :-1], atol=1e-13)
+        assert_close(A[1:, 1:], A[:-1, :-1], atol=ULPS)
+        assert_close(B[1:, 1:], B[:-1, :-1], atol=ULPS)
     # a user-given basis (any non-orthonormal spanning set) gives the same answer
     res2 = kpsvd(M, shapes, rank=2, structure=(QA @ rng.standard_normal((6, 6)), "toeplitz"))
     assert_close(res2.s, res.s)
@@ -965,7 +965,7 @@ def test_d3_structures(rng):
         Ms = M + rng.standard_normal((12, 12)) * 0.1
         Ms = Ms + Ms.T
         H = nearest_kron(Ms, (2, 3, 2), structure="symmetric")
-        assert all(np.allclose(f, f.T, atol=1e-13) for f in H.factors)
+        assert all(np.allclose(f, f.T, atol=ULPS) for f in H.factors)
     with pytest.raises(ValueError, match="not positive semi-definite"):
         nearest_kron(-M, (2, 3, 2), structure="psd")
 
