@@ -7,35 +7,38 @@ import functools
 import numpy as np
 
 # ---------------------------------------------------------------------------------------
-# Tolerances live here, in one place: one name per kind of comparison, tightest first.
-# eps = 2.2e-16; test matrices have condition numbers below COND_CAP (so κ·eps < 1e-12).
-# Where a test uses a name as ``atol`` it is the absolute slack for unit-scale data (entries
-# that should cancel to ~0), or it is multiplied by the data's scale there.
-# A literal left in a test is special: a measured or published bound, an exact 0 (bit
-# identity, or "no absolute slack"), a bound tied to a stated conditioning, or an absolute
-# slack tied to specific data (finite differences of O(1) functions).
+# Tolerances live here, in one place: one name per kind of comparison, tightest first
+# (eps = 2.2e-16). As ``atol`` a name is the absolute slack for unit-scale data, whose
+# entries may cancel to ~0 (``atol=RTOL`` on O(1) reconstructions), or it is multiplied by the
+# data's scale at the call (``atol=ATOL * np.max(np.abs(H))``).
+# A literal left in a test is special: an exact 0 (bit identity, or "no absolute slack"), a
+# bound tied to a stated conditioning or formula (COND_TOL, 1e-16·κ), a published or
+# measured bound, an external optimiser's accuracy, sampling error, or an absolute slack
+# tied to the data of that test (finite differences of O(P) functions, float32 samples).
 # ---------------------------------------------------------------------------------------
 ULPS = 1e-14  # a few dozen ulps: the same computation in another order (dask chunks vs
-#               NumPy, t with ν = ∞ vs the normal), or an identity of a handful of operations
+#               NumPy, t with ν = ∞ vs the normal, power-of-ten rescaling), an identity of a
+#               handful of operations, or structure of a result (symmetry, skew, Toeplitz)
 ROUNDING = 1e-12  # two routes to one well-conditioned quantity that differ only by rounding:
-#                   a file round trip, another backend or factorisation, scipy's densities
-#                   and special functions; also ‖A − Aᵀ‖ checks of results
-RTOL = 1e-10  # default: float64 results of well-conditioned problems vs the dense oracle
-#               (errors ~ κ·eps·dims with κ < COND_CAP, plus a wide margin)
+#                   a file round trip (CLI), another backend or factorisation, scipy's
+#                   densities and special functions vs ours or vs 50-digit mpmath
+RTOL = 1e-10  # the default: float64 results of well-conditioned problems vs the dense oracle
+#               (errors ~ κ·eps·dims with κ < COND_CAP per factor, plus a wide margin)
 ATOL = 1e-12  # the default absolute slack next to RTOL, for entries that are ~0
 CHAIN_RTOL = 1e-9  # one step further from the data than RTOL: derivatives compared across
-#                    routes (closed form vs autodiff, Hessians, HVPs), quantities amplified
-#                    by one more operation (exp of a log-density, an inverse, a statistic
-#                    that is a difference of log-likelihoods), fits converged to ~1e-14
-ITER_RTOL = 1e-8  # iterative methods at the tolerances the tests use (EM / flip-flop fits
-#                   at their default tol, Lanczos, randomized SVD, alternating sweeps) against
-#                   a dense or converged reference, or against the same fit of transformed data
+#                    routes (closed form vs autodiff, kpsvd route), Hessians and HVPs, long
+#                    chains (P = 250 000 sums, whitening + eigen-decomposition), quantities
+#                    amplified by one more operation (exp of a log-density, an inverse, a
+#                    statistic that is a difference of log-likelihoods), fits run to ~1e-14
+ITER_RTOL = 1e-8  # iterative methods at the tolerances the tests use (EM / flip-flop fits at
+#                   their default tol, Lanczos, randomized SVD, alternating sweeps) against a
+#                   dense or converged reference, or against the same fit of transformed data
 SQRT_EPS_RTOL = 1e-6  # what a computation fixes only to ~sqrt(eps) = 1.5e-8 (times modest
 #                       conditioning): parameters of a fit converged in its objective, the
 #                       stationarity condition at its fixed point, residual norms that cancel
-#                       (‖M‖² − Σσ²) or are compared with a dense difference M − K
-FD_RTOL = 1e-6  # central finite differences (step ~1e-6 relative: error ~ h² + eps/h)
-F32_RTOL = 1e-4  # float32 results vs float64 (eps32 = 1.2e-7, times dims and conditioning)
+#                       (‖M‖² − Σσ²) or are compared with a dense difference ‖M − K‖
+FD_RTOL = 1e-6  # central finite differences (step ~1e-6 relative: error ~ h² + eps·|f|/h)
+F32_RTOL = 1e-4  # float32 results vs float64 ones (eps32 = 1.2e-7, times dims and conditioning)
 
 COND_CAP = 1e3  # matrices are redrawn until their condition number is below this
 

@@ -60,6 +60,7 @@ def test_gradients_vs_central_differences(rng, kind, dims):
     fs, y, mu, a = _problem(rng, kind, dims)
     g = log_quad_grad(fs, y, mu, a)
     assert_allclose(g.value, dense_log_quad(fs, y, mu, a), rtol=RTOL)
+    # atol: FD's absolute error (h² + eps·|λ|/h, λ = O(1)) on gradient entries that are ~0
     for k in range(len(fs)):
         def f(Ak, k=k):
             ff = list(fs)
@@ -178,6 +179,7 @@ def test_inv_quad_grad(rng, kind, dims):
 
     g = inv_quad_grad(fs, y, mu)
     assert_allclose(g.value, q(fs, y), rtol=RTOL)
+    # atol 1e-7, not 1e-8 as for λ: FD's absolute error grows with |q| = O(P) (eps·|q|/h)
     for k in range(len(fs)):
         def f(Ak, k=k):
             ff = list(fs)
@@ -209,6 +211,7 @@ def test_logdet_grad(rng, kind, dims):
     if np.linalg.slogdet(dense_kron(*fs))[0] < 0:
         fs[-1] = -fs[-1] if dims[-1] % 2 else fs[-1]
     grads = logdet_grad(fs)
+    # atol 1e-7: FD's absolute error grows with |log det| = O(P) (eps·|f|/h)
     for k in range(len(fs)):
         def f(Ak, k=k):
             ff = list(fs)
