@@ -38,6 +38,7 @@ from ._quad import (
     reduction_scale,
     scaled_quad,
 )
+from ._typing import ArrayLike, FloatOrArray, KronLike
 
 __all__ = [
     "InvQuadGrad",
@@ -52,7 +53,8 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------------------
-def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
+def log_quad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None,
+             alpha: float = 1.0) -> FloatOrArray:
     r"""The seed function ``λ = log(α + (y−μ)ᵀ (A1⊗…⊗Ad)⁻¹ (y−μ))``.
 
     Parameters
@@ -67,7 +69,8 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
 
     Returns
     -------
-    float for ``y`` of shape (P,), ndarray of shape (N,) for (N, P).
+    float for ``y`` of shape (P,), ndarray of shape (N,) for (N, P) (a lazy dask array of
+    shape (N,) for a dask ``y``).
 
     Notes
     -----
@@ -89,9 +92,9 @@ def log_quad(K: Any, y: Any, mu: Any = None, alpha: float = 1.0) -> Any:
 
 
 def log_quad_grad(
-    K: Any,
-    y: Any,
-    mu: Any = None,
+    K: KronLike,
+    y: ArrayLike,
+    mu: ArrayLike | None = None,
     alpha: float = 1.0,
     *,
     reduce: str | None = "sum",
@@ -165,7 +168,8 @@ def log_quad_grad(
                        reduce_values(c, reduce, single))
 
 
-def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum") -> InvQuadGrad:
+def inv_quad_grad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None, *,
+                  reduce: str | None = "sum") -> InvQuadGrad:
     r"""Value and gradients of the quadratic form ``q = (y−μ)ᵀ (A1⊗…⊗Ad)⁻¹ (y−μ)``.
 
     Same shapes, conventions and cost as :func:`log_quad_grad`, without the logarithm:
@@ -187,7 +191,7 @@ def inv_quad_grad(K: Any, y: Any, mu: Any = None, *, reduce: str | None = "sum")
     return InvQuadGrad(reduce_values(state.q, reduce, single, scale), factors, g_y, g_mu)
 
 
-def logdet_grad(K: Any) -> tuple[np.ndarray, ...]:
+def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
     r"""Gradients of ``log det(A1⊗…⊗Ad) = Σ_k (P/p_k) log det A_k``: ``(P/p_k) A_k⁻ᵀ``.
 
     Requires ``det > 0`` for the log to be real (see :meth:`Kron.logdet`); cost O(Σ p_k³).

@@ -8,11 +8,12 @@ import numpy as np
 
 from ._checks import as_float, check_choice, overflow_error
 from ._kron import Kron
+from ._typing import ArrayLike
 
 __all__ = ["frob", "partial_contraction"]
 
 
-def frob(X: Any, Y: Any) -> float:
+def frob(X: Kron | ArrayLike, Y: Kron | ArrayLike) -> float:
     r"""Frobenius product ``X : Y = tr(XᵀY) = Σ_ij X_ij Y_ij``.
 
     Either argument may be a :class:`Kron`; nothing P×P is formed:
@@ -85,7 +86,7 @@ def _frob_kron_dense(K: Kron, M: np.ndarray) -> float:
     return float(t)
 
 
-def partial_contraction(X: Any, B: Any, *, side: str = "right") -> np.ndarray:
+def partial_contraction(X: ArrayLike, B: ArrayLike, *, side: str = "right") -> np.ndarray:
     r"""Contract the blocks of ``X`` with one Kronecker factor: the seed's ``Σ_k (B:G_k) F_k``.
 
     Write ``X`` (shape ``(m1·m2, n1·n2)``) in blocks ``X_ij`` of shape ``(m2, n2)``.

@@ -14,7 +14,7 @@ observations), the location (``mu`` for :func:`kronkit.log_quad_grad`, the const
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,11 +38,11 @@ class LogQuadGrad(NamedTuple):
         ``∂/∂α = β⁻¹``.
     """
 
-    value: Any
+    value: float | np.ndarray
     factors: tuple[np.ndarray, ...]
     y: np.ndarray
     mu: np.ndarray
-    alpha: Any
+    alpha: float | np.ndarray
 
     @property
     def A(self) -> np.ndarray:
@@ -60,7 +60,7 @@ class LogQuadGrad(NamedTuple):
 class InvQuadGrad(NamedTuple):
     """Value and gradients of the quadratic form ``q = (y−μ)ᵀ S⁻¹ (y−μ)`` (see LogQuadGrad)."""
 
-    value: Any
+    value: float | np.ndarray
     factors: tuple[np.ndarray, ...]
     y: np.ndarray
     mu: np.ndarray
@@ -112,7 +112,7 @@ class KronNormalGrad(NamedTuple):
         ``reduce=None``.
     """
 
-    value: Any
+    value: float | np.ndarray
     factors: tuple[np.ndarray, ...]
     y: np.ndarray
     mean: np.ndarray
@@ -140,8 +140,8 @@ class KronTGrad(NamedTuple):
         cancellation of its terms (accurate for every ν; ``→ 0`` like ``1/ν²``, 0 at ν = ∞).
     """
 
-    value: Any
+    value: float | np.ndarray
     factors: tuple[np.ndarray, ...]
     y: np.ndarray
     loc: np.ndarray
-    df: Any
+    df: float | np.ndarray

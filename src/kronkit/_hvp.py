@@ -38,6 +38,7 @@ from ._quad import (
     reduce_values,
     reduction_scale,
 )
+from ._typing import ArrayLike, KronLike
 from ._vec import mode_apply, to_tensor, unfold
 
 __all__ = ["LogQuadHVP", "log_quad_hvp"]
@@ -69,13 +70,13 @@ def _directions(directions: Any, dims: Sequence[int], dtype: np.dtype) -> list[n
 
 
 def log_quad_hvp(
-    K: Any,
-    y: Any,
-    directions: Any,
-    mu: Any = None,
+    K: KronLike,
+    y: ArrayLike,
+    directions: Sequence[ArrayLike | None],
+    mu: ArrayLike | None = None,
     alpha: float = 1.0,
     *,
-    dy: Any = None,
+    dy: ArrayLike | None = None,
     reduce: str = "sum",
 ) -> LogQuadHVP:
     r"""Hessian-vector product of ``λ = log(α + (y−μ)ᵀ (A1⊗…⊗Ad)⁻¹ (y−μ))``.

@@ -24,6 +24,7 @@ import numpy as np
 from .._checks import as_float, check_random_state, non_finite_error
 from .._dask import is_dask_array, row_chunks, tree_reduce_chunks
 from .._samples import chunk_samples, combine_scans, scan_chunk, second_moment
+from .._typing import ArrayLike, ShapesLike
 from .inputs import (
     build_operator,
     check_maxiter,
@@ -73,7 +74,7 @@ def decompose(op: ROperator, st: Structure, rank: int | None, opts: SVDOptions, 
                        readonly(t.skew), t.method)
 
 
-def kpsvd(M: Any, shapes: Any, rank: int | None = None, *, structure: Any = None,
+def kpsvd(M: Any, shapes: ShapesLike, rank: int | None = None, *, structure: Any = None,
           method: str = "auto", tol: float = DEFAULT_TOL, rtol: float | None = None,
           random_state: Any = None, maxiter: int | None = None) -> KPSVDResult:
     r"""Kronecker-product SVD: ``M ≈ Σ_{k<r} s_k A_k ⊗ B_k`` with orthonormal ``vec``\ s.
@@ -187,7 +188,7 @@ def _samples_args(shape, rank, center, method, tol, random_state, structure, max
     return opts, st, check_rank(rank, st.max_rank)
 
 
-def kpsvd_samples(X: Any, rank: int, *, center: bool = True, method: str = "auto",
+def kpsvd_samples(X: ArrayLike, rank: int, *, center: bool = True, method: str = "auto",
                   random_state: Any = None, tol: float = DEFAULT_TOL, structure: Any = None,
                   maxiter: int | None = None) -> KPSVDResult:
     r"""KPSVD of the sample covariance of matrix samples, without forming it.

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .._checks import check_int, check_random_state
 from .._errors import ConvergenceWarning, StructureWarning
+from .._typing import ShapesLike
 from .inputs import (
     build_operator,
     check_method,
@@ -35,7 +36,7 @@ from .terms import svd_terms
 __all__ = ["NearestKronResult", "nearest_kron"]
 
 
-def nearest_kron(M: Any, shapes: Any, *, structure: Any = None, method: str = "auto",
+def nearest_kron(M: Any, shapes: ShapesLike, *, structure: Any = None, method: str = "auto",
                  tol: float = 1e-12, max_iter: int = 1000, random_state: Any = None
                  ) -> NearestKronResult:
     r"""The nearest Kronecker product ``A1 ⊗ ... ⊗ Ad`` to ``M`` in the Frobenius norm.

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._checks import non_finite_error
+from .._typing import ArrayLike, ShapesLike
 
 __all__ = ["as_matrix", "parse_shapes", "rearrange", "rearrange_tensor", "unrearrange"]
 
@@ -115,7 +116,11 @@ def rearrange_sparse(M: Any, shapes: Sequence[tuple[int, int]]) -> Any:
     return sp.csr_matrix((C.data, (i * n1 + j, a * n2 + b)), shape=(m1 * n1, m2 * n2))
 
 
-def rearrange(M: Any, shapes: Any) -> Any:
+@overload
+def rearrange(M: np.ndarray | Sequence[Sequence[float]], shapes: ShapesLike) -> np.ndarray: ...
+@overload
+def rearrange(M: Any, shapes: ShapesLike) -> Any: ...  # a scipy sparse matrix: CSR
+def rearrange(M: Any, shapes: ShapesLike) -> Any:
     r"""The Van Loan–Pitsianis rearrangement ``R(M)`` of shape ``(m1*n1, m2*n2)``.
 
     ``R(M)[i*n1 + j, a*n2 + b] = M[i*m2 + a, j*n2 + b]``: row ``(i, j)`` is the row-major vec
@@ -147,7 +152,7 @@ def rearrange(M: Any, shapes: Any) -> Any:
     return rearrange_tensor(M, shp)
 
 
-def unrearrange(R: Any, shapes: Any) -> np.ndarray:
+def unrearrange(R: ArrayLike, shapes: ShapesLike) -> np.ndarray:
     """Inverse of :func:`rearrange`: ``R`` of shape ``(m1*n1, m2*n2)`` to ``M`` of shape
     ``(m1*m2, n1*n2)``, so that ``unrearrange(np.outer(A.ravel(), B.ravel()), s)`` equals
     ``np.kron(A, B)``. Real or complex; a new array; cost O(size of R).

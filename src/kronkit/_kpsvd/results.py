@@ -6,6 +6,7 @@ Frozen dataclasses with read-only arrays (also after pickling or ``copy.deepcopy
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +224,7 @@ class NearestKronResult:
     converged: bool
     skew_sigma: float | None = None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.factors)
 
     def __setstate__(self, state: Any) -> None:
