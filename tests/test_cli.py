@@ -78,7 +78,7 @@ def test_grad_on_files(runner, tmp_path, rng, fmt):
         return str(path)
 
     out = tmp_path / "g.npz"
-    res = runner.invoke(cli.main, ["grad", "--A", save("A", A), "--B", save("B", B),
+    res = runner.invoke(cli.main, ["grad", "--factor", save("A", A), "--factor", save("B", B),
                                    "--y", save("y", Y), "--mu", save("mu", mu),
                                    "--alpha", "2.5", "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -100,7 +100,7 @@ def test_grad_three_factors_per_observation(runner, tmp_path, rng):
         np.save(paths[-1], f)
     np.save(tmp_path / "y.npy", Y)
     out = tmp_path / "g.npz"
-    res = runner.invoke(cli.main, ["grad", "--A", paths[0], "--B", paths[1], "--factor", paths[2],
+    res = runner.invoke(cli.main, ["grad", "--factor", paths[0], "--factor", paths[1], "--factor", paths[2],
                                    "--y", str(tmp_path / "y.npy"), "--per-observation",
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -110,20 +110,44 @@ def test_grad_three_factors_per_observation(runner, tmp_path, rng):
         assert_allclose(z["dfactor3"], g.factors[2], rtol=ROUNDING)
 
 
+def test_grad_old_option_spelling_is_a_hidden_alias(runner, tmp_path, rng):
+    """`--A a --B b --factor c` (the old spelling) is `--factor a --factor b --factor c`."""
+    fs = factors(rng, (2, 3, 2))
+    Y = rng.standard_normal((3, 12))
+    paths = []
+    for i, f in enumerate(fs):
+        paths.append(str(tmp_path / f"f{i}.npy"))
+        np.save(paths[-1], f)
+    np.save(tmp_path / "y.npy", Y)
+    tail = ["--factor", paths[2], "--y", str(tmp_path / "y.npy"), "--out"]
+    old = runner.invoke(cli.main, ["grad", "--A", paths[0], "--B", paths[1], *tail,
+                                   str(tmp_path / "old.npz")])
+    assert old.exit_code == 0, old.output
+    g = log_quad_grad(fs, Y)
+    with np.load(tmp_path / "old.npz") as z:
+        assert_allclose(z["dA"], g.A, rtol=ROUNDING)
+        assert_allclose(z["dB"], g.B, rtol=ROUNDING)
+        assert_allclose(z["dfactor3"], g.factors[2], rtol=ROUNDING)
+        assert_allclose(z["value"], g.value, rtol=ROUNDING)
+    helptext = runner.invoke(cli.main, ["grad", "--help"]).output
+    assert "--factor" in helptext
+    assert "--A" not in helptext and "--B" not in helptext
+
+
 def test_grad_bad_files(runner, tmp_path):
     np.save(tmp_path / "A.npy", np.eye(2))
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "bad.csv").write_text("1,2\n3,x\n")
-    base = ["grad", "--A", str(tmp_path / "A.npy"), "--out", str(tmp_path / "o.npz")]
-    res = runner.invoke(cli.main, [*base, "--B", str(tmp_path / "missing.npy"), "--y", "x.npy"])
+    base = ["grad", "--factor", str(tmp_path / "A.npy"), "--out", str(tmp_path / "o.npz")]
+    res = runner.invoke(cli.main, [*base, "--factor", str(tmp_path / "missing.npy"), "--y", "x.npy"])
     assert res.exit_code == 2 and "no such file" in res.output
-    res = runner.invoke(cli.main, [*base, "--B", str(tmp_path / "obj.npy"), "--y", "x.npy"])
+    res = runner.invoke(cli.main, [*base, "--factor", str(tmp_path / "obj.npy"), "--y", "x.npy"])
     assert res.exit_code == 2 and "could not read" in res.output
-    res = runner.invoke(cli.main, [*base, "--B", str(tmp_path / "bad.csv"), "--y", "x.npy"])
+    res = runner.invoke(cli.main, [*base, "--factor", str(tmp_path / "bad.csv"), "--y", "x.npy"])
     assert res.exit_code == 2 and "could not read" in res.output
     np.save(tmp_path / "B.npy", np.eye(3))
     np.save(tmp_path / "y.npy", np.ones(5))
-    res = runner.invoke(cli.main, [*base, "--B", str(tmp_path / "B.npy"),
+    res = runner.invoke(cli.main, [*base, "--factor", str(tmp_path / "B.npy"),
                                    "--y", str(tmp_path / "y.npy")])
     assert res.exit_code == 2 and "--y: must have shape (P,) or (N, P) with P = 6" in res.output
 
@@ -209,7 +233,7 @@ def _make_hostile_files(d: Path) -> None:
     (d / "dnpz.npz").mkdir()
 
 
-_G = ["grad", "--A", "{d}/A.npy", "--B", "{d}/B.npy"]
+_G = ["grad", "--factor", "{d}/A.npy", "--factor", "{d}/B.npy"]
 _GO = ["--out", "{d}/g.npz"]
 _N = ["nkp", "{d}/M66.npy", "--shapes", "2,3"]
 _N3 = ["nkp", "{d}/M12.npy", "--shapes", "2,3,2"]
@@ -226,19 +250,26 @@ HOSTILE_CASES = [
     ("grad-y-empty-batch", [*_G, "--y", "{d}/empty2.npy", *_GO], 2, "holds no data"),
     ("grad-y-nan", [*_G, "--y", "{d}/nan_y.npy", *_GO], 2, "--y: "),
     ("grad-y-nan-csv", [*_G, "--y", "{d}/nan.csv", *_GO], 2, "NaN"),
-    ("grad-A-inf", ["grad", "--A", "{d}/inf_A.npy", "--B", "{d}/B.npy", "--y", "{d}/y.npy",
-                    *_GO], 2, "--A: "),
+    ("grad-A-inf", ["grad", "--factor", "{d}/inf_A.npy", "--factor", "{d}/B.npy", "--y",
+                    "{d}/y.npy", *_GO], 2, "--factor #1: "),
+    ("grad-old-A-inf", ["grad", "--A", "{d}/inf_A.npy", "--B", "{d}/B.npy", "--y", "{d}/y.npy",
+                        *_GO], 2, "--A: "),
     ("grad-y-wrong-length", [*_G, "--y", "{d}/y5.npy", *_GO], 2, "P = 6"),
-    ("grad-A-not-square", ["grad", "--A", "{d}/rect.npy", "--B", "{d}/B.npy", "--y",
-                           "{d}/y.npy", *_GO], 2, "--A: a factor must be a square"),
-    ("grad-A-1d", ["grad", "--A", "{d}/vec3.npy", "--B", "{d}/B.npy", "--y", "{d}/y.npy", *_GO],
-     2, "--A: "),
-    ("grad-A-3d", ["grad", "--A", "{d}/cube.npy", "--B", "{d}/B.npy", "--y", "{d}/y.npy", *_GO],
-     2, "--A: "),
-    ("grad-A-singular", ["grad", "--A", "{d}/zero3.npy", "--B", "{d}/B.npy", "--y", "{d}/y.npy",
-                         *_GO], 1, "singular"),
+    ("grad-A-not-square", ["grad", "--factor", "{d}/rect.npy", "--factor", "{d}/B.npy", "--y",
+                           "{d}/y.npy", *_GO], 2, "--factor #1: a factor must be a square"),
+    ("grad-A-1d", ["grad", "--factor", "{d}/vec3.npy", "--factor", "{d}/B.npy", "--y",
+                   "{d}/y.npy", *_GO], 2, "--factor #1: "),
+    ("grad-A-3d", ["grad", "--factor", "{d}/cube.npy", "--factor", "{d}/B.npy", "--y",
+                   "{d}/y.npy", *_GO], 2, "--factor #1: "),
+    ("grad-A-singular", ["grad", "--factor", "{d}/zero3.npy", "--factor", "{d}/B.npy", "--y",
+                         "{d}/y.npy", *_GO], 1, "singular"),
     ("grad-factor-1d", [*_G, "--factor", "{d}/vec3.npy", "--y", "{d}/y.npy", *_GO], 2,
-     "--factor #1: "),
+     "--factor #3: "),
+    ("grad-one-factor", ["grad", "--factor", "{d}/A.npy", "--y", "{d}/y.npy", *_GO], 2,
+     "at least two factors"),
+    ("grad-no-factor", ["grad", "--y", "{d}/y.npy", *_GO], 2, "at least two factors"),
+    ("grad-old-A-without-B", ["grad", "--A", "{d}/A.npy", "--factor", "{d}/B.npy", "--y",
+                              "{d}/y.npy", *_GO], 2, "--A and --B"),
     ("grad-mu-wrong", [*_G, "--y", "{d}/y.npy", "--mu", "{d}/y5.npy", *_GO], 2, "--mu: "),
     ("grad-alpha-nan", [*_G, "--y", "{d}/y.npy", "--alpha", "nan", *_GO], 2, "--alpha"),
     ("grad-alpha-inf", [*_G, "--y", "{d}/y.npy", "--alpha", "inf", *_GO], 2, "--alpha"),

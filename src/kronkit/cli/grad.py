@@ -46,33 +46,60 @@ def _print_report(out: dict[str, Any], value: Any, out_path: str) -> None:
     con.print(f"saved to {out_path}")
 
 
+def _factor_paths(factor_paths: tuple[str, ...], a_path: str | None,
+                  b_path: str | None) -> tuple[list[str], list[str]]:
+    """The factor files in order, and the option each came from (for error messages).
+
+    ``--A``/``--B`` (the old spelling, hidden) come first, then every ``--factor``.
+    """
+    if (a_path is None) != (b_path is None):
+        raise _io.InputError("--A and --B (the old spelling of --factor) must be given together")
+    paths, names = [], []
+    if a_path is not None and b_path is not None:
+        paths, names = [a_path, b_path], ["--A", "--B"]
+    for path in factor_paths:
+        paths.append(path)
+        names.append(f"--factor #{len(paths)}")
+    if len(paths) < 2:
+        raise _io.InputError(
+            f"--factor: give at least two factors (--factor A.npy --factor B.npy ...), got "
+            f"{len(paths)}"
+        )
+    return paths, names
+
+
 @click.command("grad")
-@click.option("--A", "a_path", required=True, help="First factor A (p×p): .npy, .npz or .csv.")
-@click.option("--B", "b_path", required=True, help="Second factor B (q×q).")
-@click.option("--factor", "extra", multiple=True,
-              help="Further factors for A⊗B⊗C⊗… (repeat the option, in order).")
+@click.option("--factor", "factor_paths", multiple=True, metavar="PATH",
+              help="A Kronecker factor A_k (p_k×p_k): .npy, .npz or .csv. Repeat it, in order, "
+                   "at least twice: --factor A.npy --factor B.npy [--factor C.npy ...] "
+                   "for A⊗B⊗C⊗…")
+@click.option("--A", "a_path", default=None, hidden=True)  # the old spelling: first factor
+@click.option("--B", "b_path", default=None, hidden=True)  # the old spelling: second factor
 @click.option("--y", "y_path", required=True, help="Observation(s): (P,) or (N, P).")
 @click.option("--mu", "mu_path", default=None, help="Location μ: (P,) or (N, P). Default 0.")
 @click.option("--alpha", default=1.0, show_default=True, type=_io.FiniteFloat(), help="Offset α.")
 @click.option("--per-observation", is_flag=True,
               help="For a batch, save per-observation gradients instead of their sum.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Output .npz with value, dA, dB, ..., dy, dmu, dalpha.")
+              help="Output .npz with value, dA, dB (first two factors), dfactor3, ..., dy, dmu, "
+                   "dalpha.")
 @_io.cli_errors
-def grad(a_path: str, b_path: str, extra: tuple[str, ...], y_path: str, mu_path: str | None,
-         alpha: float, per_observation: bool, out_path: str) -> None:
-    """Value and gradients of λ = log(α + (y−μ)ᵀ(A⊗B)⁻¹(y−μ)) for arrays in files."""
+def grad(factor_paths: tuple[str, ...], a_path: str | None, b_path: str | None, y_path: str,
+         mu_path: str | None, alpha: float, per_observation: bool, out_path: str) -> None:
+    """Value and gradients of λ = log(α + (y−μ)ᵀ(A⊗B⊗…)⁻¹(y−μ)) for arrays in files.
+
+    Example: kronkit grad --factor A.npy --factor B.npy --y y.npy --out grad.npz
+    """
     from .._calculus import log_quad_grad
 
     out_path = _io.check_output_path(out_path, "--out")
-    names = ["--A", "--B"] + [f"--factor #{i + 1}" for i in range(len(extra))]
-    factors = [_io.load_cli_array(path, name)
-               for path, name in zip((a_path, b_path, *extra), names, strict=True)]
+    paths, names = _factor_paths(factor_paths, a_path, b_path)
+    factors = [_io.load_cli_array(path, name) for path, name in zip(paths, names, strict=True)]
     y = _io.load_cli_array(y_path, "--y")
     mu = None if mu_path is None else _io.load_cli_array(mu_path, "--mu")
     _check_grad_shapes(factors, names, y, mu)
     g = log_quad_grad(factors, y, mu, alpha, reduce=None if per_observation else "sum")
-    grad_names = ["dA", "dB"] + [f"dfactor{i + 3}" for i in range(len(extra))]
+    grad_names = ["dA", "dB"] + [f"dfactor{k + 1}" for k in range(2, len(factors))]
     out: dict[str, Any] = {"value": np.asarray(g.value), "dy": g.y, "dmu": g.mu,
                            "dalpha": np.asarray(g.alpha)}
     out.update(dict(zip(grad_names, g.factors, strict=True)))
