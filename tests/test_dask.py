@@ -96,7 +96,7 @@ def test_kron_normal_and_t_logpdf_are_lazy_and_match_scipy(scheduler, rng):
         assert isinstance(lazy, da.Array) and lazy.shape == (41,)
         assert lazy.chunks == (Yd.chunks[0],)
         assert_allclose(lazy.compute(), ref.logpdf(Y), rtol=RTOL)
-        d3 = dist.mahalanobis_sq(da.from_array(Y.reshape(41, 3, 4), chunks=(10, 3, 4)))
+        d3 = dist.mahalanobis(da.from_array(Y.reshape(41, 3, 4), chunks=(10, 3, 4)))
         assert_allclose(d3.compute(), np.einsum("ij,ij->i", Y - mu, np.linalg.solve(S, (Y - mu).T).T),
                         rtol=RTOL)
 
@@ -343,3 +343,8 @@ def test_kronecker_pca_and_estimator(scheduler, rng):
     dense = st.multivariate_normal(X.mean(axis=0).ravel(), got.covariance.to_dense())
     assert_allclose(lazy.compute(), dense.logpdf(X.reshape(120, -1)), rtol=RTOL)
     assert_allclose(est.score(Xd), dense.logpdf(X.reshape(120, -1)).mean(), rtol=RTOL)
+    d2 = est.mahalanobis(Xd)  # squared, lazy
+    assert isinstance(d2, da.Array)
+    W = X.reshape(120, -1) - X.mean(axis=0).ravel()
+    assert_allclose(d2.compute(), np.einsum("ij,ij->i", W, np.linalg.solve(
+        got.covariance.to_dense(), W.T).T), rtol=RTOL)

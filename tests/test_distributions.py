@@ -78,19 +78,112 @@ def test_mean_as_tensor_and_none(rng):
     )
 
 
-def test_mahalanobis_squared_and_not(rng):
+def test_mahalanobis_is_squared(rng):
+    """``mahalanobis`` is the squared distance, as scikit-learn's (one rule in kronkit)."""
+    from scipy.spatial.distance import mahalanobis
+    from sklearn.covariance import EmpiricalCovariance
+
     factors, mu, Y = _setup(rng, (3, 2))
     S = dense_kron(*factors)
     W = Y - mu
     delta = np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T)
+    emp = EmpiricalCovariance(assume_centered=True).fit(W)  # its mahalanobis: squared
+    emp.covariance_, emp.location_ = S, mu
+    emp.precision_ = np.linalg.inv(S)
     for dist in (KronNormal(mu, factors), KronT(mu, factors, 4.0)):
-        np.testing.assert_allclose(dist.mahalanobis_sq(Y), delta, rtol=RTOL)
-        np.testing.assert_allclose(dist.mahalanobis(Y), np.sqrt(delta), rtol=RTOL)
-        from scipy.spatial.distance import mahalanobis
+        np.testing.assert_allclose(dist.mahalanobis(Y), delta, rtol=RTOL)
+        np.testing.assert_allclose(dist.mahalanobis(Y), emp.mahalanobis(Y), rtol=RTOL)
+        ref = mahalanobis(Y[0], mu, np.linalg.inv(S))  # scipy's: not squared
+        np.testing.assert_allclose(dist.mahalanobis(Y[0]), ref**2, rtol=RTOL)
+        assert isinstance(dist.mahalanobis(Y[0]), float)
+        assert isinstance(dist.mahalanobis(Y[0].reshape(3, 2)), float)
+        assert not hasattr(dist, "mahalanobis_sq")
 
-        ref = mahalanobis(Y[0], mu, np.linalg.inv(S))
-        np.testing.assert_allclose(dist.mahalanobis(Y[0]), ref, rtol=RTOL)
-        assert isinstance(dist.mahalanobis_sq(Y[0]), float)
+
+@pytest.mark.parametrize("dims", [(2, 3), (3, 2), (1, 3), (3, 1), (2, 3, 2)])
+def test_one_matrix_and_a_stack_as_scipy_matrix_normal(rng, dims):
+    """One (p, q) matrix and a stack (N, p, q), as scipy.stats.matrix_normal takes them."""
+    factors, mu, Y = _setup(rng, dims)
+    P = int(np.prod(dims))
+    S = dense_kron(*factors)
+    for dist, ref in ((KronNormal(mu, factors), st.multivariate_normal(mu, S)),
+                      (KronT(mu, factors, 3.5), st.multivariate_t(mu, S, 3.5))):
+        one, stack = Y[0].reshape(dims), Y.reshape(-1, *dims)
+        if dims[0] == 1 and len(dims) == 2:
+            # ambiguous: (1, P) is read as one row of an (N, P) array, N = 1
+            assert dist.logpdf(one).shape == (1,)
+            np.testing.assert_allclose(dist.logpdf(one)[0], ref.logpdf(Y[0]), rtol=RTOL)
+        else:
+            val = dist.logpdf(one)
+            assert isinstance(val, float)
+            np.testing.assert_allclose(val, ref.logpdf(Y[0]), rtol=RTOL)
+            np.testing.assert_allclose(dist.pdf(one), ref.pdf(Y[0]), rtol=CHAIN_RTOL)
+            g = dist.logpdf_grad(one)
+            g_vec = dist.logpdf_grad(Y[0])
+            assert g.y.shape == (P,)
+            np.testing.assert_allclose(g.value, g_vec.value, rtol=ULPS)
+            for a, b in zip(g.factors, g_vec.factors, strict=True):
+                np.testing.assert_allclose(a, b, rtol=ULPS)
+        np.testing.assert_allclose(dist.logpdf(stack), ref.logpdf(Y), rtol=RTOL)
+        if len(dims) == 2:
+            mn = st.matrix_normal(mu.reshape(dims), *factors)
+            if isinstance(dist, KronNormal):
+                np.testing.assert_allclose(dist.logpdf(stack), mn.logpdf(stack), rtol=RTOL)
+
+
+def test_matrix_normal_convention_against_scipy(rng):
+    """scipy.stats.matrix_normal(M, U, V): X.ravel() ~ N(M.ravel(), U⊗V) (row-major vec).
+
+    Checked independently of kronkit: scipy's logpdf against multivariate_normal with
+    np.kron(U, V), and the sample covariance of scipy's own rvs.
+    """
+    U, V = _factors(rng, (2, 3))
+    M = rng.standard_normal((2, 3))
+    mn = st.matrix_normal(M, U, V)
+    X = rng.standard_normal((5, 2, 3))
+    np.testing.assert_allclose(mn.logpdf(X), st.multivariate_normal(
+        M.ravel(), np.kron(U, V)).logpdf(X.reshape(5, -1)), rtol=RTOL)
+    Z = mn.rvs(size=20000, random_state=rng).reshape(20000, -1)
+    C = np.cov(Z.T)
+    err = np.abs(C - np.kron(U, V)).max() / np.abs(np.kron(U, V)).max()
+    assert err < 0.1 < np.abs(C - np.kron(V, U)).max() / np.abs(np.kron(U, V)).max()
+
+
+def test_conversions_to_and_from_scipy_stats(rng):
+    U, V = _factors(rng, (2, 3))
+    M = rng.standard_normal((2, 3))
+    X = M + rng.standard_normal((6, 2, 3))
+    mn = st.matrix_normal(M, U, V)
+    dist = KronNormal.from_matrix_normal(mn)
+    np.testing.assert_allclose(dist.logpdf(X), mn.logpdf(X), rtol=RTOL)
+    np.testing.assert_allclose(dist.logpdf(X[0]), mn.logpdf(X[0]), rtol=RTOL)
+    np.testing.assert_allclose(dist.entropy(), mn.entropy(), rtol=RTOL)
+    back = dist.to_matrix_normal()
+    np.testing.assert_allclose(back.mean, M, rtol=ULPS)
+    np.testing.assert_allclose(back.rowcov, U, rtol=ULPS)
+    np.testing.assert_allclose(back.colcov, V, rtol=ULPS)
+    np.testing.assert_allclose(back.logpdf(X), mn.logpdf(X), rtol=RTOL)
+    zero = KronNormal.from_matrix_normal(st.matrix_normal(rowcov=U, colcov=V))
+    np.testing.assert_array_equal(zero.mean, np.zeros(6))
+    with pytest.raises(TypeError, match="`mn`"):
+        KronNormal.from_matrix_normal(st.multivariate_normal(np.zeros(6), np.kron(U, V)))
+    with pytest.raises(TypeError, match="`mn`"):
+        KronNormal.from_matrix_normal(st.matrix_normal)  # not frozen
+    with pytest.raises(ValueError, match="two factors"):
+        KronNormal(None, _factors(rng, (2, 3, 2))).to_matrix_normal()
+    for dims in ((2, 3), (2, 3, 2), (4,)):
+        fs = _factors(rng, dims)
+        mu = rng.standard_normal(int(np.prod(dims)))
+        Y = mu + rng.standard_normal((5, mu.size))
+        for df in (0.8, 4.0):
+            t = KronT(mu, fs, df)
+            mt = t.to_multivariate_t()
+            np.testing.assert_allclose(mt.logpdf(Y), st.multivariate_t(
+                mu, dense_kron(*fs), df=df).logpdf(Y), rtol=RTOL)
+            np.testing.assert_allclose(mt.logpdf(Y), t.logpdf(Y), rtol=RTOL)
+            assert mt.df == df
+        mvn = KronT(mu, fs, np.inf).to_multivariate_t()  # scipy: the normal at df = inf
+        np.testing.assert_allclose(mvn.logpdf(Y), KronNormal(mu, fs).logpdf(Y), rtol=RTOL)
 
 
 def test_attributes_mean_cov(rng):
@@ -313,7 +406,7 @@ def test_normal_rvs_moments(dims):
     p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), 1.0, 1.0)
     assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
     # δ ~ χ²_P exactly (Kolmogorov–Smirnov)
-    delta = KronNormal(mu, factors).mahalanobis_sq(X)
+    delta = KronNormal(mu, factors).mahalanobis(X)
     assert st.kstest(delta, st.chi2(mu.size).cdf).pvalue > P_VALUE_FLOOR
 
 
@@ -330,7 +423,7 @@ def test_t_rvs_moments_and_radial_law(dims):
     p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), r2, r4)
     assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
     # vec-form t: one weight per draw, so δ/P ~ F(P, ν) exactly
-    delta = dist.mahalanobis_sq(X)
+    delta = dist.mahalanobis(X)
     assert st.kstest(delta / P, st.f(P, nu).cdf).pvalue > P_VALUE_FLOOR
 
 
@@ -374,14 +467,14 @@ def test_bad_observations(rng):
             dist.logpdf(np.ones(5))
         with pytest.raises(ValueError, match=r"`Y`.*got \(4, 5\)"):
             dist.logpdf_grad(np.ones((4, 5)))
-        with pytest.raises(ValueError, match="single tensor observation"):
-            dist.logpdf(np.ones((2, 3)))
+        with pytest.raises(ValueError, match=r"`Y` must have shape.*\(2, 3\).*got \(3, 2\)"):
+            dist.logpdf(np.ones((3, 2)))
         bad = Y.copy()
         bad[1, 2] = np.nan
         with pytest.raises(ValueError, match="`Y` contains NaN"):
             dist.logpdf(bad)
         with pytest.raises(ValueError, match="`Y` contains NaN"):
-            dist.mahalanobis_sq(bad)
+            dist.mahalanobis(bad)
         with pytest.raises(ValueError, match="`reduce`"):
             dist.logpdf_grad(Y, reduce="max")
         with pytest.raises(TypeError, match="`Y`"):
@@ -650,7 +743,7 @@ def test_pickle_and_copies_stay_immutable(rng, protocol):
         S = dense_kron(*new.scale.factors).astype(np.float64)
         W = Y - mu
         np.testing.assert_allclose(
-            new.mahalanobis_sq(Y), np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T),
+            new.mahalanobis(Y), np.einsum("ij,ij->i", W, np.linalg.solve(S, W.T).T),
             rtol=RTOL if new.dtype == np.float64 else F32_RTOL,
         )
         g = new.logpdf_grad(Y)

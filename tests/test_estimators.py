@@ -311,9 +311,36 @@ def test_two_d_input_and_input_untouched(rng):
     b = separable_mle(X, tol=TIGHT)
     np.testing.assert_array_equal(Y, before)
     np.testing.assert_allclose(a.row_covariance, b.row_covariance, rtol=RTOL)
-    # Without `shape`, 2-D data are (P, 1): the unstructured MLE, the biased sample covariance.
-    c = separable_mle(Y)
+    # shape=(-1, 1) (inferred as in np.reshape): the unstructured MLE, the biased sample
+    # covariance; (3, -1) infers q = 2 from P = 6
+    c = separable_mle(Y, shape=(-1, 1))
     np.testing.assert_allclose(c.covariance.to_dense(), np.cov(Y.T, bias=True), rtol=RTOL)
+    d = separable_mle(Y, shape=(2, -1), tol=TIGHT)
+    np.testing.assert_allclose(d.covariance.to_dense(), a.covariance.to_dense(), rtol=RTOL)
+
+
+@pytest.mark.parametrize("call", [
+    lambda X: separable_mle(X),
+    lambda X: kronecker_pca(X),
+    lambda X: separability_test(X),
+    lambda X: SeparableCovariance().fit(X),
+    lambda X: KroneckerPCA().fit(X),
+])
+def test_two_d_input_without_shape_is_an_error(rng, call):
+    """A 2-D X without `shape` is never a silent unstructured fit (issue 11)."""
+    with pytest.raises(ValueError, match=r"`X` is 2-D.*`shape=\(p, q\)`.*shape=\(-1, 1\)"):
+        call(rng.standard_normal((30, 6)))
+
+
+def test_inferred_shape_entries(rng):
+    Y = rng.standard_normal((30, 6))
+    with pytest.raises(ValueError, match=r"`shape` \(4, -1\) does not fit `X`.*multiple of 4"):
+        separable_mle(Y, shape=(4, -1))
+    with pytest.raises(ValueError, match="`shape`"):
+        separable_mle(Y, shape=(-1, -1))
+    with pytest.raises(ValueError, match="`shape`"):
+        separable_mle(Y.reshape(30, 2, 3), shape=(-1, 2))
+    assert kronecker_pca(Y.reshape(30, 2, 3), shape=(-1, 3)).covariance.dims == (2, 3)
 
 
 def test_progress_bar_shows_loglik(rng, capsys):
@@ -404,7 +431,9 @@ def test_separability_errors(rng):
         separability_test(rng.standard_normal((9, 2, 3)), groups=np.zeros(9),
                           assume_centered=True)
     with pytest.raises(ValueError, match="p >= 2 and q >= 2"):
-        separability_test(rng.standard_normal((30, 6)))
+        separability_test(rng.standard_normal((30, 6)), shape=(-1, 1))
+    with pytest.raises(ValueError, match="p >= 2 and q >= 2"):
+        separability_test(rng.standard_normal((30, 1, 6)))
     X = rng.standard_normal((9, 2, 3))
     X[:3] -= X[:3].mean(axis=0)
     X[3:] -= X[3:].mean(axis=0)  # centred by 2 groups: rank <= 7 > P = 6 fine
@@ -422,8 +451,11 @@ def test_separability_errors(rng):
 # ---------------------------------------------------------------------------------------
 # SeparableCovariance (scikit-learn estimator)
 # ---------------------------------------------------------------------------------------
+# scikit-learn's generic checks feed 2-D X of varying width: shape=(-1, 1) / (1, -1) infer
+# (P, 1) / (1, P), the unstructured model (A or B is P×P)
 @parametrize_with_checks(
-    [SeparableCovariance(), SeparableCovariance(distribution="t"), KroneckerPCA()]
+    [SeparableCovariance(shape=(-1, 1)), SeparableCovariance(shape=(1, -1), distribution="t"),
+     KroneckerPCA(shape=(-1, 1))]
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -461,17 +493,117 @@ def test_estimator_attributes_and_methods_against_dense(rng, distribution):
 
 def test_estimator_shape_handling(rng):
     X = rng.standard_normal((30, 2, 3))
-    est = SeparableCovariance().fit(X.reshape(30, 6), shape=(2, 3))
-    assert est.shape_ == (2, 3)
+    est = SeparableCovariance(shape=(2, 3)).fit(X.reshape(30, 6))
+    assert est.shape_ == (2, 3) and est.get_params()["shape"] == (2, 3)
     with pytest.raises(ValueError, match="fitted with shape"):
         est.score(rng.standard_normal((5, 3, 2)))
     with pytest.raises(ValueError, match="features"):
         est.score(rng.standard_normal((5, 5)))
     with pytest.raises(ValueError, match="`shape`"):
-        SeparableCovariance().fit(X, shape=(3, 2))
+        SeparableCovariance(shape=(3, 2)).fit(X)
     with pytest.raises(ValueError, match="`shape`"):
-        SeparableCovariance().fit(X.reshape(30, 6), shape=(4, 2))
-    assert SeparableCovariance().fit(X.reshape(30, 6)).shape_ == (6, 1)
+        SeparableCovariance(shape=(4, 2)).fit(X.reshape(30, 6))
+    assert SeparableCovariance(shape=(-1, 1)).fit(X.reshape(30, 6)).shape_ == (6, 1)
+    # the constructor's shape and 3-D X agree: the same fit as without shape
+    np.testing.assert_allclose(SeparableCovariance(shape=(2, 3)).fit(X).loglik_,
+                               SeparableCovariance().fit(X).loglik_, rtol=RTOL)
+
+
+@pytest.mark.parametrize("cls", [SeparableCovariance, KroneckerPCA])
+def test_fit_shape_argument_is_deprecated(rng, cls):
+    X = rng.standard_normal((30, 2, 3))
+    ref = cls(shape=(2, 3)).fit(X.reshape(30, 6))
+    with pytest.warns(FutureWarning, match=r"constructor.*shape=\(2, 3\)"):
+        est = cls().fit(X.reshape(30, 6), shape=(2, 3))
+    assert est.shape_ == (2, 3)
+    np.testing.assert_allclose(est.score(X), ref.score(X), rtol=RTOL)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="constructor"):
+        cls(shape=(3, 2)).fit(X.reshape(30, 6), shape=(2, 3))
+
+
+def test_estimator_in_cross_val_score_needs_shape(rng):
+    """The trap of issue 11: cross_val_score on 2-D X must not fit a P×P 'row covariance'."""
+    from sklearn.model_selection import cross_val_score
+
+    A, B = truth(2, 3)
+    X = simulate(rng, 60, A, B).reshape(60, 6)
+    with pytest.raises(ValueError, match="`X` is 2-D"):
+        cross_val_score(SeparableCovariance(), X, cv=3, error_score="raise")
+    scores = cross_val_score(SeparableCovariance(shape=(2, 3)), X, cv=3)
+    ref = [SeparableCovariance().fit(X[np.r_[0:k, k + 20:60]].reshape(-1, 2, 3))
+           .score(X[k:k + 20].reshape(-1, 2, 3)) for k in (0, 20, 40)]
+    np.testing.assert_allclose(scores, ref, rtol=RTOL)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "t"])
+def test_get_precision_is_the_inverse_of_get_covariance(rng, distribution):
+    X = simulate(rng, 60, *truth(2, 3), df=6.0)
+    est = SeparableCovariance(distribution=distribution).fit(X)
+    prec = est.get_precision()
+    assert isinstance(prec, kronkit.Kron)
+    dense_cov = est.get_covariance().to_dense()
+    np.testing.assert_allclose(prec.to_dense(), np.linalg.inv(dense_cov), rtol=CHAIN_RTOL)
+    if distribution == "normal":  # sklearn's EmpiricalCovariance: get_precision() is precision_
+        np.testing.assert_allclose(prec.to_dense(), est.precision_.to_dense(), rtol=ULPS)
+        from sklearn.covariance import EmpiricalCovariance
+
+        emp = EmpiricalCovariance().fit(X.reshape(60, -1))  # same semantics: inv(covariance_)
+        np.testing.assert_allclose(emp.get_precision(), np.linalg.inv(emp.covariance_),
+                                   rtol=CHAIN_RTOL)
+
+
+def test_mahalanobis_is_squared_as_sklearn(rng):
+    """Every ``mahalanobis`` in kronkit is the squared distance, as scikit-learn's."""
+    from scipy.spatial.distance import mahalanobis
+    from sklearn.covariance import EmpiricalCovariance
+
+    # an unstructured fit (shape=(-1, 1)) is sklearn's EmpiricalCovariance exactly
+    Y = rng.standard_normal((40, 4)) @ np.array([[1, 0, 0, 0], [.5, 1, 0, 0], [0, .3, 1, 0],
+                                                 [.2, 0, .1, 1.0]])
+    est = SeparableCovariance(shape=(-1, 1), tol=1e-14).fit(Y)
+    emp = EmpiricalCovariance().fit(Y)
+    np.testing.assert_allclose(est.covariance_.to_dense(), emp.covariance_, rtol=ITER_RTOL)
+    np.testing.assert_allclose(est.mahalanobis(Y[:5]), emp.mahalanobis(Y[:5]), rtol=ITER_RTOL)
+    # a separable fit: against scipy.spatial.distance.mahalanobis (not squared), squared
+    X = simulate(rng, 50, *truth(2, 3))
+    est = SeparableCovariance().fit(X)
+    VI = np.linalg.inv(est.covariance_.to_dense())
+    ref = [mahalanobis(x.ravel(), est.location_.ravel(), VI) ** 2 for x in X[:4]]
+    np.testing.assert_allclose(est.mahalanobis(X[:4]), ref, rtol=RTOL)
+    dist = kronkit.KronNormal(est.location_, est.covariance_)
+    np.testing.assert_allclose(dist.mahalanobis(X[:4]), ref, rtol=RTOL)
+    kp = KroneckerPCA(n_terms=2).fit(X)
+    VI = np.linalg.inv(kp.covariance_.to_dense())
+    ref = [mahalanobis(x.ravel(), kp.location_.ravel(), VI) ** 2 for x in X[:4]]
+    np.testing.assert_allclose(kp.mahalanobis(X[:4]), ref, rtol=RTOL)
+    np.testing.assert_allclose(kp.get_precision(), VI, rtol=CHAIN_RTOL)
+
+
+@pytest.mark.parametrize("via", ["estimator", "function"])
+def test_fitted_model_as_scipy_matrix_normal(rng, via):
+    X = simulate(rng, 40, *truth(2, 3), mean=1.0)
+    if via == "estimator":
+        est = SeparableCovariance().fit(X)
+        mn, ref = est.to_matrix_normal(), est.score_samples(X[:5])
+        M, A, B = est.location_, est.row_covariance_, est.column_covariance_
+    else:
+        fit = separable_mle(X)
+        mn = fit.to_matrix_normal()
+        M, A, B = fit.location, fit.row_covariance, fit.column_covariance
+        ref = st.multivariate_normal(M.ravel(), dense_kron(A, B)).logpdf(X[:5].reshape(5, -1))
+    assert isinstance(mn, type(st.matrix_normal(M, A, B)))
+    np.testing.assert_allclose(mn.mean, M, rtol=ULPS)
+    np.testing.assert_allclose(mn.rowcov, A, rtol=ULPS)
+    np.testing.assert_allclose(mn.colcov, B, rtol=ULPS)
+    np.testing.assert_allclose(mn.logpdf(X[:5]), ref, rtol=RTOL)
+
+
+def test_t_fit_is_not_a_matrix_normal(rng):
+    X = simulate(rng, 40, *truth(2, 3), df=5.0)
+    with pytest.raises(ValueError, match="KronT"):
+        SeparableCovariance(distribution="t").fit(X).to_matrix_normal()
+    with pytest.raises(ValueError, match="KronT"):
+        separable_mle(X, distribution="t").to_matrix_normal()
 
 
 def test_get_covariance_of_heavy_t_is_an_error(rng):
@@ -565,7 +697,7 @@ def test_sum_of_kron_operations_against_dense(rng):
         D = sum(np.kron(a, b) for a, b in terms[:r])
         Y = rng.standard_normal((4, 6))
         np.testing.assert_allclose(S.to_dense(), D, rtol=RTOL)
-        np.testing.assert_allclose(S @ Y, Y @ D.T, rtol=RTOL)
+        np.testing.assert_allclose(S.matvec(Y), Y @ D.T, rtol=RTOL)
         np.testing.assert_allclose(S.trace(), np.trace(D), rtol=RTOL)
         np.testing.assert_allclose(S.diag(), np.diagonal(D), rtol=RTOL)
         np.testing.assert_allclose(S.logdet(), np.linalg.slogdet(D)[1], rtol=RTOL)

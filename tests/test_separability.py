@@ -232,6 +232,8 @@ def test_errors_for_too_few_observations(rng):
     with pytest.raises(ValueError, match=r"N − G with G = 3 groups = 6"):
         separability_test(rng.standard_normal((9, 2, 3)), groups=np.repeat([0, 1, 2], 3))
     with pytest.raises(ValueError, match="p >= 2 and q >= 2"):
+        separability_test(rng.standard_normal((30, 6)), shape=(-1, 1))
+    with pytest.raises(ValueError, match=r"`X` is 2-D.*shape=\(p, q\)"):
         separability_test(rng.standard_normal((30, 6)))
     W = rng.standard_normal((9, 2, 3))
     for g in range(3):

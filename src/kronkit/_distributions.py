@@ -12,7 +12,8 @@ scale matrix ``S = A1⊗…⊗Ad`` of symmetric positive definite factors that i
   (``scipy.stats.matrix_t``), whose density has a determinant kernel
   ``det(I + A⁻¹ W B⁻¹ Wᵀ)^{-(ν+p+q-1)/2}`` rather than ``(1 + δ/ν)^{-(ν+P)/2}``.
 
-With ``δ = (y−μ)ᵀ S⁻¹ (y−μ)`` (the squared Mahalanobis distance)::
+With ``δ = (y−μ)ᵀ S⁻¹ (y−μ)`` (the squared Mahalanobis distance, :meth:`mahalanobis` — squared,
+as in scikit-learn)::
 
     log N(y; μ, S)   = −½ (P log 2π + log det S + δ)
     log t_ν(y; μ, S) = lgamma((ν+P)/2) − lgamma(ν/2) − (P/2) log(νπ) − ½ log det S
@@ -32,6 +33,7 @@ import numpy as np
 from ._checks import as_float, check_random_state
 from ._dask import is_dask_array, row_chunks
 from ._dist_params import check_df, location, n_samples, spd_scale
+from ._dist_scipy import matrix_normal_parts, to_matrix_normal, to_multivariate_t
 from ._grad_results import KronNormalGrad, KronTGrad
 from ._kron import Kron, factorizations, slogdet_with
 from ._quad import QuadState, check_reduce, logdet_grads, reduce_values, reduction_scale
@@ -106,7 +108,12 @@ class _KronDistribution:
 
     # -- observations -------------------------------------------------------------------
     def _centered(self, Y: Any) -> tuple[np.ndarray, bool]:
-        """``W = Y − μ`` of shape (N, P) and whether ``Y`` was a single vector."""
+        """``W = Y − μ`` of shape (N, P) and whether ``Y`` was a single observation.
+
+        The rule: ``(P,)`` one vector; ``(N, P)`` vectors (this reading wins when a 2-D ``Y``
+        fits both, i.e. ``Y.shape == dims == (1, P)``); ``dims`` one tensor (d ≥ 2, e.g. one
+        (p, q) matrix, as ``scipy.stats.matrix_normal``); ``(N, *dims)`` a stack.
+        """
         P, dims = self.dim, self.dims
         arr = as_float(Y, "Y")
         if arr.ndim == 1 and arr.shape[0] == P:
@@ -114,16 +121,16 @@ class _KronDistribution:
             arr = arr[None, :]
         elif arr.ndim == 2 and arr.shape[1] == P:
             single = False
+        elif arr.shape == dims and len(dims) > 1:
+            single = True
+            arr = arr.reshape(1, P)
         elif arr.ndim == 1 + len(dims) and arr.shape[1:] == dims and len(dims) > 1:
             single = False
             arr = arr.reshape(arr.shape[0], P)
         else:
-            hint = ""
-            if arr.shape == dims:
-                hint = f"; for a single tensor observation pass `Y.reshape({P})` or `Y[None]`"
             raise ValueError(
-                f"`Y` must have shape ({P},), (N, {P}) or (N, *{dims}) (P = {P} = product of the "
-                f"factor sizes {dims}), got {arr.shape}{hint}"
+                f"`Y` must have shape ({P},), (N, {P}), {dims} or (N, *{dims}) (P = {P} = product "
+                f"of the factor sizes {dims}), got {arr.shape}"
             )
         dt = np.result_type(arr.dtype, self._loc.dtype)
         return (arr - self._loc).astype(dt, copy=False), single
@@ -144,17 +151,22 @@ class _KronDistribution:
             raise TypeError(f"`Y` must be a real numeric array, got dtype {Y.dtype}")
         return Y.map_blocks(_rows_block, self, method, drop_axis=1, dtype=np.float64)
 
-    def mahalanobis_sq(self, Y: Any) -> Any:
+    def mahalanobis(self, Y: Any) -> Any:
         """The **squared** Mahalanobis distance ``δ = (y−μ)ᵀ S⁻¹ (y−μ)`` to the scale ``S``.
+
+        Squared, as ``sklearn.covariance.EmpiricalCovariance.mahalanobis`` and
+        :meth:`kronkit.SeparableCovariance.mahalanobis`: every ``mahalanobis`` in kronkit is.
+        ``np.sqrt`` of it is ``scipy.spatial.distance.mahalanobis(y, μ, inv(S))``.
 
         Parameters
         ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
+        Y : array_like of shape (P,), (N, P), (p1, ..., pd) or (N, p1, ..., pd)
 
         Returns
         -------
-        float, or ndarray of shape (N,); a lazy dask array of shape (N,) for a dask ``Y``
-        (chunked along N: each block is evaluated where it lives, see :meth:`logpdf`).
+        float for one observation ((P,) or (p1, ..., pd)), ndarray of shape (N,) otherwise; a
+        lazy dask array of shape (N,) for a dask ``Y`` (chunked along N: each block is
+        evaluated where it lives, see :meth:`logpdf`).
 
         Notes
         -----
@@ -163,18 +175,10 @@ class _KronDistribution:
         covariance). Dense equivalent: ``w @ np.linalg.solve(np.kron(A, B), w)``.
         """
         if is_dask_array(Y):
-            return self._map_rows(Y, "mahalanobis_sq")
+            return self._map_rows(Y, "mahalanobis")
         W, single = self._centered(Y)
         q = QuadState(self._scale, W).q
         return float(q[0]) if single else q
-
-    def mahalanobis(self, Y: Any) -> Any:
-        """The Mahalanobis distance ``√δ`` (not squared; see :meth:`mahalanobis_sq`).
-
-        Same as ``scipy.spatial.distance.mahalanobis(y, μ, inv(S))``. Returns a float for
-        ``Y`` of shape (P,), an ndarray of shape (N,) otherwise.
-        """
-        return np.sqrt(self.mahalanobis_sq(Y))
 
     def _standard_normal(self, rng: Any, n: int) -> np.ndarray:
         """``n`` draws of ``(⊗L_k) z``, ``z ~ N(0, I_P)``: shape (n, P)."""
@@ -207,11 +211,13 @@ class _KronDistribution:
 
         Parameters
         ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
+        Y : array_like of shape (P,), (N, P), (p1, ..., pd) or (N, p1, ..., pd)
 
         Returns
         -------
-        float for a single observation of shape (P,), ndarray of shape (N,) otherwise; for a
+        float for a single observation ((P,), or one tensor (p1, ..., pd) such as the (p, q)
+        matrix that ``scipy.stats.matrix_normal.logpdf`` takes), ndarray of shape (N,)
+        otherwise (also for ``Y`` of shape (1, P)); for a
         ``dask.array`` ``Y`` of shape (N, P) or (N, p1, ..., pd) chunked along N, a lazy dask
         array of shape (N,) with the same chunks (``Y.map_blocks``: each block is evaluated
         where it lives; only the distribution's factors travel to the workers).
@@ -301,7 +307,9 @@ class KronNormal(_KronDistribution):
     r"""Gaussian with Kronecker covariance: ``y ~ N(μ, A1⊗…⊗Ad)``.
 
     For two factors this is the matrix normal distribution: ``Y = y.reshape(p, q)`` has row
-    covariance ``A`` and column covariance ``B`` (``cov(Y_ij, Y_kl) = A_ik B_jl``).
+    covariance ``A`` and column covariance ``B`` (``cov(Y_ij, Y_kl) = A_ik B_jl``), i.e.
+    ``scipy.stats.matrix_normal(mean.reshape(p, q), rowcov=A, colcov=B)``
+    (:meth:`to_matrix_normal`, :meth:`from_matrix_normal`).
 
     Parameters
     ----------
@@ -355,12 +363,32 @@ class KronNormal(_KronDistribution):
         """The covariance ``S = A1⊗…⊗Ad`` (the scale itself, as a :class:`Kron`)."""
         return self._scale
 
+    @classmethod
+    def from_matrix_normal(cls, mn: Any) -> KronNormal:
+        """``KronNormal(M, [U, V])`` from a frozen ``scipy.stats.matrix_normal(M, U, V)``.
+
+        SciPy's ``vec(X) ~ N(vec M, V⊗U)`` stacks columns; kronkit flattens rows
+        (``X.ravel()``), so the same law has covariance ``U⊗V``: same ``logpdf`` of a (p, q)
+        matrix. TypeError if ``mn`` is not a frozen matrix normal.
+        """
+        M, U, V = matrix_normal_parts(mn)
+        return cls(M, [U, V])
+
+    def to_matrix_normal(self) -> Any:
+        """``scipy.stats.matrix_normal(mean.reshape(p, q), rowcov=A, colcov=B)`` (two factors).
+
+        The same distribution on (p, q) matrices ``Y = y.reshape(p, q)`` (SciPy's column-
+        stacked ``vec`` gives covariance ``B⊗A``, kronkit's row-major one ``A⊗B``).
+        ValueError unless the scale has exactly two factors.
+        """
+        return to_matrix_normal(self._loc, self._scale)
+
     def logpdf_grad(self, Y: Any, *, reduce: str | None = "sum") -> KronNormalGrad:
         r"""Log-density and its gradients with respect to ``μ``, every factor and ``y``.
 
         Parameters
         ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
+        Y : array_like of shape (P,), (N, P), (p1, ..., pd) or (N, p1, ..., pd)
         reduce : {"sum", "mean", None}
             For a batch: value and gradients of the summed log-density ``Σ_i log f(y_i)``
             (``"sum"``, the log-likelihood), of its mean, or per observation (``None``).
@@ -500,7 +528,7 @@ class KronT(_KronDistribution):
 
         Parameters
         ----------
-        Y : array_like of shape (P,), (N, P) or (N, p1, ..., pd)
+        Y : array_like of shape (P,), (N, P), (p1, ..., pd) or (N, p1, ..., pd)
         reduce : {"sum", "mean", None}
             For a batch: gradients of the summed log-density ``Σ_i log f(y_i)`` (``"sum"``),
             of its mean, or per observation (``None``). Ignored for a single ``y``.
@@ -521,6 +549,14 @@ class KronT(_KronDistribution):
         value = reduce_values(self._log_density(q), reduce, single, s)
         g_df = np.asarray(t_logpdf_dnu(self._df, self.dim, q), dtype=q.dtype)
         return KronTGrad(value, factors, g_y, g_loc, reduce_values(g_df, reduce, single, s))
+
+    def to_multivariate_t(self) -> Any:
+        """``scipy.stats.multivariate_t(loc, np.kron(A1, ..., Ad), df)``, the same law.
+
+        SciPy needs the dense P×P shape matrix (refused above ``kronkit.DENSE_MAX_BYTES``);
+        at ``df = inf`` SciPy returns its ``multivariate_normal``.
+        """
+        return to_multivariate_t(self._loc, self._scale, self._df)
 
     def _mixed(self, rng: Any, g: np.ndarray) -> np.ndarray:
         """``g / √(u/ν)``, one ``u ~ χ²_ν`` per row (``g`` itself at ν = ∞: no draw)."""

@@ -2,7 +2,9 @@
 
 The one home of
 - the shape rule: samples are ``(N, p, q)``, or ``(N, P)`` with ``shape=(p, q)``, ``p·q = P``
-  (:func:`parse_shape`, :func:`sample_shape`, :func:`as_samples`, :func:`as_dask_samples`);
+  (one entry may be ``-1``, inferred); a 2-D ``X`` without ``shape`` is an error
+  (:func:`parse_shape`, :func:`resolve_shape`, :func:`sample_shape`, :func:`as_samples`,
+  :func:`as_dask_samples`);
 - the ``(p, n, q)`` layout (:func:`layout`) in which every contraction below is one GEMM on a
   ``(p·n, q)`` or ``(p, n·q)`` view, with no further copies;
 - the contractions the KPSVD of a sample covariance and the separable estimators are built
@@ -40,6 +42,7 @@ __all__ = [
     "delta_kernel",
     "layout",
     "parse_shape",
+    "resolve_shape",
     "row_gram",
     "row_sandwich",
     "sample_shape",
@@ -69,11 +72,33 @@ def parse_shape(shape: Any, name: str = "shape") -> tuple[int, int]:
     return p, q
 
 
+def resolve_shape(shape: Any, P: int, name: str = "shape", where: str = "") -> tuple[int, int]:
+    """``(p, q)`` with ``p·q = P`` from ``shape``; one entry may be ``-1`` (inferred, as in
+    ``np.reshape``): ``(-1, 1)`` is the unstructured covariance (``A`` P×P, ``B = [[1]]``)."""
+    try:
+        vals = tuple(shape)
+    except TypeError as exc:
+        raise TypeError(f"`{name}` must be a pair of ints (p, q), got {shape!r}") from exc
+    if len(vals) == 2 and sum(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                             and int(v) == -1 for v in vals) == 1:
+        k = 0 if int(vals[0]) == -1 else 1
+        other = parse_shape((vals[1 - k], 1), name)[0]  # the given entry: a positive int
+        if P % other:
+            raise ValueError(f"`{name}` {tuple(vals)!r} does not fit{where}: P = {P} is not a "
+                             f"multiple of {other}")
+        return (P // other, other) if k == 0 else (other, P // other)
+    p, q = parse_shape(shape, name)
+    if p * q != P:
+        raise ValueError(f"`{name}` {(p, q)} does not fit{where}: p*q = {p * q}, not P = {P}")
+    return p, q
+
+
 def sample_shape(arr_shape: tuple[int, ...], shape: Any, name: str) -> tuple[int, int, int]:
     """The ``(N, p, q)`` that samples of shape ``arr_shape`` stand for (rules in as_samples)."""
     arr_shape = tuple(int(v) for v in arr_shape)
     if len(arr_shape) == 3:
-        if shape is not None and parse_shape(shape) != arr_shape[1:]:
+        P = arr_shape[1] * arr_shape[2]
+        if shape is not None and resolve_shape(shape, P) != arr_shape[1:]:
             raise ValueError(
                 f"`shape` {tuple(shape)!r} does not match `{name}` of shape {arr_shape} "
                 f"(expected shape=None or {arr_shape[1:]})"
@@ -81,12 +106,15 @@ def sample_shape(arr_shape: tuple[int, ...], shape: Any, name: str) -> tuple[int
         out = arr_shape
     elif len(arr_shape) == 2:
         P = arr_shape[1]
-        p, q = (P, 1) if shape is None else parse_shape(shape)
-        if p * q != P:
+        if shape is None:
             raise ValueError(
-                f"`shape` {(p, q)} needs rows of length p*q = {p * q}, but `{name}` has shape "
-                f"{arr_shape}"
+                f"`{name}` is 2-D, shape {arr_shape} (N rows of length P = {P}), and `shape` is "
+                f"not given, so the matrix shape (p, q) of an observation is unknown: give "
+                f"`shape=(p, q)` with p*q = {P} (rows are row-major flattenings X_i.ravel()), "
+                f"or `{name}` of shape (N, p, q). For an unstructured covariance (A is P×P, "
+                "B = [[1]]) give `shape=(-1, 1)`, or use sklearn.covariance.EmpiricalCovariance"
             )
+        p, q = resolve_shape(shape, P, where=f" `{name}` of shape {arr_shape}")
         out = (arr_shape[0], p, q)
     else:
         raise ValueError(
@@ -103,8 +131,9 @@ def as_samples(X: Any, shape: Any = None, name: str = "X") -> np.ndarray:
     """Validate samples: a C-contiguous float64 array of shape (N, p, q) (read-only use).
 
     ``X`` of shape (N, p, q) is taken as is (``shape``, if given, must equal ``(p, q)``);
-    ``X`` of shape (N, P) needs ``shape=(p, q)`` with ``p·q = P`` — or, with ``shape=None``,
-    is read as ``(p, q) = (P, 1)``: an unstructured covariance (``A`` is P×P, ``B`` = [[1]]).
+    ``X`` of shape (N, P) needs ``shape=(p, q)`` with ``p·q = P`` (one entry may be ``-1``, as
+    in ``np.reshape``: ``shape=(-1, 1)`` is an unstructured covariance, ``A`` P×P and
+    ``B = [[1]]``); without ``shape`` a 2-D ``X`` is a ValueError, never a silent reshape.
     """
     arr = as_float(X, name, dtype=np.float64)
     dims = sample_shape(arr.shape, shape, name)

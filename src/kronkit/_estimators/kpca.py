@@ -75,7 +75,7 @@ def kronecker_pca(
     Parameters
     ----------
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
-        Observations; not modified. 2-D ``X`` without ``shape`` is ``(p, q) = (P, 1)``.
+        Observations; not modified. 2-D ``X`` without ``shape`` is a ValueError.
         A ``dask.array`` chunked along N is processed where its chunks live (see Notes).
     n_terms : int
         ``r``, the number of Kronecker terms (``1 ≤ r ≤ min(p², q²)``).
@@ -85,7 +85,7 @@ def kronecker_pca(
     assume_centered : bool
         If true the mean is zero; otherwise the sample mean is subtracted.
     shape : (int, int), optional
-        ``(p, q)`` for 2-D ``X``.
+        ``(p, q)`` for 2-D ``X`` (required there; one entry may be ``-1``, inferred).
 
     Returns
     -------

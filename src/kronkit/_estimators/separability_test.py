@@ -218,8 +218,8 @@ def separability_test(
         Group labels: each group has its own mean (estimated under both models — the data are
         centred by group means), with a common covariance. Excludes ``assume_centered``.
     shape : (int, int), optional
-        ``(p, q)`` for 2-D ``X`` (required there: with ``p = 1`` or ``q = 1`` every covariance
-        is separable and the test is empty).
+        ``(p, q)`` for 2-D ``X`` (required there, ValueError without it; with ``p = 1`` or
+        ``q = 1`` every covariance is separable and the test is empty).
     method : {"auto", "scaled-chi2", "bartlett", "monte-carlo", "chi2"}
         The p-value under the Gaussian null (``n`` = residual degrees of freedom).
         ``"scaled-chi2"``: ``P(a + b·χ²_f ≥ T)`` with ``a, b, f`` matching the analytic null

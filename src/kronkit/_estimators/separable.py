@@ -131,6 +131,19 @@ class SeparableMLEResult(NamedTuple):
         """``A⊗B`` as a :class:`~kronkit.Kron` (for the t model: the *scale* matrix)."""
         return Kron(self.row_covariance, self.column_covariance)
 
+    def to_matrix_normal(self) -> Any:
+        """A normal fit as ``scipy.stats.matrix_normal(location, row_covariance,
+        column_covariance)``: the law of ``X_i`` (p, q), whose row-major ``X_i.ravel()`` has
+        covariance ``A⊗B`` (see :meth:`kronkit.KronNormal.to_matrix_normal`). ValueError for
+        a t fit (not a matrix normal: ``kronkit.KronT(location, covariance, df)`` is it)."""
+        if self.distribution != "normal":
+            raise ValueError(
+                "to_matrix_normal needs a normal fit, got distribution='t' (the vec-form t is "
+                "not a matrix normal): use kronkit.KronT(fit.location, fit.covariance, fit.df)")
+        from .._distributions import KronNormal
+
+        return KronNormal(self.location, self.covariance).to_matrix_normal()
+
 
 # ---------------------------------------------------------------------------------------
 # Validation
@@ -240,14 +253,15 @@ def separable_mle(
     ----------
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
         Observations (matrices ``X_i``; row-major ``x_i = X_i.ravel()``). Not modified. A 2-D
-        ``X`` without ``shape`` is read as ``(p, q) = (P, 1)``: the unstructured fit.
+        ``X`` without ``shape`` is a ValueError (``shape=(-1, 1)`` is the unstructured fit).
         Computations run in float64 whatever the input; for float32 ``X`` the arrays of the
         result are float32 (``loglik``, ``loglik_history`` and ``df`` stay float64).
         A ``dask.array`` chunked along N is fitted where its chunks live, with the active dask
         scheduler (threads, ``dask.distributed``, …): same iterates as in memory, one pass
         over the data per statistic (see Notes); ``X`` is never gathered.
     shape : (int, int), optional
-        ``(p, q)`` for 2-D ``X``.
+        ``(p, q)`` for 2-D ``X`` (required there; one entry may be ``-1``, inferred as in
+        ``np.reshape``).
     distribution : {"normal", "t"}
         Gaussian (flip-flop MLE) or vec-form multivariate t with scale ``A⊗B`` (ECME).
     df : float, optional
@@ -291,7 +305,8 @@ def separable_mle(
     SeparableMLEResult
         ``location (p, q)``, ``row_covariance (p, p)``, ``column_covariance (q, q)``, ``df``,
         ``loglik``, ``loglik_history``, ``n_iter``, ``converged``, ``weights (N,)``,
-        ``distribution``; ``.covariance`` is the :class:`~kronkit.Kron` ``A⊗B``.
+        ``distribution``; ``.covariance`` is the :class:`~kronkit.Kron` ``A⊗B``;
+        ``.to_matrix_normal()`` the normal fit as ``scipy.stats.matrix_normal``.
 
     Raises
     ------

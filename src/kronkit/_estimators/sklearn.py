@@ -6,11 +6,12 @@ only stores keyword arguments, ``fit(X)`` returns ``self``, fitted attributes en
 :func:`kronkit.separable_mle` and :func:`kronkit.kronecker_pca`.
 
 Input. Observations are matrices: ``X`` of shape ``(N, p, q)``, or rows of length ``P = p·q``
-(``X`` of shape ``(N, P)``) with ``fit(X, shape=(p, q))``; ``x = X_i.ravel()`` (row-major).
-A 2-D ``X`` fitted **without** ``shape`` is read as ``(p, q) = (P, 1)`` — an unstructured
-covariance (``A`` is P×P, ``B = [[1]]``). That is what scikit-learn's generic tools
-(``check_estimator``, pipelines without fit parameters) see; it is never a silent reshape of
-a matrix model. After fitting, methods accept ``(n, p, q)`` or ``(n, P)``.
+(``X`` of shape ``(N, P)``) with the constructor parameter ``shape=(p, q)``;
+``x = X_i.ravel()`` (row-major). A 2-D ``X`` without ``shape`` is a ValueError — never a silent
+unstructured fit. ``shape=(-1, 1)`` (one entry inferred, as in ``np.reshape``) is the
+unstructured covariance (``A`` is P×P, ``B = [[1]]``): what scikit-learn's generic
+``check_estimator`` runs on. ``fit(X, shape=...)`` still works but is deprecated
+(FutureWarning). After fitting, methods accept ``(n, p, q)`` or ``(n, P)``.
 
 scikit-learn is needed (``pip install kronkit[sklearn]``); ``import kronkit`` works without it
 and the classes raise ImportError when instantiated.
@@ -22,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_finite
+from .._checks import check_dense_size, check_finite
 from .._dask import is_dask_array
+from .._errors import NotPositiveDefiniteError
 from .._kron import Kron
 from .._samples import as_dask_samples, sample_shape
 from .._sum_kron import SumOfKron
@@ -75,6 +77,27 @@ class _MatrixSamplesMixin:
         for name, value in params.items():
             if name != "self":
                 setattr(self, name, value)
+
+    shape: Any  # the constructor's parameter (both estimators have it)
+
+    def _fit_samples(self, X: Any, shape: Any) -> Any:
+        """``fit``'s observations (N, p, q), with the shape of :meth:`_fit_shape`."""
+        return self._samples(X, self._fit_shape(shape), reset=True)
+
+    def _fit_shape(self, shape: Any) -> Any:
+        """The ``shape`` a fit uses: the constructor's, or (deprecated) ``fit``'s argument."""
+        if shape is None:
+            return self.shape
+        import warnings
+
+        warnings.warn(
+            f"`shape` as an argument of {type(self).__name__}.fit is deprecated and will be "
+            f"removed: give it to the constructor, {type(self).__name__}(shape={shape!r}) (or "
+            f"est.set_params(shape={shape!r}))", FutureWarning, stacklevel=3)
+        if self.shape is not None and tuple(self.shape) != tuple(shape):
+            raise ValueError(f"`shape` {shape!r} given to fit differs from the constructor's "
+                             f"shape={self.shape!r}; give it once, to the constructor")
+        return shape
 
     def _samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
         """Observations (N, p, q) from ``X`` (N, p, q) or (N, P); ``fit`` (``reset``) records
@@ -130,11 +153,32 @@ def _logpdf_block(W: np.ndarray, cov: SumOfKron) -> np.ndarray:
     return np.asarray(cov.logpdf(W)).reshape(W.shape[0]) if W.shape[0] else np.zeros(0)
 
 
+def _inv_quad_block(W: np.ndarray, cov: SumOfKron) -> np.ndarray:
+    """Squared Mahalanobis distances of the centred rows ``W`` (n, P) of one block."""
+    return np.asarray(cov.inv_quad(W)).reshape(W.shape[0]) if W.shape[0] else np.zeros(0)
+
+
+def _dense_inverse(cov: SumOfKron) -> np.ndarray:
+    """``C⁻¹`` (P×P) of a positive definite sum of Kronecker products, by dense Cholesky."""
+    from scipy.linalg import cho_factor, cho_solve
+
+    if not cov.is_positive_definite:
+        raise NotPositiveDefiniteError("`covariance_` is not positive definite, so it has no "
+                                       "precision matrix (fewer terms or more data may help)")
+    C = cov.to_dense()
+    C = 0.5 * (C + C.T)
+    return cho_solve(cho_factor(C, lower=True), np.eye(C.shape[0]))
+
+
 class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     r"""Maximum-likelihood separable covariance ``A⊗B`` (matrix normal, or vec-form t).
 
     Parameters
     ----------
+    shape : (int, int), optional
+        ``(p, q)``, the matrix shape of an observation, needed for 2-D ``X`` of shape (N, P)
+        (``p·q = P``; one entry may be ``-1``, inferred as in ``np.reshape``); ignored-but-checked
+        for 3-D ``X`` of shape (N, p, q). ``(-1, 1)`` is the unstructured covariance.
     distribution : {"normal", "t"}, default="normal"
         ``"normal"``: ``vec X_i ~ N(vec M, A⊗B)`` fitted by the flip-flop algorithm.
         ``"t"``: the vec-form multivariate t with *scale* ``A⊗B`` and one weight per
@@ -163,7 +207,7 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         ``A⊗B``. For ``distribution="t"`` this is the **scale** matrix; the covariance of the
         fitted t is ``ν/(ν−2)·covariance_`` (:meth:`get_covariance`).
     precision_ : Kron
-        ``A⁻¹⊗B⁻¹``.
+        ``A⁻¹⊗B⁻¹``, the inverse of ``covariance_``.
     row_covariance_ : ndarray of shape (p, p)
         ``A`` (row covariance), in the chosen gauge.
     column_covariance_ : ndarray of shape (q, q)
@@ -204,11 +248,15 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     >>> est = kronkit.SeparableCovariance().fit(X)
     >>> est.row_covariance_.shape, est.column_covariance_.shape
     ((3, 3), (4, 4))
+    >>> est = kronkit.SeparableCovariance(shape=(3, 4)).fit(X.reshape(100, 12))  # rows
+    >>> est.to_matrix_normal().logpdf(X[0]) == est.score_samples(X[:1])[0]  # scipy.stats
+    True
     """
 
-    def __init__(self, *, distribution: str = "normal", df: float | None = None,
-                 assume_centered: bool = False, max_iter: int = DEFAULT_MAX_ITER,
-                 tol: float = DEFAULT_TOL, gauge: str = "trace", progress: bool = False):
+    def __init__(self, *, shape: tuple[int, int] | None = None, distribution: str = "normal",
+                 df: float | None = None, assume_centered: bool = False,
+                 max_iter: int = DEFAULT_MAX_ITER, tol: float = DEFAULT_TOL,
+                 gauge: str = "trace", progress: bool = False):
         self._keep_params(locals())
 
     def fit(self, X: Any, y: Any = None, shape: Any = None) -> SeparableCovariance:
@@ -217,19 +265,20 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         Parameters
         ----------
         X : array_like of shape (N, p, q), or (N, P)
-            Observations. 2-D ``X`` needs ``shape=(p, q)``; without it ``(p, q) = (P, 1)``.
+            Observations. 2-D ``X`` needs the constructor's ``shape=(p, q)`` (ValueError
+            without it).
             A ``dask.array`` chunked along N is fitted chunk by chunk where the chunks live
             (see :func:`kronkit.separable_mle` and ``docs/dask.md``); nothing of the size of
             ``X`` is gathered.
         y : ignored
         shape : (int, int), optional
-            ``(p, q)`` for 2-D ``X``.
+            Deprecated (FutureWarning): give ``shape`` to the constructor.
 
         Returns
         -------
         self
         """
-        X3 = self._samples(X, shape, reset=True)
+        X3 = self._fit_samples(X, shape)
         res = separable_mle(
             X3, distribution=self.distribution, df=self.df,
             assume_centered=self.assume_centered, max_iter=self.max_iter, tol=self.tol,
@@ -268,6 +317,32 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         """
         return self._distribution().cov
 
+    def get_precision(self) -> Kron:
+        """The inverse of :meth:`get_covariance`, as a :class:`~kronkit.Kron` ``A⁻¹⊗B⁻¹``.
+
+        ``precision_`` for the normal model (as ``sklearn.covariance.EmpiricalCovariance.
+        get_precision``); ``(ν−2)/ν·precision_`` for the t model (``ν > 2``, ValueError
+        otherwise). A Kron: ``@``, ``solve``, ``to_dense()`` (``np.asarray`` gives the dense
+        P×P matrix); nothing P×P is formed here. Cost O(p³ + q³).
+        """
+        return self.get_covariance().inv()
+
+    def to_matrix_normal(self) -> Any:
+        """The fitted normal model as ``scipy.stats.matrix_normal(location_, A, B)``.
+
+        ``matrix_normal(mean=M, rowcov=A, colcov=B)`` is the law of ``X_i`` (p, q) whose
+        row-major ``X_i.ravel()`` has covariance ``A⊗B``, so its ``logpdf`` of an observation
+        (p, q) equals :meth:`score_samples`. ValueError for ``distribution="t"`` (not a matrix
+        normal: use ``kronkit.KronT(est.location_, est.covariance_, est.df_)``).
+        """
+        dist = self._distribution()
+        if not np.isinf(self.df_):
+            raise ValueError(
+                "to_matrix_normal needs a normal fit; this estimator fitted the vec-form t "
+                "(distribution='t'), which is not a matrix normal: use kronkit.KronT("
+                "est.location_, est.covariance_, est.df_), or .to_multivariate_t() on it")
+        return dist.to_matrix_normal()
+
     def logpdf(self, X: Any) -> np.ndarray:
         """Log-density of each observation under the fitted model, shape (n,).
 
@@ -289,12 +364,12 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     def mahalanobis(self, X: Any) -> np.ndarray:
         """**Squared** Mahalanobis distances ``δ_i = (x_i − m)ᵀ(A⊗B)⁻¹(x_i − m)``, shape (n,).
 
-        Squared, like ``sklearn.covariance.EmpiricalCovariance.mahalanobis`` (unlike
-        :meth:`kronkit.KronNormal.mahalanobis`); measured against ``covariance_`` (the
-        scale matrix for the t model). Cost O(n·P·(p+q)).
+        Squared, like ``sklearn.covariance.EmpiricalCovariance.mahalanobis`` and every
+        ``mahalanobis`` in kronkit (:meth:`kronkit.KronNormal.mahalanobis`); measured against
+        ``covariance_`` (the scale matrix for the t model). Cost O(n·P·(p+q)).
         """
         X3 = self._samples(X, None, reset=False)
-        d = self._distribution().mahalanobis_sq(X3.reshape(X3.shape[0], -1))
+        d = self._distribution().mahalanobis(X3.reshape(X3.shape[0], -1))
         return d if is_dask_array(d) else np.asarray(d)
 
 
@@ -305,6 +380,8 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
     ----------
     n_terms : int, default=1
         ``r``, the number of Kronecker terms (``≤ min(p², q²)``).
+    shape : (int, int), optional
+        ``(p, q)`` for 2-D ``X`` of shape (N, P) (see :class:`SeparableCovariance`).
     shrinkage : float, optional
         Soft threshold ``τ`` on the Kronecker singular values, ``σ̃_k = max(σ_k − τ, 0)``.
     assume_centered : bool, default=False
@@ -337,8 +414,8 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
     ``r ≤ 2`` is structured, O(p³ + q³ + n·P·(p+q)).
     """
 
-    def __init__(self, n_terms: int = 1, *, shrinkage: float | None = None,
-                 assume_centered: bool = False):
+    def __init__(self, n_terms: int = 1, *, shape: tuple[int, int] | None = None,
+                 shrinkage: float | None = None, assume_centered: bool = False):
         self._keep_params(locals())
 
     def fit(self, X: Any, y: Any = None, shape: Any = None) -> KroneckerPCA:
@@ -346,17 +423,18 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
 
         Parameters
         ----------
-        X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
+        X : array_like of shape (N, p, q), or (N, P) with the constructor's ``shape=(p, q)``
             A ``dask.array`` chunked along N is processed where its chunks live (see
             :func:`kronkit.kronecker_pca`).
         y : ignored
         shape : (int, int), optional
+            Deprecated: ``KroneckerPCA(shape=...)`` (FutureWarning).
 
         Returns
         -------
         self
         """
-        X3 = self._samples(X, shape, reset=True)
+        X3 = self._fit_samples(X, shape)
         res: KroneckerPCAResult = kronecker_pca(
             X3, self.n_terms, shrinkage=self.shrinkage, assume_centered=self.assume_centered)
         self.covariance_: SumOfKron = res.covariance
@@ -384,3 +462,33 @@ class KroneckerPCA(_MatrixSamplesMixin, _BaseEstimator):
     def score(self, X: Any, y: Any = None) -> float:
         """Mean Gaussian log-likelihood of ``X`` under ``N(location_, covariance_)``."""
         return float(np.mean(self.score_samples(X)))
+
+    def mahalanobis(self, X: Any) -> np.ndarray:
+        """**Squared** Mahalanobis distances ``(x_i − m)ᵀ C⁻¹ (x_i − m)`` to ``covariance_``
+        ``C``, shape (n,) (as ``sklearn.covariance.EmpiricalCovariance.mahalanobis``).
+
+        Needs ``C`` positive definite (NotPositiveDefiniteError otherwise; see Notes).
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "covariance_")
+        X3 = self._samples(X, None, reset=False)
+        W = (X3 - self.location_).reshape(X3.shape[0], -1)
+        if is_dask_array(W):
+            return W.map_blocks(_inv_quad_block, self.covariance_, drop_axis=1,
+                                dtype=np.float64)
+        return np.asarray(self.covariance_.inv_quad(W), dtype=np.float64).reshape(W.shape[0])
+
+    def get_precision(self) -> np.ndarray:
+        """The inverse of ``covariance_``, a dense ndarray of shape (P, P).
+
+        The inverse of a sum of Kronecker products is not one, so it is formed densely:
+        ``O(P³)``, refused (ValueError) above ``kronkit.DENSE_MAX_BYTES``;
+        NotPositiveDefiniteError if ``covariance_`` is not positive definite.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "covariance_")
+        P = self.covariance_.shape[0]
+        check_dense_size((P, P), np.float64, "KroneckerPCA.get_precision")
+        return _dense_inverse(self.covariance_)

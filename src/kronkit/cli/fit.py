@@ -34,7 +34,7 @@ def _parse_shape(text: str | None) -> tuple[int, int] | None:
 def _load_samples(path: str, shape: tuple[int, int] | None) -> np.ndarray:
     """The observations in ``path`` as an (N, p, q) array, by the samples' shape rule
     (:func:`~kronkit._samples.as_samples`), with the command line's messages: a 2-D file
-    needs ``--shape`` here (the library would read it as (N, P, 1))."""
+    needs ``--shape`` (as 2-D ``X`` needs ``shape`` in the library)."""
     arr = _io.load_cli_array(path, "DATA")  # float64, finite, not empty
     if arr.ndim == 2 and shape is None:
         raise _io.InputError(
