@@ -51,10 +51,9 @@ class AssumeDoc(griffe.Extension):
         for module in ("jax", "torch"):
             if module not in pkg.members:
                 continue
-            text = _replacement(module)
             for member in pkg.members[module].members.values():
                 if member.is_alias or not member.is_function or member.docstring is None:
                     continue
                 doc = member.docstring
-                if "\nASSUME\n" in doc.value:
-                    doc.value = doc.value.replace("\nASSUME\n", "\n" + text + "\n")
+                if "\nASSUME\n" in doc.value:  # only then is the module's template needed
+                    doc.value = doc.value.replace("\nASSUME\n", "\n" + _replacement(module) + "\n")
