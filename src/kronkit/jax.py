@@ -68,6 +68,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from ._checks import non_finite_error
 from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._kron import Kron
 from ._vec import apply_modes, d_apply_modes, to_tensor, to_vec
 
 try:  # public home since jax 0.4.36; older releases keep it in jax.core
@@ -431,7 +432,7 @@ def _prepare(factors: Any, *, square: str | None, **vectors: Any):
             {k: (None if a is None else a.astype(dtype)) for k, a in arrays.items()})
 
 
-def matvec(factors: Sequence[Any], y: Any) -> jax.Array:
+def matvec(factors: Sequence[Any] | Kron, y: Any) -> jax.Array:
     r"""``(A1⊗…⊗Ad) y`` for each row of ``y``, without forming the Kronecker product.
 
     Parameters
@@ -456,7 +457,7 @@ def matvec(factors: Sequence[Any], y: Any) -> jax.Array:
     return _matvec(mats, arrays["y"])
 
 
-def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Array:
+def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> jax.Array:
     r"""``(A1⊗…⊗Ad)⁻¹ y`` for each row of ``y``, by one solve per factor.
 
     Parameters
@@ -482,7 +483,7 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Array:
     return _solve(assume, mats, arrays["y"])
 
 
-def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Array:
+def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> jax.Array:
     r"""The quadratic form ``q = yᵀ (A1⊗…⊗Ad)⁻¹ y``, one value per row of ``y``.
 
     Parameters
@@ -508,7 +509,7 @@ def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> jax.Arr
     return _inv_quad(assume, mats, arrays["y"])
 
 
-def logdet(factors: Sequence[Any], *, assume: str = "auto") -> jax.Array:
+def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> jax.Array:
     r"""``log det (A1⊗…⊗Ad) = Σ_k (P/p_k) log det A_k``.
 
     Parameters
@@ -541,7 +542,7 @@ def logdet(factors: Sequence[Any], *, assume: str = "auto") -> jax.Array:
 
 
 def log_quad(
-    factors: Sequence[Any],
+    factors: Sequence[Any] | Kron,
     y: Any,
     mu: Any = None,
     alpha: Any = 1.0,

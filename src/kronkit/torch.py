@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from ._checks import check_scalar, non_finite_error
 from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._kron import Kron
 from ._vec import along_mode, apply_modes, mode_apply, to_tensor, to_vec, unfold
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
@@ -380,7 +381,7 @@ def _inputs(factors: Any, square: str | None, **vectors: Any) -> tuple[list[Tens
 # =============================================================================================
 # Public functions
 # =============================================================================================
-def matvec(factors: Sequence[Any], y: Any) -> Tensor:
+def matvec(factors: Sequence[Any] | Kron, y: Any) -> Tensor:
     r"""``S y`` with ``S = A1 ⊗ ... ⊗ Ad``, differentiable in ``y`` and every factor.
 
     Parameters
@@ -406,7 +407,7 @@ def matvec(factors: Sequence[Any], y: Any) -> Tensor:
     return _MatVec.apply(v["y"], *fs)
 
 
-def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
+def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> Tensor:
     r"""``Z = S⁻¹ y`` with ``S = A1 ⊗ ... ⊗ Ad`` (square factors), differentiable to any order.
 
     Parameters
@@ -435,7 +436,7 @@ def solve(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
     return _Solve.apply(v["y"], _factorize(fs, assume), False, *fs)
 
 
-def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
+def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> Tensor:
     r"""``q = yᵀ S⁻¹ y`` per row of ``y``, ``S = A1 ⊗ ... ⊗ Ad``, with a closed-form gradient.
 
     Parameters
@@ -461,7 +462,7 @@ def inv_quad(factors: Sequence[Any], y: Any, *, assume: str = "auto") -> Tensor:
     return _InvQuad.apply(v["y"], _factorize(fs, assume), *fs)
 
 
-def logdet(factors: Sequence[Any], *, assume: str = "auto") -> Tensor:
+def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> Tensor:
     r"""``log det S = Σ_k (P/p_k) log det A_k`` with ``∂/∂A_k = (P/p_k) A_k⁻ᵀ``.
 
     Parameters
@@ -488,7 +489,7 @@ def logdet(factors: Sequence[Any], *, assume: str = "auto") -> Tensor:
     return _LogDet.apply(_factorize(fs, assume, zero_det_ok=True), *fs)
 
 
-def log_quad(factors: Sequence[Any], y: Any, mu: Any = None, alpha: Any = 1.0, *,
+def log_quad(factors: Sequence[Any] | Kron, y: Any, mu: Any = None, alpha: Any = 1.0, *,
              assume: str = "auto") -> Tensor:
     r"""The seed function ``λ = log(α + wᵀ S⁻¹ w)``, ``w = y − μ``, per row of ``y``.
 
