@@ -53,7 +53,7 @@ class NumpyBackend:
         return kronkit.Kron(*F).matvec(y)
 
     def solve(self, F, y, spd=False):
-        return self._K(F, spd).solve(y)
+        return self._K(F, spd).solve_rows(y)
 
     def inv_quad(self, F, y, spd=False):
         return np.asarray(self._K(F, spd).inv_quad(y))

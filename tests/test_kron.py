@@ -36,7 +36,8 @@ class TestAgainstDense:
         fs = factors(rng, dims, kind)
         K, D = Kron(*fs), dense_kron(*fs)
         Y = rng.standard_normal((3, D.shape[1]))
-        assert_allclose(K.solve(Y), np.linalg.solve(D, Y.T).T, rtol=RTOL, atol=ATOL)
+        assert_allclose(K.solve_rows(Y), np.linalg.solve(D, Y.T).T, rtol=RTOL, atol=ATOL)
+        assert_allclose(K.solve(Y.T), np.linalg.solve(D, Y.T), rtol=RTOL, atol=ATOL)
         assert_allclose(K.solve(Y[0]), np.linalg.solve(D, Y[0]), rtol=RTOL, atol=ATOL)
         assert isinstance(K.inv(), Kron)
         assert_allclose(K.inv().to_dense(), np.linalg.inv(D), rtol=RTOL, atol=ATOL)
@@ -88,20 +89,23 @@ def test_rectangular_matvec(rng, shapes):
     K, D = Kron(*fs), dense_kron(*fs)
     assert K.shape == D.shape
     Y = rng.standard_normal((3, D.shape[1]))
-    assert_allclose(K @ Y, Y @ D.T, rtol=RTOL, atol=ATOL)
+    assert_allclose(K.matvec(Y), Y @ D.T, rtol=RTOL, atol=ATOL)
+    assert_allclose(K @ Y.T, D @ Y.T, rtol=RTOL, atol=ATOL)
     Z = rng.standard_normal((2, D.shape[0]))
     assert_allclose(K.rmatvec(Z), Z @ D, rtol=RTOL, atol=ATOL)
     assert_allclose(K.T.to_dense(), D.T)
     with pytest.raises(ValueError, match="must be square for solve"):
-        K.solve(Y)
+        K.solve_rows(Y)
+    with pytest.raises(ValueError, match="must be square for solve"):
+        K.solve(Y.T)
 
 
 def test_leading_batch_axes(rng):
     fs = [general(rng, 2), general(rng, 3)]
     K, D = Kron(*fs), dense_kron(*fs)
     Y = rng.standard_normal((2, 4, 6))
-    assert_allclose(K @ Y, Y @ D.T, rtol=RTOL, atol=ATOL)
-    assert_allclose(K.solve(Y), np.linalg.solve(D, Y.reshape(-1, 6).T).T.reshape(Y.shape),
+    assert_allclose(K.matvec(Y), Y @ D.T, rtol=RTOL, atol=ATOL)
+    assert_allclose(K.solve_rows(Y), np.linalg.solve(D, Y.reshape(-1, 6).T).T.reshape(Y.shape),
                     rtol=RTOL, atol=ATOL)
 
 
@@ -233,7 +237,7 @@ class TestBadInput:
 
     def test_wrong_y_length(self):
         K = Kron(np.eye(2), np.eye(3))
-        with pytest.raises(ValueError, match="`y` must have length 6"):
+        with pytest.raises(ValueError, match="`x` in `K @ x` must have length 6"):
             K @ np.ones(5)
 
     def test_singular_factor_named(self):
@@ -369,10 +373,13 @@ class TestEmptyBatches:
         fs = factors(rng, (2, 3), kind)
         K = Kron(*fs)
         Y = np.zeros((0, 6))
-        for out in (K @ Y, K.matvec(Y), K.rmatvec(Y), K.solve(Y), Y @ K):
+        for out in (K.matvec(Y), K.rmatvec(Y), K.solve_rows(Y), Y @ K):
             assert out.shape == (0, 6)
+        for out in (K @ Y.T, K.solve(Y.T)):
+            assert out.shape == (6, 0)
         assert K.inv_quad(Y).shape == (0,)
-        assert K.solve(np.zeros((2, 0, 6))).shape == (2, 0, 6)
+        assert K.solve_rows(np.zeros((2, 0, 6))).shape == (2, 0, 6)
+        assert K.solve(np.zeros((2, 6, 0))).shape == (2, 6, 0)
         captured = capfd.readouterr()
         assert captured.err == "" and captured.out == ""
 
@@ -522,10 +529,11 @@ def test_intermediate_overflow_is_not_an_error():
     y = rng.standard_normal((2, 6))
     K = Kron(A * 1e200, B * 1e-200)
     D = np.kron(A, B)
-    assert_allclose(K @ (y * 1e200), (y @ D.T) * 1e200, rtol=ULPS)
+    assert_allclose(K.matvec(y * 1e200), (y @ D.T) * 1e200, rtol=ULPS)
+    assert_allclose(K @ (y.T * 1e200), (D @ y.T) * 1e200, rtol=ULPS)
     assert_allclose(K.rmatvec(y * 1e200), (y @ D) * 1e200, rtol=ULPS)
     Ki = Kron(A * 1e-200, B * 1e200)  # K⁻¹ applies A⁻¹·1e200 first
-    assert_allclose(Ki.solve(y * 1e200), np.linalg.solve(D, y.T).T * 1e200, rtol=ROUNDING)
+    assert_allclose(Ki.solve_rows(y * 1e200), np.linalg.solve(D, y.T).T * 1e200, rtol=ROUNDING)
 
 
 def test_intermediate_underflow_is_not_a_silent_zero():
@@ -536,7 +544,8 @@ def test_intermediate_underflow_is_not_a_silent_zero():
     y = rng.standard_normal((2, 6))
     D = np.kron(A, B)
     K = Kron(A * 1e200, B * 1e-200)
-    assert_allclose(K.solve(y * 1e-300) * 1e300, np.linalg.solve(D, y.T).T, rtol=ROUNDING)
+    assert_allclose(K.solve_rows(y * 1e-300) * 1e300, np.linalg.solve(D, y.T).T, rtol=ROUNDING)
+    assert_allclose(K.solve(y.T * 1e-300) * 1e300, np.linalg.solve(D, y.T), rtol=ROUNDING)
     Kt = Kron(A * 1e-200, B * 1e200)
-    assert_allclose((Kt @ (y * 1e-300)) * 1e300, y @ D.T, rtol=ULPS)
+    assert_allclose(Kt.matvec(y * 1e-300) * 1e300, y @ D.T, rtol=ULPS)
     assert_allclose(Kt.rmatvec(y[0] * 1e-300) * 1e300, y[0] @ D, rtol=ULPS)

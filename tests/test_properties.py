@@ -87,7 +87,7 @@ def test_matvec_rmatvec_transpose(case):
     Y = rng.standard_normal((n_obs, D.shape[1]))
     Z = rng.standard_normal((n_obs, D.shape[0]))
     scale = np.prod([np.linalg.norm(a) for a in factors])
-    got = K @ Y
+    got = K.matvec(Y)
     assert got.shape == (n_obs, D.shape[0])
     assert_close_cond(got, Y @ D.T, 1.0, scale=scale * np.linalg.norm(Y), what="matvec")
     got = K.rmatvec(Z)
@@ -115,13 +115,13 @@ def test_trace_diag(pb):
 @given(problems())
 def test_solve_and_inv(pb):
     K, D = Kron(*pb.factors), dense_kron(*pb.factors)
-    got = K.solve(pb.Y)
+    got = K.solve_rows(pb.Y)
     assert got.shape == pb.Y.shape
     want = np.linalg.solve(D, np.atleast_2d(pb.Y).T).T.reshape(pb.Y.shape)
     assert_close_cond(got, want, pb.cond, what="solve")
     Dinv = np.linalg.inv(D)
     assert_close_cond(K.inv().to_dense(), Dinv, pb.cond, what="inv")
-    assert_close_cond(K.T.solve(pb.Y), np.atleast_2d(pb.Y) @ Dinv if pb.Y.ndim == 2
+    assert_close_cond(K.T.solve_rows(pb.Y), np.atleast_2d(pb.Y) @ Dinv if pb.Y.ndim == 2
                       else pb.Y @ Dinv, pb.cond, what="T.solve")
 
 

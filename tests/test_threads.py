@@ -100,7 +100,7 @@ def test_lu_solve_repeated_under_threads(rng):
     """The issue's reproducer, a few times over (it aborted the process every time)."""
     A = rng.standard_normal((20, 20)) + 20 * np.eye(20)
     Y = rng.standard_normal((64, 300))
-    serial = kronkit.Kron(A, 2 * np.eye(15)).solve(Y)
+    serial = kronkit.Kron(A, 2 * np.eye(15)).solve_rows(Y)
     for _ in range(3):
         K = kronkit.Kron(A, 2 * np.eye(15))
         got = np.stack(_threaded(K.solve, Y))

@@ -20,6 +20,7 @@ from ._factor import (
     mode_solve,
     warn_ill_conditioned,
 )
+from ._matmul import as_operand, dense_array, on_columns
 from ._vec import apply_modes, mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
@@ -49,9 +50,15 @@ class Kron:
 
     Notes
     -----
-    Batches of vectors are *rows*: ``K @ Y`` and ``K.matvec(Y)`` for ``Y`` of shape
-    ``(..., P)`` apply ``K`` to every row (``Y @ K.T`` in dense terms). ``aslinearoperator``
-    gives the column convention of scipy.
+    **Linear algebra acts on columns, like NumPy; statistics take observations as rows.**
+    With ``D = K.to_dense()``: ``K @ M == D @ M`` (``M`` of shape ``(N, k)``: the columns; a
+    stack ``(..., N, k)`` as in ``np.matmul``), ``X @ K == X @ D`` (the rows of ``X``),
+    ``K.solve(B) == np.linalg.solve(D, B)``, ``np.asarray(K) == D`` (size guarded). The
+    row-wise methods take vectors ``Y`` of shape ``(..., N)`` as rows, as the statistical
+    functions take observations ``(N, P)`` (like scipy.stats and scikit-learn):
+    ``K.matvec(Y) == Y @ D.T``, ``K.rmatvec(Y) == Y @ D``, ``K.solve_rows(Y) ==
+    np.linalg.solve(D, Y.T).T``, ``K.inv_quad(Y)`` (one form per row). ``Kron @ Kron`` is
+    the mixed product ``(A1⊗..⊗Ad)(B1⊗..⊗Bd) = (A1B1)⊗..⊗(AdBd)``, a Kron.
 
     Factorisations (Cholesky for symmetric positive definite factors, LU otherwise; no eigen
     clamping) are computed once per factor, on first need, and reused by ``solve``, ``inv``,
@@ -97,9 +104,7 @@ class Kron:
     # (it can never hold a factorisation of other factors) and read-only factors. Works for
     # every pickle protocol and for copy.copy / copy.deepcopy.
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_facts", "_lock", "_extreme")}
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in ("_facts", "_lock", "_extreme")}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
@@ -204,12 +209,13 @@ class Kron:
         return tuple(f.kind for f in self._factorizations("factorization", check=False))
 
     # -- vector input ---------------------------------------------------------------------
-    def _vectors(self, y: Any, name: str, n: int) -> np.ndarray:
+    def _vectors(self, y: Any, name: str, n: int, what: str) -> np.ndarray:
+        """``y`` as a batch of vectors along its last axis (rows), validated."""
         arr = as_float(y, name, min_ndim=1)
         if arr.shape[-1] != n:
             raise ValueError(
-                f"`{name}` must have length {n} in its last axis (the operator is "
-                f"{self.shape[0]}×{self.shape[1]}), got shape {arr.shape}"
+                f"`{name}` in `{what}` must have length {n} in its last axis (vectors as rows; "
+                f"the operator is {self.shape[0]}×{self.shape[1]}), got shape {arr.shape}"
             )
         return arr.astype(np.result_type(arr.dtype, self.dtype), copy=False)
 
@@ -219,36 +225,30 @@ class Kron:
         return to_vec(apply_modes(t, mats), len(mats))
 
     def matvec(self, y: Any) -> np.ndarray:
-        """``K @ y`` for ``y`` of shape ``(..., N)`` (rows are vectors); O(P·Σ n_k) each.
+        """``K`` applied to every row of ``y`` of shape ``(..., N)`` (vectors as rows):
+        ``y @ K.to_dense().T``; O(P·Σ n_k) per row. For columns use ``K @ y``.
 
         An empty batch (shape ``(0, N)``) gives an empty result of shape ``(0, M)``. Raises
         ``OverflowError`` if the (finite) inputs give a result beyond the floating range.
         """
-        arr = self._vectors(y, "y", self.shape[1])
-        if arr.size == 0:
-            return np.zeros((*arr.shape[:-1], self.shape[0]), dtype=arr.dtype)
-        with overflow_checked():
-            out = self._apply(arr, self._factors)
-            if self._renormalise(arr, out):  # an intermediate may over/underflow
-                out = self._renormalised(arr, self.col_dims, [
-                    lambda t, k, M=M: mode_apply(t, M, k, self.n_factors) for M in self._factors
-                ])
-        self._check_overflow(out, "K @ y", arr)
-        return out
+        return self._product(self._vectors(y, "y", self.shape[1], "K.matvec(y)"), False, "K @ y")
 
     def rmatvec(self, y: Any) -> np.ndarray:
-        """``K.T @ y`` for ``y`` of shape ``(..., M)``."""
-        arr = self._vectors(y, "y", self.shape[0])
+        """``Kᵀ`` applied to every row of ``y`` of shape ``(..., M)``: ``y @ K.to_dense()``."""
+        return self._product(self._vectors(y, "y", self.shape[0], "K.rmatvec(y)"), True, "y @ K")
+
+    def _product(self, arr: np.ndarray, trans: bool, what: str) -> np.ndarray:
+        """``K`` (``trans``: ``Kᵀ``) on the rows of a validated ``arr``, overflow-safe."""
+        mats = [a.T for a in self._factors] if trans else list(self._factors)
         if arr.size == 0:
-            return np.zeros((*arr.shape[:-1], self.shape[1]), dtype=arr.dtype)
+            return np.zeros((*arr.shape[:-1], self.shape[1 if trans else 0]), dtype=arr.dtype)
         with overflow_checked():
-            out = self._apply(arr, [a.T for a in self._factors])
-            if self._renormalise(arr, out):
-                out = self._renormalised(arr, self.row_dims, [
-                    lambda t, k, M=M: mode_apply(t, M.T, k, self.n_factors)
-                    for M in self._factors
+            out = self._apply(arr, mats)
+            if self._renormalise(arr, out):  # an intermediate may over/underflow
+                out = self._renormalised(arr, self.row_dims if trans else self.col_dims, [
+                    lambda t, k, M=M: mode_apply(t, M, k, self.n_factors) for M in mats
                 ])
-        self._check_overflow(out, "K.T @ y", arr)
+        self._check_overflow(out, what, arr)
         return out
 
     def _renormalise(self, y: np.ndarray, out: np.ndarray) -> bool:
@@ -290,13 +290,20 @@ class Kron:
         raise overflow_error(what, y=y, factors=self._factors)
 
     def __matmul__(self, other: Any) -> Any:
+        """``K @ x`` as ``K.to_dense() @ x``: a 1-D ``x``, the columns of a 2-D ``x`` (N, k),
+        each matrix of a stack (..., N, k); ``Kron @ Kron`` is the mixed product, a Kron."""
         if isinstance(other, Kron):
             return self._kron_product(other)
-        return self.matvec(other)
+        arr = as_operand(other, "x", self.shape[1], "K @ x", self.shape, self.dtype)
+        return on_columns(lambda a: self._product(a, False, "K @ x"), arr)
 
     def __rmatmul__(self, other: Any) -> Any:
-        # y @ K: each row of y times K, i.e. K.T applied to the rows.
-        return self.rmatvec(other)
+        """``x @ K`` as ``x @ K.to_dense()``: ``Kᵀ`` applied to the rows of ``x`` (..., M)."""
+        return self._product(self._vectors(other, "x", self.shape[0], "x @ K"), True, "x @ K")
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(K)``: the dense matrix, under the size guard of :meth:`to_dense`."""
+        return dense_array(self, "Kron", dtype, copy)
 
     def _kron_product(self, other: Kron) -> Kron:
         if self.n_factors != other.n_factors or any(
@@ -413,13 +420,22 @@ class Kron:
 
     # -- inverse, solve, determinants --------------------------------------------------------
     def solve(self, y: Any) -> np.ndarray:
-        """``K⁻¹ y`` for ``y`` of shape ``(..., P)`` (rows are right-hand sides).
+        """``K⁻¹ y`` as ``np.linalg.solve(K.to_dense(), y)``: ``y`` of shape ``(P,)``, or
+        ``(P, k)`` solved column by column (a stack ``(..., P, k)`` matrix by matrix).
 
-        Cost O(Σ n_k³) once (cached factorisations) plus O(P·Σ n_k) per vector.
-        Raises :class:`SingularFactorError` (naming the factor) if a factor is singular.
-        Dense equivalent: ``np.linalg.solve(K.to_dense(), y.T).T``.
+        Cost O(Σ n_k³) once (cached factorisations) plus O(P·Σ n_k) per vector. Raises
+        :class:`SingularFactorError` (naming the factor) if a factor is singular. For
+        right-hand sides as rows ``(N, P)`` use :meth:`solve_rows`.
         """
-        arr = self._vectors(y, "y", self.shape[1])
+        arr = as_operand(y, "y", self.shape[1], "K.solve(y)", self.shape, self.dtype)
+        return on_columns(self._solve_checked, arr)
+
+    def solve_rows(self, y: Any) -> np.ndarray:
+        """``K⁻¹`` applied to every row of ``y`` of shape ``(..., P)`` (right-hand sides as
+        rows, as observations are): ``np.linalg.solve(K.to_dense(), y.T).T`` for 2-D ``y``."""
+        return self._solve_checked(self._vectors(y, "y", self.shape[1], "K.solve_rows(y)"))
+
+    def _solve_checked(self, arr: np.ndarray) -> np.ndarray:
         facs = self._factorizations("solve")
         if arr.size == 0:
             return np.zeros(arr.shape, dtype=np.result_type(arr.dtype, self.dtype))
@@ -498,7 +514,7 @@ class Kron:
         Cost O(Σ n_k³) once plus O(P·Σ n_k) per vector; with SPD factors it is ``‖L⁻¹y‖²``.
         Dense equivalent: ``y @ np.linalg.solve(K.to_dense(), y)``.
         """
-        arr = self._vectors(y, "y", self.shape[1])
+        arr = self._vectors(y, "y", self.shape[1], "K.inv_quad(y)")
         facs = self._factorizations("inv_quad")
         if arr.size == 0:
             return np.zeros(arr.shape[:-1], dtype=np.result_type(arr.dtype, self.dtype))
@@ -521,25 +537,17 @@ class Kron:
 
     # -- interoperability --------------------------------------------------------------------
     def aslinearoperator(self):
-        """A ``scipy.sparse.linalg.LinearOperator`` (column convention) for iterative solvers."""
+        """A ``scipy.sparse.linalg.LinearOperator`` for iterative solvers (columns, as ``@``)."""
         from scipy.sparse.linalg import LinearOperator
 
-        M, N = self.shape
+        def fwd(X: Any) -> np.ndarray:
+            return on_columns(lambda v: self._apply(v, self._factors), np.asarray(X))
 
-        def _mm(X: np.ndarray, apply) -> np.ndarray:
-            X = np.asarray(X)
-            if X.ndim == 1:
-                return apply(X)
-            return apply(X.T).T
+        def adj(X: Any) -> np.ndarray:
+            return on_columns(lambda v: self._apply(v, [a.T for a in self._factors]), np.asarray(X))
 
-        return LinearOperator(
-            (M, N),
-            matvec=lambda x: _mm(x, lambda v: self._apply(v, self._factors)),
-            rmatvec=lambda x: _mm(x, lambda v: self._apply(v, [a.T for a in self._factors])),
-            matmat=lambda X: _mm(X, lambda v: self._apply(v, self._factors)),
-            rmatmat=lambda X: _mm(X, lambda v: self._apply(v, [a.T for a in self._factors])),
-            dtype=self.dtype,
-        )
+        return LinearOperator(self.shape, matvec=fwd, rmatvec=adj, matmat=fwd, rmatmat=adj,
+                              dtype=self.dtype)
 
 
 def as_kron(K: Any, name: str = "K") -> Kron:

@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checks import as_float
+from ._checks import as_float, check_dense_size
 from ._errors import NotPositiveDefiniteError
 from ._factor import Factorization, mode_solve
 from ._kron import Kron
+from ._matmul import as_operand, dense_array, on_columns
 
 __all__ = ["DENSE_MAX_P", "SumOfKron"]
 
@@ -54,7 +55,11 @@ class SumOfKron:
     and :func:`~kronkit.nearest_kron` accept it as ``M``, and
     :meth:`KPSVDResult.to_sum() <kronkit.KPSVDResult.to_sum>` returns one.
 
-    ``matvec`` costs O(r·M·(n1+n2)) per row, any shapes. :meth:`trace` and :meth:`diag` need
+    Linear algebra acts on columns, like NumPy; statistics take observations as rows (see
+    :class:`~kronkit.Kron`): ``M @ X``, ``X @ M`` and ``np.asarray(M)`` are those of the dense
+    matrix; ``matvec``/``rmatvec``, :meth:`inv_quad` and :meth:`logpdf` take rows ``(N, P)``.
+
+    Products cost O(r·M·(n1+n2)) per vector, any shapes. :meth:`trace` and :meth:`diag` need
     square factors; :meth:`logdet`, :meth:`inv_quad` and :meth:`logpdf` (a Gaussian with
     covariance ``M``) need square factors (``ValueError`` otherwise) and ``M`` positive
     definite, and use:
@@ -69,6 +74,8 @@ class SumOfKron:
 
     Dense equivalent: ``sum(np.kron(A_k, B_k) for k ...)``.
     """
+
+    __array_priority__ = 1000.0  # make ``ndarray @ SumOfKron`` defer to ``__rmatmul__``
 
     def __init__(self, terms: Sequence[Any]):
         if isinstance(terms, Kron):
@@ -123,6 +130,16 @@ class SumOfKron:
         """``(m1*m2, n1*n2)``."""
         return self._terms[0].shape
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The common dtype of the terms."""
+        return np.result_type(*(K.dtype for K in self._terms))
+
+    @property
+    def ndim(self) -> int:
+        """2, as for the dense matrix."""
+        return 2
+
     def __len__(self) -> int:
         return self.shape[0]
 
@@ -139,21 +156,41 @@ class SumOfKron:
 
     # -- products -----------------------------------------------------------------------
     def matvec(self, Y: Any) -> np.ndarray:
-        """``M @ y`` for rows ``Y`` of shape ``(..., n1*n2)``: ``Σ_k (A_k⊗B_k) y``, shape
-        ``(..., m1*m2)``."""
+        """``M`` applied to every row of ``Y`` of shape ``(..., n1*n2)`` (vectors as rows):
+        ``Σ_k (A_k⊗B_k) y``, shape ``(..., m1*m2)``; ``Y @ M.to_dense().T``."""
         out = self._terms[0].matvec(Y)
         for K in self._terms[1:]:
             out = out + K.matvec(Y)
         return out
 
-    def __matmul__(self, Y: Any) -> np.ndarray:
-        return self.matvec(Y)
-
-    def to_dense(self) -> np.ndarray:
-        """``Σ_k np.kron(A_k, B_k)`` (allocates ``(m1*m2, n1*n2)``)."""
-        out = self._terms[0].to_dense()
+    def rmatvec(self, Y: Any) -> np.ndarray:
+        """``Mᵀ`` applied to every row of ``Y`` of shape ``(..., m1*m2)``: ``Y @ M.to_dense()``."""
+        out = self._terms[0].rmatvec(Y)
         for K in self._terms[1:]:
-            out = out + K.to_dense()
+            out = out + K.rmatvec(Y)
+        return out
+
+    def __matmul__(self, X: Any) -> np.ndarray:
+        """``M @ X`` as ``M.to_dense() @ X``: a 1-D ``X``, or the columns of ``X`` (N, k)."""
+        arr = as_operand(X, "X", self.shape[1], "M @ X", self.shape, self.dtype)
+        return on_columns(self.matvec, arr)
+
+    def __rmatmul__(self, X: Any) -> np.ndarray:
+        """``X @ M`` as ``X @ M.to_dense()`` (the rows of ``X``)."""
+        return self.rmatvec(X)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(M)``: the dense matrix, under the size guard of :meth:`to_dense`."""
+        return dense_array(self, "SumOfKron", dtype, copy)
+
+    def to_dense(self, *, max_bytes: int | None = None) -> np.ndarray:
+        """``Σ_k np.kron(A_k, B_k)`` (allocates ``(m1*m2, n1*n2)``); refused (``ValueError``)
+        above ``max_bytes`` (default :data:`kronkit.DENSE_MAX_BYTES`), as ``Kron.to_dense``."""
+        check_dense_size(self.shape, self.dtype, "`SumOfKron.to_dense()`", max_bytes=max_bytes)
+        big = np.iinfo(np.int64).max  # checked just above
+        out = self._terms[0].to_dense(max_bytes=big)
+        for K in self._terms[1:]:
+            out = out + K.to_dense(max_bytes=big)
         return out
 
     def trace(self) -> float:
