@@ -7,6 +7,8 @@ row-major flattening of a ``(p, q)`` matrix ``Y``, so ``Kron(A, B) @ Y.ravel()``
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from ._calculus import inv_quad_grad as inv_quad_grad
 from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
@@ -46,10 +48,14 @@ from ._sum_kron import SumOfKron as SumOfKron
 
 # The scikit-learn estimators are imported on first use, so that ``import kronkit`` does not
 # import scikit-learn (an optional dependency: ``pip install kronkit[sklearn]``).
+if TYPE_CHECKING:  # type checkers see the classes; at run time they are imported on first use
+    from ._estimators.sklearn import KroneckerPCA as KroneckerPCA
+    from ._estimators.sklearn import SeparableCovariance as SeparableCovariance
+
 _LAZY = {"SeparableCovariance": "._estimators.sklearn", "KroneckerPCA": "._estimators.sklearn"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
