@@ -552,6 +552,20 @@ def test_get_precision_is_the_inverse_of_get_covariance(rng, distribution):
                                    rtol=CHAIN_RTOL)
 
 
+def test_fitted_covariance_is_usable_as_an_array(rng):
+    """``np.asarray(est.covariance_)`` and NumPy functions on it give the dense matrices."""
+    X = simulate(rng, 60, *truth(2, 3))
+    est = SeparableCovariance().fit(X)
+    S = dense_kron(est.row_covariance_, est.column_covariance_)
+    np.testing.assert_allclose(np.asarray(est.covariance_), S, rtol=ULPS)
+    np.testing.assert_allclose(np.linalg.eigvalsh(est.covariance_), np.linalg.eigvalsh(S),
+                               rtol=RTOL)
+    np.testing.assert_allclose(np.asarray(est.get_precision()), np.linalg.inv(S),
+                               rtol=CHAIN_RTOL)
+    kp = KroneckerPCA(n_terms=2).fit(X)
+    np.testing.assert_allclose(np.asarray(kp.covariance_), kp.covariance_.to_dense(), rtol=ULPS)
+
+
 def test_mahalanobis_is_squared_as_sklearn(rng):
     """Every ``mahalanobis`` in kronkit is the squared distance, as scikit-learn's."""
     from scipy.spatial.distance import mahalanobis
