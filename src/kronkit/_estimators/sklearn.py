@@ -177,8 +177,9 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     ----------
     shape : (int, int), optional
         ``(p, q)``, the matrix shape of an observation, needed for 2-D ``X`` of shape (N, P)
-        (``p·q = P``; one entry may be ``-1``, inferred as in ``np.reshape``); ignored-but-checked
-        for 3-D ``X`` of shape (N, p, q). ``(-1, 1)`` is the unstructured covariance.
+        (``p·q = P``; one entry may be ``-1``, inferred as in ``np.reshape``); for 3-D ``X``
+        of shape (N, p, q), if given, it must equal ``(p, q)``. ``(-1, 1)`` is the
+        unstructured covariance; without ``shape`` a 2-D ``X`` is a ValueError.
     distribution : {"normal", "t"}, default="normal"
         ``"normal"``: ``vec X_i ~ N(vec M, A⊗B)`` fitted by the flip-flop algorithm.
         ``"t"``: the vec-form multivariate t with *scale* ``A⊗B`` and one weight per
