@@ -9,6 +9,7 @@ show the placeholder; this extension makes the same replacement on the static do
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,28 @@ class AssumeDoc(griffe.Extension):
                 doc = member.docstring
                 if "\nASSUME\n" in doc.value:  # only then is the module's template needed
                     doc.value = doc.value.replace("\nASSUME\n", "\n" + _replacement(module) + "\n")
+
+
+_ROLE = re.compile(r":(?:meth|func|class|attr|mod|data|exc|obj):`~?([^`]+)`")
+
+
+def _plain_role(match: re.Match[str]) -> str:
+    """``:meth:`~kronkit.Kron.solve``` -> ```solve``` (Sphinx's ``~`` keeps the last part)."""
+    target = match.group(1)
+    tilde = match.group(0).split("`", 1)[1].startswith("~")
+    return f"``{target.rsplit('.', 1)[-1] if tilde else target}``"
+
+
+class SphinxRoles(griffe.Extension):
+    """The docstrings use Sphinx roles (``:func:`x```); Markdown would show them raw. Render
+    each as inline code, the way Sphinx shows an unresolved role."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        if pkg.name != "kronkit":
+            return
+        stack: list[Any] = [pkg]
+        while stack:
+            obj = stack.pop()
+            if obj.docstring is not None:
+                obj.docstring.value = _ROLE.sub(_plain_role, obj.docstring.value)
+            stack.extend(m for m in obj.members.values() if not m.is_alias)

@@ -191,3 +191,7 @@ def test_mkdocs_build_strict(tmp_path):
     assert (tmp_path / "site" / "index.html").is_file()
     api = (tmp_path / "site" / "api" / "operator" / "index.html").read_text(encoding="utf-8")
     assert "kronkit.Kron" in api
+    # the docstrings' Sphinx roles are rendered as code, never shown raw
+    for page in (tmp_path / "site" / "api").rglob("index.html"):
+        html = page.read_text(encoding="utf-8")
+        assert not any(f":{role}:" in html for role in ("meth", "func", "class", "mod")), page
