@@ -91,13 +91,18 @@ def test_grad_on_files(runner, tmp_path, rng, fmt):
         assert_allclose(z["value"], g.value, rtol=ROUNDING)
 
 
+def _save_factors(tmp_path, fs):
+    """Write each factor to ``f{i}.npy``; return the paths in order."""
+    paths = [str(tmp_path / f"f{i}.npy") for i in range(len(fs))]
+    for path, f in zip(paths, fs, strict=True):
+        np.save(path, f)
+    return paths
+
+
 def test_grad_three_factors_per_observation(runner, tmp_path, rng):
     fs = factors(rng, (2, 3, 2))
     Y = rng.standard_normal((3, 12))
-    paths = []
-    for i, f in enumerate(fs):
-        paths.append(str(tmp_path / f"f{i}.npy"))
-        np.save(paths[-1], f)
+    paths = _save_factors(tmp_path, fs)
     np.save(tmp_path / "y.npy", Y)
     out = tmp_path / "g.npz"
     res = runner.invoke(cli.main, ["grad", "--factor", paths[0], "--factor", paths[1], "--factor", paths[2],
@@ -114,10 +119,7 @@ def test_grad_old_option_spelling_is_a_hidden_alias(runner, tmp_path, rng):
     """`--A a --B b --factor c` (the old spelling) is `--factor a --factor b --factor c`."""
     fs = factors(rng, (2, 3, 2))
     Y = rng.standard_normal((3, 12))
-    paths = []
-    for i, f in enumerate(fs):
-        paths.append(str(tmp_path / f"f{i}.npy"))
-        np.save(paths[-1], f)
+    paths = _save_factors(tmp_path, fs)
     np.save(tmp_path / "y.npy", Y)
     tail = ["--factor", paths[2], "--y", str(tmp_path / "y.npy"), "--out"]
     old = runner.invoke(cli.main, ["grad", "--A", paths[0], "--B", paths[1], *tail,

@@ -32,6 +32,17 @@ def _close(got, want):
     assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
+def _products_are_dense(rng, op, D):
+    """``op @ x``, ``z @ op``, ``op @ M`` (columns) and ``X @ op`` (rows) equal the dense ``D``'s."""
+    m, n = D.shape
+    _close(op @ (x := rng.standard_normal(n)), D @ x)
+    _close((z := rng.standard_normal(m)) @ op, z @ D)
+    for M in _right_operands(rng, n):
+        _close(op @ M, D @ M)
+    for X in _right_operands(rng, m):
+        _close(X.T @ op, X.T @ D)
+
+
 @pytest.mark.parametrize("dims", SQUARE, ids=lambda d: f"d{len(d)}")
 @pytest.mark.parametrize("kind", ["spd", "general"])
 def test_square_operator_is_the_dense_matrix(rng, dims, kind):
@@ -61,12 +72,7 @@ def test_rectangular_operator_is_the_dense_matrix(rng, shapes):
     K, D = Kron(*fs), dense_kron(*fs)
     m, n = D.shape
     assert K.shape == (m, n) and m != n
-    _close(K @ (x := rng.standard_normal(n)), D @ x)
-    _close((z := rng.standard_normal(m)) @ K, z @ D)
-    for M in _right_operands(rng, n):
-        _close(K @ M, D @ M)
-    for X in _right_operands(rng, m):
-        _close(X.T @ K, X.T @ D)
+    _products_are_dense(rng, K, D)
     assert_allclose(np.asarray(K), D, rtol=0, atol=0)
     with pytest.raises(ValueError, match="must be square for solve"):
         K.solve(rng.standard_normal((n, 2)))
@@ -156,12 +162,7 @@ def test_sum_of_kron_is_the_dense_matrix(rng, shapes, r):
     S = SumOfKron(terms)
     D = sum(np.kron(a, b) for a, b in terms)
     m, n = D.shape
-    _close(S @ (x := rng.standard_normal(n)), D @ x)
-    _close((z := rng.standard_normal(m)) @ S, z @ D)
-    for M in _right_operands(rng, n):
-        _close(S @ M, D @ M)
-    for X in _right_operands(rng, m):
-        _close(X.T @ S, X.T @ D)
+    _products_are_dense(rng, S, D)
     _close(S @ (M := rng.standard_normal((2, n, 3))), D @ M)
     _close(S.matvec(Y := rng.standard_normal((4, n))), Y @ D.T)
     _close(S.rmatvec(Z := rng.standard_normal((4, m))), Z @ D)
