@@ -86,9 +86,10 @@ def test_construction_errors(rng):
         SumOfKron([])
     with pytest.raises(TypeError, match="sequence of Kron"):
         SumOfKron(3.0)
-    with pytest.raises(ValueError, match=r"terms\[0\]` must have two factors"):
-        SumOfKron([Kron(A, B, A)])
-    with pytest.raises(ValueError, match=r"terms\[1\]` has factor shapes \(\(3, 2\), \(2, 3\)\)"):
+    with pytest.raises(ValueError, match=r"terms\[1\]` has factor shapes 2×3 ⊗ 3×2 ⊗ 2×3, "
+                       r"expected 2×3 ⊗ 3×2 like"):
+        SumOfKron([Kron(A, B), Kron(A, B, A)])
+    with pytest.raises(ValueError, match=r"terms\[1\]` has factor shapes 3×2 ⊗ 2×3"):
         SumOfKron([(A, B), (B, A)])
     # the terms are Kron operators (copied, read-only); one Kron is a sum of one term
     S = SumOfKron(Kron(A, B))

@@ -17,6 +17,7 @@ __all__ = [
     "check_dense_size",
     "check_finite",
     "check_int",
+    "check_multiplier",
     "check_random_state",
     "check_scalar",
     "check_square",
@@ -132,6 +133,30 @@ def check_scalar(x: Any, name: str) -> float:
     val = float(arr)
     if not np.isfinite(val):
         raise ValueError(f"`{name}` must be finite, got {val}")
+    return val
+
+
+def check_multiplier(c: Any, op: str, cls: str) -> float:
+    """``c`` in ``op {op} c`` as a finite real Python float, or a ``TypeError``/``ValueError``
+    naming it (``cls`` is the operator's class name)."""
+    if hasattr(c, "shape") and hasattr(c, "matvec"):
+        raise TypeError(
+            f"use `@` for products of {cls} operators (`*` and `/` take a real scalar)"
+        )
+    role = "divisor" if op == "/" else "multiplier"
+    try:
+        arr = np.asarray(c)
+    except Exception:  # pragma: no cover - exotic objects
+        arr = np.asarray(None, dtype=object)
+    if arr.ndim != 0 or arr.dtype.kind not in "biuf":
+        what = f"an array of shape {arr.shape}" if arr.ndim else repr(c)
+        raise TypeError(
+            f"the {role} in `{cls} {op} c` must be a real scalar, got {what}"
+            + (" (complex scaling is not supported)" if arr.dtype.kind == "c" else "")
+        )
+    val = float(arr)
+    if not np.isfinite(val):
+        raise ValueError(f"the {role} in `{cls} {op} c` must be finite, got {val}")
     return val
 
 

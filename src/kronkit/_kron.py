@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, check_dense_size, float_dtype, overflow_error
+from ._checks import as_float, check_dense_size, check_multiplier, float_dtype, overflow_error
 from ._errors import DomainError
 from ._factor import (
     Factorization,
@@ -20,7 +20,7 @@ from ._factor import (
     mode_solve,
     warn_ill_conditioned,
 )
-from ._matmul import as_operand, dense_array, on_columns
+from ._matmul import as_operand, dense_array, linear_operator, on_columns
 from ._vec import apply_modes, mode_apply, to_tensor, to_vec
 
 __all__ = ["Kron", "as_kron"]
@@ -323,28 +323,6 @@ class Kron:
                 )
         return Kron(*prods)
 
-    def _scalar(self, c: Any, op: str) -> float:
-        """``c`` as a finite real Python float, or a ``TypeError``/``ValueError`` naming it."""
-        if isinstance(c, Kron):
-            raise TypeError(
-                "use `@` for products of Kron operators (`*` and `/` take a real scalar)"
-            )
-        role = "divisor" if op == "/" else "multiplier"
-        try:
-            arr = np.asarray(c)
-        except Exception:  # pragma: no cover - exotic objects
-            arr = np.asarray(None, dtype=object)
-        if arr.ndim != 0 or arr.dtype.kind not in "biuf":
-            what = f"an array of shape {arr.shape}" if arr.ndim else repr(c)
-            raise TypeError(
-                f"the {role} in `Kron {op} c` must be a real scalar, got {what}"
-                + (" (complex scaling is not supported)" if arr.dtype.kind == "c" else "")
-            )
-        val = float(arr)
-        if not np.isfinite(val):
-            raise ValueError(f"the {role} in `Kron {op} c` must be finite, got {val}")
-        return val
-
     def _scaled(self, c: float, op: str) -> Kron:
         with np.errstate(over="ignore", under="ignore"):
             A0 = self._factors[0] / c if op == "/" else self._factors[0] * c
@@ -357,12 +335,12 @@ class Kron:
         return Kron(A0, *self._factors[1:])
 
     def __mul__(self, c: Any) -> Kron:
-        return self._scaled(self._scalar(c, "*"), "*")
+        return self._scaled(check_multiplier(c, "*", "Kron"), "*")
 
     __rmul__ = __mul__
 
     def __truediv__(self, c: Any) -> Kron:
-        val = self._scalar(c, "/")
+        val = check_multiplier(c, "/", "Kron")
         if val == 0:
             raise DomainError(
                 "the divisor in `Kron / c` must be non-zero, got c = 0.0 (K / 0 is undefined)",
@@ -372,6 +350,21 @@ class Kron:
 
     def __neg__(self) -> Kron:
         return self * -1.0
+
+    def __add__(self, other: Any) -> Any:
+        """``K + other`` (a Kron or SumOfKron of the same factor shapes): a
+        :class:`~kronkit.SumOfKron` (``0 + K`` too, so ``sum(terms)`` works)."""
+        from ._sum_kron import SumOfKron
+
+        return SumOfKron([self]).__add__(other)
+
+    def __radd__(self, other: Any) -> Any:
+        from ._sum_kron import SumOfKron
+
+        return SumOfKron([self]).__radd__(other)
+
+    def __sub__(self, other: Any) -> Any:
+        return self + (-1.0) * other
 
     # -- structure ------------------------------------------------------------------------
     @property
@@ -538,16 +531,8 @@ class Kron:
     # -- interoperability --------------------------------------------------------------------
     def aslinearoperator(self):
         """A ``scipy.sparse.linalg.LinearOperator`` for iterative solvers (columns, as ``@``)."""
-        from scipy.sparse.linalg import LinearOperator
-
-        def fwd(X: Any) -> np.ndarray:
-            return on_columns(lambda v: self._apply(v, self._factors), np.asarray(X))
-
-        def adj(X: Any) -> np.ndarray:
-            return on_columns(lambda v: self._apply(v, [a.T for a in self._factors]), np.asarray(X))
-
-        return LinearOperator(self.shape, matvec=fwd, rmatvec=adj, matmat=fwd, rmatmat=adj,
-                              dtype=self.dtype)
+        return linear_operator(self, lambda v: self._apply(v, self._factors),
+                               lambda v: self._apply(v, [a.T for a in self._factors]))
 
 
 def as_kron(K: Any, name: str = "K") -> Kron:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._checks import as_float, check_dense_size
 
-__all__ = ["as_operand", "dense_array", "on_columns"]
+__all__ = ["as_operand", "dense_array", "linear_operator", "on_columns"]
 
 
 def as_operand(x: Any, name: str, n: int, what: str, shape: tuple[int, int],
@@ -66,3 +66,19 @@ def dense_array(op: Any, name: str, dtype: Any = None, copy: bool | None = None)
                      "allows a larger one)")
     out = op.to_dense(max_bytes=np.iinfo(np.int64).max)  # checked just above
     return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def linear_operator(op: Any, rows: Callable[[np.ndarray], np.ndarray],
+                    rows_t: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """A ``scipy.sparse.linalg.LinearOperator`` of ``op`` (columns, as ``@``) from its row-wise
+    products with ``op`` and with ``op.T``."""
+    from scipy.sparse.linalg import LinearOperator
+
+    def fwd(X: Any) -> np.ndarray:
+        return on_columns(rows, np.asarray(X))
+
+    def adj(X: Any) -> np.ndarray:
+        return on_columns(rows_t, np.asarray(X))
+
+    return LinearOperator(op.shape, matvec=fwd, rmatvec=adj, matmat=fwd, rmatmat=adj,
+                          dtype=op.dtype)

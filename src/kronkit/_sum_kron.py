@@ -1,78 +1,80 @@
-r"""Sums of Kronecker products ``M = Σ_k A_k⊗B_k`` as operators (never formed densely).
+r"""Sums of Kronecker products ``S = Σ_t F_t1⊗…⊗F_td`` as operators (never formed densely).
 
-The covariance Kronecker PCA returns, and the home of the exact closed forms for sums of
-Kronecker products: for two terms with the first symmetric positive definite and the second
-symmetric, the simultaneous diagonalisation ``A_1^{-1/2} A_2 A_1^{-1/2} = U diag(c) Uᵀ`` (and
-likewise for ``B``) gives ``M = (W_A⊗W_B) diag(1 + c_i d_j) (W_A⊗W_B)ᵀ``.
+``Kron(A, B) + Kron(C, D)`` is one; so are the covariance Kronecker PCA returns, the grid
+Gaussian process ``K1⊗K2 + s²I`` and Kronecker sums ``A⊕B``. Solves, log-determinants and
+quadratic forms are exact through the eigen form of :mod:`kronkit._sum_eig` (per-axis
+(generalised) eigendecompositions, O(Σ n_k³) once); sums without one are factorised densely up
+to ``DENSE_MAX_P`` and refused above it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, check_dense_size
-from ._errors import NotPositiveDefiniteError
-from ._factor import Factorization, mode_solve
+from ._checks import as_float, check_dense_size, check_multiplier
+from ._errors import DomainError, NotPositiveDefiniteError, SingularFactorError
+from ._factor import Factorization
 from ._kron import Kron
-from ._matmul import as_operand, dense_array, on_columns
+from ._matmul import as_operand, dense_array, linear_operator, on_columns
+from ._sum_eig import (
+    EigenForm,
+    FactorKind,
+    UnsupportedSumError,
+    analyse_factor,
+    build_eigen_form,
+    quad_grads,
+)
 
-__all__ = ["DENSE_MAX_P", "SumOfKron"]
+__all__ = ["DENSE_MAX_P", "SumOfKron", "UnsupportedSumError"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-#: Sums of three or more Kronecker terms are factorised densely (O(P³)) up to this P.
+#: Sums without an exact eigen form are factorised densely (O(P³)) up to this P.
 DENSE_MAX_P = 4096
 
 
-class _Whitened(NamedTuple):
-    """``Σ = (W_A⊗W_B) diag(vec lam) (W_A⊗W_B)ᵀ`` with ``W_A = L_A U``, ``W_B = L_B V``."""
-
-    fA: Factorization
-    fB: Factorization
-    U: np.ndarray
-    V: np.ndarray
-    lam: np.ndarray  # (p, q)
-    logdet: float
-
-
 class SumOfKron:
-    r"""A sum of Kronecker products ``M = Σ_k A_k⊗B_k`` as an operator (never formed densely).
+    r"""A sum of Kronecker products ``S = Σ_t F_t1⊗…⊗F_td`` as an operator (never formed densely).
 
     Parameters
     ----------
-    terms : sequence of Kron, or of (A_k, B_k) pairs
-        At least one term; every term has two factors, of the same shapes in every term:
-        ``A_k`` of shape ``(m1, n1)`` and ``B_k`` of shape ``(m2, n2)`` (square ``(p, p)``,
-        ``(q, q)`` for the Gaussian quantities). Stored as :class:`~kronkit.Kron` (copied,
-        read-only).
+    terms : sequence of Kron, or of factor sequences ``(F_t1, ..., F_td)``
+        At least one term; every term has the same number ``d`` of factors, of the same shapes
+        in every term. Stored as :class:`~kronkit.Kron` (copied, read-only). ``Kron + Kron``
+        builds one too; ``SumOfKron + Kron`` appends a term and ``c * S`` scales every term.
 
     Notes
     -----
-    This is the one form of a sum of Kronecker products in kronkit: :func:`~kronkit.kpsvd`
-    and :func:`~kronkit.nearest_kron` accept it as ``M``, and
-    :meth:`KPSVDResult.to_sum() <kronkit.KPSVDResult.to_sum>` returns one.
-
     Linear algebra acts on columns, like NumPy; statistics take observations as rows (see
-    :class:`~kronkit.Kron`): ``M @ X``, ``X @ M`` and ``np.asarray(M)`` are those of the dense
-    matrix; ``matvec``/``rmatvec``, :meth:`inv_quad` and :meth:`logpdf` take rows ``(N, P)``.
+    :class:`~kronkit.Kron`): ``S @ X``, ``X @ S``, ``S.solve(B)`` and ``np.asarray(S)`` are
+    those of the dense matrix; ``matvec``/``rmatvec``/``solve_rows``, :meth:`inv_quad` and
+    :meth:`logpdf` take rows ``(N, P)``. Products cost O(T·P·Σ n_k) per vector, any shapes.
 
-    Products cost O(r·M·(n1+n2)) per vector, any shapes. :meth:`trace` and :meth:`diag` need
-    square factors; :meth:`logdet`, :meth:`inv_quad` and :meth:`logpdf` (a Gaussian with
-    covariance ``M``) need square factors (``ValueError`` otherwise) and ``M`` positive
-    definite, and use:
+    **Exact route** (:attr:`route` ``"eigen"``, square symmetric factors): when every axis
+    ``k`` has a congruence ``V_k`` with ``V_kᵀ F_tk V_k`` diagonal for every term ``t``,
+    ``S⁻¹ = (⊗V_k) diag(1/λ) (⊗V_k)ᵀ`` with ``λ = Σ_t ⊗_k diag(V_kᵀ F_tk V_k)``. That holds
+    when, in each axis, every factor is a multiple of one of at most two symmetric matrices
+    (one positive definite: the identity or a positive diagonal preferred, else the later
+    term's) or of diagonal matrices only:
 
-    * ``r ≤ 2`` with the first term's factors symmetric positive definite (after a common
-      sign flip) and the second term's symmetric: the simultaneous diagonalisation
-      ``A_1⁻½A_2A_1⁻½ = U diag(c) Uᵀ``, ``B_1⁻½B_2B_1⁻½ = V diag(d) Vᵀ``, so
-      ``M = (L_AU⊗L_BV)(I + diag(c)⊗diag(d))(L_AU⊗L_BV)ᵀ`` — O(p³ + q³) once and
-      O(P·(p+q)) per row;
-    * otherwise the dense P×P matrix and its Cholesky factor, O(P³), for ``P ≤ DENSE_MAX_P``
-      (4096); larger ``P`` raises ``ValueError``.
+    * ``Kron(K1, …, Kd) + s2 * Kron(I, …, I)`` (per-axis ``eigh``);
+    * ``Kron(K1, …, Kd) + Kron(D1, …, Dd)``, ``D_k`` positive diagonal (whitening by ``D``);
+    * ``Kron(A1, …, Ad) + Kron(C1, …, Cd)``, ``C_k`` positive definite (``eigh(A_k, C_k)``);
+    * Kronecker sums ``Kron(A, I) + Kron(I, B)`` (``A1⊕…⊕Ad``), optionally ``+ s2 * I``;
+    * mixes such as ``Kron(Cg, K) + Kron(Cn, I)``.
 
-    Dense equivalent: ``sum(np.kron(A_k, B_k) for k ...)``.
+    Cost O(Σ n_k³) once, O(P·Σ n_k) per vector; identity and diagonal factors are detected
+    and cost nothing. Positive definiteness is read off ``λ`` (Sylvester's law of inertia).
+
+    **Otherwise** (:attr:`route` ``"dense"``) the dense P×P matrix is factorised (O(P³)) for
+    ``P ≤ DENSE_MAX_P`` (4096); larger ``P`` raises :class:`UnsupportedSumError` (a
+    ``ValueError``) listing the supported forms.
+
+    Dense equivalent: ``sum(functools.reduce(np.kron, t.factors) for t in S.terms)``.
     """
 
     __array_priority__ = 1000.0  # make ``ndarray @ SumOfKron`` defer to ``__rmatmul__``
@@ -83,26 +85,36 @@ class SumOfKron:
         try:
             items = list(terms)
         except TypeError as exc:
-            raise TypeError(f"`terms` must be a sequence of Kron or (A, B) pairs, got "
+            raise TypeError(f"`terms` must be a sequence of Kron or factor sequences, got "
                             f"{type(terms).__name__}") from exc
         if not items:
             raise ValueError("`terms` must hold at least one term, got none")
         out: list[Kron] = []
         for k, t in enumerate(items):
             K = t if isinstance(t, Kron) else Kron(*t)
-            if K.n_factors != 2:
-                raise ValueError(f"`terms[{k}]` must have two factors, got {K!r}")
             if out and _factor_shapes(K) != _factor_shapes(out[0]):
-                raise ValueError(f"`terms[{k}]` has factor shapes {_factor_shapes(K)}, expected "
-                                 f"{_factor_shapes(out[0])} like terms[0]")
+                raise ValueError(f"`terms[{k}]` has factor shapes {_fmt(_factor_shapes(K))}, "
+                                 f"expected {_fmt(_factor_shapes(out[0]))} like terms[0]")
             out.append(K)
         self._terms: tuple[Kron, ...] = tuple(out)
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._kinds: tuple[tuple[FactorKind, ...], ...] | None = None
         self._structure: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"_terms": self._terms}
+
+    def __setstate__(self, state: dict) -> None:
+        self._terms = state["_terms"]
+        self._init_cache()
 
     # -- attributes ---------------------------------------------------------------------
     @property
     def terms(self) -> tuple[Kron, ...]:
-        """The terms ``A_k⊗B_k`` as :class:`~kronkit.Kron` operators."""
+        """The terms ``F_t1⊗…⊗F_td`` as :class:`~kronkit.Kron` operators."""
         return self._terms
 
     @property
@@ -110,14 +122,19 @@ class SumOfKron:
         return len(self._terms)
 
     @property
-    def dims(self) -> tuple[int, int]:
-        """``(p, q)`` (square factors); in general ``(n1, n2)``: a vector ``y`` that ``M``
-        multiplies is the row-major flattening of an ``(n1, n2)`` matrix."""
-        return self._terms[0].col_dims  # type: ignore[return-value]
+    def n_factors(self) -> int:
+        """``d``, the number of factors of every term."""
+        return self._terms[0].n_factors
 
     @property
-    def shapes(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``((m1, n1), (m2, n2))``: the shapes of ``A_k`` and ``B_k``."""
+    def dims(self) -> tuple[int, ...]:
+        """``(n_1, …, n_d)``: a vector ``y`` that ``S`` multiplies is the row-major flattening
+        of a tensor of this shape."""
+        return self._terms[0].col_dims
+
+    @property
+    def shapes(self) -> tuple[tuple[int, int], ...]:
+        """``((m_1, n_1), …, (m_d, n_d))``: the shapes of the factors of every term."""
         return _factor_shapes(self._terms[0])
 
     @property
@@ -127,7 +144,6 @@ class SumOfKron:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(m1*m2, n1*n2)``."""
         return self._terms[0].shape
 
     @property
@@ -144,48 +160,94 @@ class SumOfKron:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        (m1, n1), (m2, n2) = self.shapes
-        return (f"SumOfKron({self.n_terms} term(s) of {m1}×{n1} ⊗ {m2}×{n2}, "
+        return (f"SumOfKron({self.n_terms} term(s) of {_fmt(self.shapes)}, "
                 f"shape={self.shape})")
 
     def _require_square(self, what: str) -> None:
         if not self.is_square:
-            (m1, n1), (m2, n2) = self.shapes
             raise ValueError(f"`SumOfKron.{what}` needs square factors, got terms of "
-                             f"{m1}×{n1} ⊗ {m2}×{n2}")
+                             f"{_fmt(self.shapes)}")
+
+    # -- arithmetic -----------------------------------------------------------------------
+    def __add__(self, other: Any) -> SumOfKron:
+        if isinstance(other, Kron):
+            return SumOfKron([*self._terms, other])
+        if isinstance(other, SumOfKron):
+            return SumOfKron([*self._terms, *other.terms])
+        return NotImplemented
+
+    def __radd__(self, other: Any) -> SumOfKron:
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and other == 0:
+            return self  # ``sum(terms)`` starts from 0
+        if isinstance(other, Kron):
+            return SumOfKron([other, *self._terms])
+        return NotImplemented
+
+    def __sub__(self, other: Any) -> SumOfKron:
+        if isinstance(other, (Kron, SumOfKron)):
+            return self + (-1.0) * other
+        return NotImplemented
+
+    def __mul__(self, c: Any) -> SumOfKron:
+        val = check_multiplier(c, "*", "SumOfKron")
+        return SumOfKron([K * val for K in self._terms])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c: Any) -> SumOfKron:
+        val = check_multiplier(c, "/", "SumOfKron")
+        if val == 0:
+            raise DomainError("the divisor in `SumOfKron / c` must be non-zero, got c = 0.0",
+                              value=val)
+        return SumOfKron([K / val for K in self._terms])
+
+    def __neg__(self) -> SumOfKron:
+        return self * -1.0
 
     # -- products -----------------------------------------------------------------------
     def matvec(self, Y: Any) -> np.ndarray:
-        """``M`` applied to every row of ``Y`` of shape ``(..., n1*n2)`` (vectors as rows):
-        ``Σ_k (A_k⊗B_k) y``, shape ``(..., m1*m2)``; ``Y @ M.to_dense().T``."""
+        """``S`` applied to every row of ``Y`` of shape ``(..., N)`` (vectors as rows):
+        ``Σ_t T_t y``, shape ``(..., M)``; ``Y @ S.to_dense().T``."""
         out = self._terms[0].matvec(Y)
         for K in self._terms[1:]:
             out = out + K.matvec(Y)
         return out
 
     def rmatvec(self, Y: Any) -> np.ndarray:
-        """``Mᵀ`` applied to every row of ``Y`` of shape ``(..., m1*m2)``: ``Y @ M.to_dense()``."""
+        """``Sᵀ`` applied to every row of ``Y`` of shape ``(..., M)``: ``Y @ S.to_dense()``."""
         out = self._terms[0].rmatvec(Y)
         for K in self._terms[1:]:
             out = out + K.rmatvec(Y)
         return out
 
     def __matmul__(self, X: Any) -> np.ndarray:
-        """``M @ X`` as ``M.to_dense() @ X``: a 1-D ``X``, or the columns of ``X`` (N, k)."""
+        """``S @ X`` as ``S.to_dense() @ X``: a 1-D ``X``, or the columns of ``X`` (N, k)."""
         arr = as_operand(X, "X", self.shape[1], "M @ X", self.shape, self.dtype)
         return on_columns(self.matvec, arr)
 
     def __rmatmul__(self, X: Any) -> np.ndarray:
-        """``X @ M`` as ``X @ M.to_dense()`` (the rows of ``X``)."""
+        """``X @ S`` as ``X @ S.to_dense()`` (the rows of ``X``)."""
         return self.rmatvec(X)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        """``np.asarray(M)``: the dense matrix, under the size guard of :meth:`to_dense`."""
+        """``np.asarray(S)``: the dense matrix, under the size guard of :meth:`to_dense`."""
         return dense_array(self, "SumOfKron", dtype, copy)
 
+    @property
+    def T(self) -> SumOfKron:
+        """The transpose ``Σ_t F_t1ᵀ⊗…⊗F_tdᵀ``."""
+        return SumOfKron([K.T for K in self._terms])
+
+    def transpose(self) -> SumOfKron:
+        return self.T
+
+    def aslinearoperator(self) -> Any:
+        """A ``scipy.sparse.linalg.LinearOperator`` (columns, as ``@``)."""
+        return linear_operator(self, self.matvec, self.rmatvec)
+
     def to_dense(self, *, max_bytes: int | None = None) -> np.ndarray:
-        """``Σ_k np.kron(A_k, B_k)`` (allocates ``(m1*m2, n1*n2)``); refused (``ValueError``)
-        above ``max_bytes`` (default :data:`kronkit.DENSE_MAX_BYTES`), as ``Kron.to_dense``."""
+        """``Σ_t np.kron(F_t1, …)`` (allocates the full matrix); refused (``ValueError``) above
+        ``max_bytes`` (default :data:`kronkit.DENSE_MAX_BYTES`), as ``Kron.to_dense``."""
         check_dense_size(self.shape, self.dtype, "`SumOfKron.to_dense()`", max_bytes=max_bytes)
         big = np.iinfo(np.int64).max  # checked just above
         out = self._terms[0].to_dense(max_bytes=big)
@@ -194,134 +256,195 @@ class SumOfKron:
         return out
 
     def trace(self) -> float:
-        """``Σ_k tr A_k · tr B_k`` (square factors)."""
+        """``Σ_t Π_k tr F_tk`` (square factors)."""
         self._require_square("trace")
         return float(sum(K.trace() for K in self._terms))
 
     def diag(self) -> np.ndarray:
-        """The diagonal (length P; square factors)."""
+        """The diagonal (length P; square factors): ``Σ_t ⊗_k diag(F_tk)``."""
         self._require_square("diag")
         return sum(K.diag() for K in self._terms)  # type: ignore[return-value]
 
-    # -- Gaussian quantities --------------------------------------------------------------
-    def _whitened(self) -> _Whitened | None:
-        """The simultaneous-diagonalisation form for r ≤ 2, or None if it does not apply."""
-        if self.n_terms > 2:
-            return None
-        A1, B1 = self._terms[0].factors
-        sign = 1.0 if np.trace(A1) >= 0 else -1.0
-        fA = Factorization(sign * A1, 0)
-        fB = Factorization(sign * B1, 1)
-        if fA.kind != "cholesky" or fB.kind != "cholesky":
-            return None
-        p, q = self.dims
-        if self.n_terms == 1:
-            U, V = np.eye(p), np.eye(q)
-            c, d = np.zeros(p), np.zeros(q)
-        else:
-            A2, B2 = self._terms[1].factors
-            if not (_is_symmetric(A2) and _is_symmetric(B2)):
-                return None
-            CA = _congruence(fA, A2)
-            CB = _congruence(fB, B2)
-            c, U = np.linalg.eigh(CA)
-            d, V = np.linalg.eigh(CB)
-        lam = 1.0 + np.outer(c, d)
-        if not np.all(lam > 0):
-            raise NotPositiveDefiniteError(
-                f"the sum of Kronecker terms is not positive definite: its eigenvalues relative to "
-                f"the first term, 1 + c_i·d_j, reach {lam.min():.6g} <= 0"
-            )
-        logdet = q * fA.slogdet()[1] + p * fB.slogdet()[1] + float(np.sum(np.log(lam)))
-        return _Whitened(fA, fB, U, V, lam, logdet)
+    # -- structure --------------------------------------------------------------------------
+    def factor_kinds(self) -> tuple[tuple[FactorKind, ...], ...]:
+        """``kinds[t][k]``: whether factor ``k`` of term ``t`` is a scaled identity, diagonal or
+        full (cached)."""
+        if self._kinds is None:
+            self._kinds = tuple(tuple(analyse_factor(F) for F in K.factors)
+                                for K in self._terms)
+        return self._kinds
 
     def _factorize(self, what: str) -> Any:
         self._require_square(what)
-        if self._structure is None:
-            w = self._whitened()
-            if w is not None:
-                self._structure = w
-            else:
-                P = self.shape[0]
-                if P > DENSE_MAX_P:
-                    raise ValueError(
-                        f"the log-determinant and solves of a sum of {self.n_terms} Kronecker "
-                        f"terms need the dense P×P matrix here; P = {P} exceeds DENSE_MAX_P = "
-                        f"{DENSE_MAX_P} (use n_terms <= 2)"
-                    )
-                M = self.to_dense()
-                M = 0.5 * (M + M.T)
-                f = Factorization(M, 0)
-                if f.kind != "cholesky":
-                    ev = float(np.linalg.eigvalsh(M)[0])
-                    raise NotPositiveDefiniteError(
-                        f"the sum of {self.n_terms} Kronecker terms is not positive definite "
-                        f"(smallest eigenvalue {ev:.6g})"
-                    )
-                self._structure = f
+        with self._lock:
+            if self._structure is None:
+                self._structure = self._build_structure()
         return self._structure
+
+    def _build_structure(self) -> Any:
+        try:
+            return build_eigen_form(self.factor_kinds(), self.dims)
+        except UnsupportedSumError as exc:
+            P = self.shape[0]
+            if P > DENSE_MAX_P:
+                raise UnsupportedSumError(
+                    f"this sum of {self.n_terms} Kronecker terms has no exact eigen form "
+                    f"({exc}); the dense route needs P <= DENSE_MAX_P = {DENSE_MAX_P}, got "
+                    f"P = {P}"
+                ) from None
+        M = self.to_dense()
+        return Factorization(0.5 * (M + M.T), 0)
+
+    @property
+    def route(self) -> str:
+        """``"eigen"`` (exact, per-axis eigendecompositions) or ``"dense"`` (the P×P matrix,
+        O(P³), for sums without an eigen form and ``P ≤ DENSE_MAX_P``)."""
+        return "eigen" if isinstance(self._factorize("route"), EigenForm) else "dense"
+
+    def eigen_form(self) -> EigenForm:
+        """The exact eigen form ``S⁻¹ = (⊗V_k) diag(1/λ) (⊗V_k)ᵀ`` (cached); raises
+        :class:`UnsupportedSumError` (listing the supported forms) for other sums."""
+        s = self._factorize("eigen_form")
+        if not isinstance(s, EigenForm):
+            build_eigen_form(self.factor_kinds(), self.dims)  # raises, naming the axis
+        return s
+
+    def _pd(self, what: str) -> Any:
+        """The structure, after checking that ``S`` is positive definite."""
+        s = self._factorize(what)
+        if isinstance(s, EigenForm):
+            if not s.is_positive_definite:
+                k = int(np.argmin(s.lam))
+                raise NotPositiveDefiniteError(
+                    f"`SumOfKron.{what}` needs a positive definite sum; its smallest eigenvalue "
+                    f"(relative to the metric ⊗C_k of the eigen form; of S itself when every "
+                    f"axis is orthogonal) is {s.lam.ravel()[k]:.6g} at grid index "
+                    f"{np.unravel_index(k, s.lam.shape)}"
+                )
+        elif s.kind != "cholesky":
+            ev = float(np.linalg.eigvalsh(self.to_dense())[0])
+            raise NotPositiveDefiniteError(
+                f"`SumOfKron.{what}` needs a positive definite sum; the sum of {self.n_terms} "
+                f"Kronecker terms has smallest eigenvalue {ev:.6g}"
+            )
+        return s
 
     @property
     def is_positive_definite(self) -> bool:
-        """Whether ``M`` is symmetric positive definite (factorises it if needed; ``False``
+        """Whether ``S`` is symmetric positive definite (factorises it if needed; ``False``
         for rectangular factors)."""
         if not self.is_square:
             return False
         try:
-            self._factorize("is_positive_definite")
-        except NotPositiveDefiniteError:
+            self._pd("is_positive_definite")
+        except (NotPositiveDefiniteError, UnsupportedSumError):
             return False
         return True
 
-    def logdet(self) -> float:
-        """``log det M`` (``M`` positive definite; NotPositiveDefiniteError otherwise)."""
-        s = self._factorize("logdet")
-        if isinstance(s, _Whitened):
-            return s.logdet
-        return s.slogdet()[1]
-
-    def inv_quad(self, Y: Any) -> Any:
-        """``yᵀ M⁻¹ y`` for rows ``Y`` of shape (P,) or (N, P); O(P·(p+q)) per row (r ≤ 2)."""
-        self._require_square("inv_quad")
-        arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
+    # -- solves and Gaussian quantities -----------------------------------------------------
+    def _rows(self, Y: Any, name: str, what: str) -> tuple[np.ndarray, bool]:
+        self._require_square(what)
+        arr = as_float(Y, name, min_ndim=1, dtype=np.float64)
         P = self.shape[0]
         if arr.shape[-1] != P:
-            raise ValueError(f"`Y` must have length {P} in its last axis, got shape {arr.shape}")
-        single = arr.ndim == 1
-        W = arr.reshape(-1, P)
-        s = self._factorize("inv_quad")
-        if isinstance(s, _Whitened):
-            p, q = self.dims
-            T = mode_solve(W.reshape(-1, p, q), s.fA, 0, 2, tri=True)
-            T = mode_solve(T, s.fB, 1, 2, tri=True)
-            Z = s.U.T @ T @ s.V  # (N, p, q)
-            out = np.einsum("nij,nij->n", Z * (1.0 / s.lam), Z)
+            raise ValueError(f"`{name}` must have length {P} in its last axis, got shape "
+                             f"{arr.shape}")
+        return arr, arr.ndim == 1
+
+    def solve_rows(self, Y: Any) -> np.ndarray:
+        """``S⁻¹ y`` for every row of ``Y`` of shape ``(..., P)`` (vectors as rows)."""
+        arr, _ = self._rows(Y, "Y", "solve_rows")
+        s = self._factorize("solve_rows")
+        if isinstance(s, EigenForm):
+            lam = np.abs(s.lam)
+            if not np.all(lam > lam.max() * np.finfo(np.float64).eps):
+                raise SingularFactorError(
+                    f"the sum of {self.n_terms} Kronecker terms is singular to working precision "
+                    f"(smallest |eigenvalue| {lam.min():.3g}, largest {lam.max():.3g})"
+                )
+            return s.solve_rows(arr)
+        s.check()
+        return s.solve(arr.reshape(-1, arr.shape[-1]).T).T.reshape(arr.shape)
+
+    def solve(self, B: Any) -> np.ndarray:
+        """``np.linalg.solve(S.to_dense(), B)``: a 1-D ``B`` or the columns of ``B``."""
+        arr = as_operand(B, "B", self.shape[0], "S.solve(B)", self.shape, self.dtype)
+        return on_columns(self.solve_rows, arr)
+
+    def logdet(self) -> float:
+        """``log det S`` (``S`` positive definite; :class:`NotPositiveDefiniteError` otherwise)."""
+        s = self._pd("logdet")
+        return s.logdet if isinstance(s, EigenForm) else s.slogdet()[1]
+
+    def slogdet(self) -> tuple[float, float]:
+        """``(sign, log |det S|)`` like ``np.linalg.slogdet`` (any nonsingular symmetric sum of
+        the eigen route; the dense route needs ``S`` positive definite)."""
+        s = self._factorize("slogdet")
+        if isinstance(s, EigenForm):
+            return s.slogdet()
+        return 1.0, self.logdet()
+
+    def inv_quad(self, Y: Any) -> Any:
+        """``yᵀ S⁻¹ y`` for rows ``Y`` of shape (P,) or (N, P); O(P·Σ n_k) per row."""
+        arr, single = self._rows(Y, "Y", "inv_quad")
+        s = self._pd("inv_quad")
+        W = arr.reshape(-1, arr.shape[-1])
+        if isinstance(s, EigenForm):
+            out = s.inv_quad(W)
         else:
             Z = s.tri_solve(W.T)
             out = np.einsum("ij,ij->j", Z, Z)
-        return float(out[0]) if single else out
+        return float(out[0]) if single else out.reshape(arr.shape[:-1])
 
     def logpdf(self, Y: Any, mean: Any = None) -> Any:
-        """Gaussian ``log N(y; μ, M) = −½(P log 2π + log det M + (y−μ)ᵀM⁻¹(y−μ))``."""
-        self._require_square("logpdf")
-        arr = as_float(Y, "Y", ndim=(1, 2), dtype=np.float64)
+        """Gaussian ``log N(y; μ, S) = −½(P log 2π + log det S + (y−μ)ᵀS⁻¹(y−μ))``."""
+        arr, _ = self._rows(Y, "Y", "logpdf")
         if mean is not None:
             arr = arr - as_float(mean, "mean", ndim=1, dtype=np.float64)
         return -0.5 * (self.shape[0] * _LOG_2PI + self.logdet() + self.inv_quad(arr))
 
+    # -- gradients (package-public: the calculus and the distributions use them) ------------
+    def logdet_grads(self, scale: float = 1.0) -> tuple[tuple[np.ndarray, ...], ...]:
+        """``G[t][k] = scale · ∂ log det S / ∂F_tk`` (S positive definite)."""
+        s = self._pd("logdet_grad")
+        if isinstance(s, EigenForm):
+            return s.logdet_grads(scale)
+        return _dense_logdet_grads(self, s, scale)
 
-def _factor_shapes(K: Kron) -> tuple[tuple[int, int], tuple[int, int]]:
-    A, B = K.factors
-    return (A.shape[0], A.shape[1]), (B.shape[0], B.shape[1])
+    def quad_grads(self, U: np.ndarray, c: np.ndarray | None = None,
+                   per_obs: bool = False) -> tuple[tuple[np.ndarray, ...], ...]:
+        """``G[t][k] = Σ_i c_i ∂(u_iᵀ S u_i)/∂F_tk`` for rows ``U`` (N, P) held fixed."""
+        return quad_grads([K.factors for K in self._terms], self.factor_kinds(), self.dims,
+                          U, c, per_obs)
 
 
-def _is_symmetric(M: np.ndarray) -> bool:
-    scale = float(np.max(np.abs(M))) if M.size else 0.0
-    return bool(np.max(np.abs(M - M.T)) <= 64 * np.finfo(np.float64).eps * scale)
+def _dense_logdet_grads(S: SumOfKron, f: Factorization,
+                        scale: float) -> tuple[tuple[np.ndarray, ...], ...]:
+    """The dense route: ``∂ log det S/∂F_tk`` contracts ``S⁻¹`` (as a 2d-way tensor) with the
+    other factors of term ``t``."""
+    dims = S.dims
+    d = len(dims)
+    Sinv = scale * f.solve(np.eye(S.shape[0])).reshape(*dims, *dims)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    rows, cols = letters[:d], letters[d:2 * d]
+    out = []
+    for K in S.terms:
+        grads = []
+        for k in range(d):
+            ops = [Sinv]
+            spec = [cols + rows]  # S⁻¹[i', i] pairs with F[i_j, i'_j]
+            for j in range(d):
+                if j != k:
+                    ops.append(K.factors[j])
+                    spec.append(rows[j] + cols[j])
+            grads.append(np.einsum(",".join(spec) + "->" + rows[k] + cols[k], *ops))
+        out.append(tuple(grads))
+    return tuple(out)
 
 
-def _congruence(f: Factorization, M: np.ndarray) -> np.ndarray:
-    """``L⁻¹ M L⁻ᵀ`` (symmetrised) for the Cholesky factor ``L`` of ``f``."""
-    H = f.tri_solve(M)
-    C = f.tri_solve(H.T)
-    return 0.5 * (C + C.T)
+def _factor_shapes(K: Kron) -> tuple[tuple[int, int], ...]:
+    return tuple((int(F.shape[0]), int(F.shape[1])) for F in K.factors)
+
+
+def _fmt(shapes: Sequence[tuple[int, int]]) -> str:
+    return " ⊗ ".join(f"{m}×{n}" for m, n in shapes)
