@@ -26,10 +26,12 @@ def test_import_is_light():
 
 
 def test_lazy_estimators():
-    from kronkit import KroneckerPCA, SeparableCovariance
+    from kronkit import KroneckerGP, KroneckerPCA, SeparableCovariance
 
     assert SeparableCovariance.__name__ == "SeparableCovariance"
     assert KroneckerPCA.__name__ == "KroneckerPCA"
+    assert KroneckerGP.__name__ == "KroneckerGP"
+    assert "KroneckerGP" in dir(kronkit)
     assert "SeparableCovariance" in dir(kronkit)
 
 

@@ -51,8 +51,10 @@ from ._sum_kron import SumOfKron as SumOfKron
 if TYPE_CHECKING:  # type checkers see the classes; at run time they are imported on first use
     from ._estimators.sklearn import KroneckerPCA as KroneckerPCA
     from ._estimators.sklearn import SeparableCovariance as SeparableCovariance
+    from ._gp import KroneckerGP as KroneckerGP
 
-_LAZY = {"SeparableCovariance": "._estimators.sklearn", "KroneckerPCA": "._estimators.sklearn"}
+_LAZY = {"SeparableCovariance": "._estimators.sklearn", "KroneckerPCA": "._estimators.sklearn",
+         "KroneckerGP": "._gp"}
 
 
 def __getattr__(name: str) -> Any:
@@ -81,6 +83,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "KronNormalGrad",
     "KronT",
     "KronTGrad",
+    "KroneckerGP",
     "KroneckerPCA",
     "KroneckerPCAResult",
     "LogQuadGrad",
