@@ -38,6 +38,14 @@ from ._quad import (
     reduction_scale,
     scaled_quad,
 )
+from ._sum_calculus import (
+    sum_inv_quad_grad,
+    sum_log_quad,
+    sum_log_quad_grad,
+    sum_logdet_grad,
+    zero_factor_grads,
+)
+from ._sum_kron import SumOfKron
 from ._typing import ArrayLike, FloatOrArray, KronLike
 
 __all__ = [
@@ -59,7 +67,9 @@ def log_quad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None,
 
     Parameters
     ----------
-    K : Kron or sequence of square factors ``(A1, ..., Ad)``, each of shape (p_k, p_k)
+    K : Kron, sequence of square factors ``(A1, ..., Ad)`` (each (p_k, p_k)), or SumOfKron
+        The matrix ``S``; a :class:`~kronkit.SumOfKron` (positive definite) uses its exact
+        eigen form (``K1⊗K2 + s²I``, Kronecker sums, ...).
     y : array_like of shape (P,) or (N, P)
         Observation(s); ``P = p1·…·pd``; row-major flattening of a ``(p1, …, pd)`` tensor.
     mu : array_like of shape (P,) or (N, P), optional
@@ -81,6 +91,8 @@ def log_quad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None,
     """
     if is_dask_array(y):
         return _log_quad_dask(K, y, mu, alpha)
+    if isinstance(K, SumOfKron):
+        return sum_log_quad(K, y, mu, check_scalar(alpha, "alpha"))
     K, W, _, single = prepare_observations(K, y, mu, "log_quad")
     a = check_scalar(alpha, "alpha")
     if W.shape[0] == 0:
@@ -104,7 +116,10 @@ def log_quad_grad(
 
     Parameters
     ----------
-    K : Kron or sequence of square factors ``(A1, ..., Ad)``, each (p_k, p_k)
+    K : Kron, sequence of square factors ``(A1, ..., Ad)`` (each (p_k, p_k)), or SumOfKron
+        For a :class:`~kronkit.SumOfKron` ``S = Σ_t F_t1⊗…⊗F_td`` (positive definite),
+        ``factors[t][k]`` is ``∂λ/∂F_tk`` for every factor of every term: the partial
+        contraction ``−β⁻¹ unfold_k(u) unfold_k(u ×_{j≠k} F_tj)ᵀ`` with ``u = S⁻¹w``.
     y : array_like of shape (P,) or (N, P)
     mu : array_like of shape (P,) or (N, P), optional
     alpha : float
@@ -142,6 +157,11 @@ def log_quad_grad(
     check_choice(method, "method", ("closed", "kpsvd"))
     if is_dask_array(y):
         return _log_quad_grad_dask(K, y, mu, alpha, reduce, method)
+    if isinstance(K, SumOfKron):
+        if method != "closed":
+            raise ValueError("method='kpsvd' (the seed's route) takes a Kron; a SumOfKron uses "
+                             "method='closed'")
+        return sum_log_quad_grad(K, y, mu, check_scalar(alpha, "alpha"), reduce)
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_grad")
     a = check_scalar(alpha, "alpha")
     if W.shape[0] == 0:
@@ -173,10 +193,13 @@ def inv_quad_grad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None, *,
     r"""Value and gradients of the quadratic form ``q = (y−μ)ᵀ (A1⊗…⊗Ad)⁻¹ (y−μ)``.
 
     Same shapes, conventions and cost as :func:`log_quad_grad`, without the logarithm:
-    ``∂q/∂A = −U B Zᵀ``, ``∂q/∂B = −Uᵀ A Z``, ``∂q/∂y = Z + U`` (d = 2).
+    ``∂q/∂A = −U B Zᵀ``, ``∂q/∂B = −Uᵀ A Z``, ``∂q/∂y = Z + U`` (d = 2). ``K`` may be a
+    :class:`~kronkit.SumOfKron` (``factors[t][k]``, as in :func:`log_quad_grad`).
     Dense equivalent: ``w @ np.linalg.solve(np.kron(A, B), w)``.
     """
     check_reduce(reduce)
+    if isinstance(K, SumOfKron):
+        return sum_inv_quad_grad(K, y, mu, reduce)
     K, W, mua, single = prepare_observations(K, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
@@ -195,7 +218,11 @@ def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
     r"""Gradients of ``log det(A1⊗…⊗Ad) = Σ_k (P/p_k) log det A_k``: ``(P/p_k) A_k⁻ᵀ``.
 
     Requires ``det > 0`` for the log to be real (see :meth:`Kron.logdet`); cost O(Σ p_k³).
+    For a :class:`~kronkit.SumOfKron` ``S`` (positive definite): ``G[t][k] = ∂ log det S/∂F_tk``
+    for every factor of every term, ``V_k diag(g_tk) V_kᵀ`` in its eigen form.
     """
+    if isinstance(K, SumOfKron):
+        return sum_logdet_grad(K)  # type: ignore[return-value]
     K = as_kron(K)
     facs = factorizations(K, "logdet_grad")  # singular factors raise; one warning if ill-conditioned
     if slogdet_with(K, facs)[0] < 0:
@@ -215,8 +242,12 @@ def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
 # dask arrays of observations (chunked along N): per-chunk sums, reduced in a tree
 # ---------------------------------------------------------------------------------------
 def _dask_args(K: Any, y: Any, mu: Any, alpha: Any, what: str):
-    K = as_kron(K)
-    require_square(K, what)
+    if isinstance(K, SumOfKron):
+        if not K.is_square:
+            raise ValueError(f"`{what}` needs square factors, got a SumOfKron of {K.shapes}")
+    else:
+        K = as_kron(K)
+        require_square(K, what)
     P = K.shape[1]
     if y.ndim != 2 or y.shape[1] != P:
         raise ValueError(f"`y` as a dask array must have shape (N, {P}), got {y.shape}")
@@ -235,7 +266,8 @@ def _lq_block(block, K, mu, alpha):
 
 def _lqg_block(block, K, mu, alpha):
     if block.shape[0] == 0:
-        zero = tuple(np.zeros((f.shape[0],) * 2) for f in K.factors)
+        zero: Any = (zero_factor_grads(K) if isinstance(K, SumOfKron)
+                     else tuple(np.zeros((f.shape[0],) * 2) for f in K.factors))
         return 0.0, zero, np.zeros(K.shape[1]), 0.0
     g = log_quad_grad(K, block, mu, alpha, reduce="sum")
     return g.value, g.factors, g.mu, g.alpha
@@ -268,6 +300,12 @@ def _log_quad_grad_dask(K, y, mu, alpha, reduce, method):
     )
     g_y = y.map_blocks(_lqg_y_block, K, mu, a, scale, dtype=np.float64)  # lazy, row-aligned
     return LogQuadGrad(
-        float(value) * scale, tuple(f * scale for f in factors), g_y, g_mu * scale,
-        float(g_alpha) * scale,
+        float(value) * scale, _scaled(factors, scale), g_y, g_mu * scale, float(g_alpha) * scale,
     )
+
+
+def _scaled(factors: Any, scale: float) -> Any:
+    """``scale`` times every array of a (nested) tuple of gradients."""
+    if isinstance(factors, tuple):
+        return tuple(_scaled(f, scale) for f in factors)
+    return factors * scale

@@ -47,6 +47,7 @@ __all__ = [
     "checked_beta",
     "empty_batch",
     "logdet_grads",
+    "observations",
     "prepare_observations",
     "reduce_values",
     "reduction_scale",
@@ -64,6 +65,12 @@ def prepare_observations(K: Any, y: Any, mu: Any,
     """Validate; return (Kron, W of shape (N, P) = y − μ, μ array or None, y was 1-D)."""
     K = as_kron(K)
     require_square(K, what)
+    return (K, *observations(K, y, mu))
+
+
+def observations(K: Any, y: Any, mu: Any) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """``(W = y − μ` of shape (N, P), μ array or None, y was 1-D)`` for an operator ``K`` (a
+    Kron or a SumOfKron: ``shape``, ``col_dims``, ``dtype``)."""
     P = K.shape[1]
     ya = as_float(y, "y", ndim=(1, 2))
     if ya.shape[-1] != P:
@@ -81,7 +88,7 @@ def prepare_observations(K: Any, y: Any, mu: Any,
     dt = np.result_type(K.dtype, ya.dtype, *(() if mua is None else (mua.dtype,)))
     # W is only read downstream, so y itself is used when no μ is given (no copy of the data)
     W = ya.astype(dt, copy=False) if mua is None else (ya - mua).astype(dt, copy=False)
-    return K, np.atleast_2d(W), mua, ya.ndim == 1
+    return np.atleast_2d(W), mua, ya.ndim == 1
 
 
 def check_reduce(reduce: Any) -> None:

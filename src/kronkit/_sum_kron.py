@@ -133,6 +133,11 @@ class SumOfKron:
         return self._terms[0].col_dims
 
     @property
+    def col_dims(self) -> tuple[int, ...]:
+        """``dims``, named as :attr:`Kron.col_dims <kronkit.Kron.col_dims>`."""
+        return self.dims
+
+    @property
     def shapes(self) -> tuple[tuple[int, int], ...]:
         """``((m_1, n_1), …, (m_d, n_d))``: the shapes of the factors of every term."""
         return _factor_shapes(self._terms[0])

@@ -15,11 +15,13 @@ from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
     from ._kron import Kron
+    from ._sum_kron import SumOfKron
 
 __all__ = ["ArrayLike", "FloatOrArray", "KronLike", "ShapesLike"]
 
-#: A Kronecker operator, or the sequence of its factors ``(A1, ..., Ad)``.
-KronLike: TypeAlias = Union["Kron", Sequence[ArrayLike]]
+#: A Kronecker operator, the sequence of its factors ``(A1, ..., Ad)``, or a sum of Kronecker
+#: products (the calculus functions accept one).
+KronLike: TypeAlias = Union["Kron", "SumOfKron", Sequence[ArrayLike]]
 #: A float for one observation, an ndarray of shape (N,) for a batch.
 FloatOrArray: TypeAlias = float | np.ndarray
 #: Factor shapes: ``((m1, n1), (m2, n2), ...)``; an int ``m`` means ``(m, m)``.
