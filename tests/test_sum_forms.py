@@ -17,12 +17,13 @@ from kronkit import (
     Kron,
     NotPositiveDefiniteError,
     SumOfKron,
+    UnsupportedSumError,
     inv_quad_grad,
     log_quad,
     log_quad_grad,
     logdet_grad,
 )
-from kronkit._sum_kron import DENSE_MAX_P, UnsupportedSumError
+from kronkit._sum_kron import DENSE_MAX_P
 
 DIMS = {2: (4, 3), 3: (3, 2, 4)}
 

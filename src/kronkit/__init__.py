@@ -22,6 +22,7 @@ from ._errors import IllConditionedWarning as IllConditionedWarning
 from ._errors import NotPositiveDefiniteError as NotPositiveDefiniteError
 from ._errors import SingularFactorError as SingularFactorError
 from ._errors import StructureWarning as StructureWarning
+from ._errors import UnsupportedSumError as UnsupportedSumError
 from ._estimators import KroneckerPCAResult as KroneckerPCAResult
 from ._estimators import SeparabilityTestResult as SeparabilityTestResult
 from ._estimators import SeparableMLEResult as SeparableMLEResult
@@ -96,6 +97,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "SingularFactorError",
     "StructureWarning",
     "SumOfKron",
+    "UnsupportedSumError",
     "__version__",
     "frob",
     "inv_quad_grad",

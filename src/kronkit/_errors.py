@@ -69,6 +69,14 @@ class DomainError(ValueError):
         self.value = value
 
 
+class UnsupportedSumError(ValueError):
+    """A sum of Kronecker products has no exact (eigen) form and is too large for the dense one.
+
+    The message names the axis that breaks the structure and lists the supported forms (see
+    :class:`kronkit.SumOfKron`). A ``ValueError``.
+    """
+
+
 class ConvergenceWarning(UserWarning):
     """An iterative method stopped before meeting its tolerance."""
 

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from ._errors import UnsupportedSumError
 from ._vec import mode_apply, mode_split, to_tensor, unfold
 
-__all__ = ["SUPPORTED_FORMS", "AxisForm", "EigenForm", "FactorKind", "UnsupportedSumError",
+__all__ = ["SUPPORTED_FORMS", "AxisForm", "EigenForm", "FactorKind",
            "analyse_factor", "axis_form", "build_eigen_form", "factor_apply", "quad_grads"]
 
 SUPPORTED_FORMS = (
@@ -47,10 +48,6 @@ SUPPORTED_FORMS = (
     "(d) Kronecker sums Kron(A, I) + Kron(I, B) (A1⊕…⊕Ad), optionally + s2 * Kron(I, …, I); "
     "and mixes such as Kron(Cg, K) + Kron(Cn, I)"
 )
-
-
-class UnsupportedSumError(ValueError):
-    """The sum has no exact eigen form (a ``ValueError`` listing the supported forms)."""
 
 
 @dataclass(frozen=True)

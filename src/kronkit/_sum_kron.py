@@ -17,20 +17,24 @@ from typing import Any
 import numpy as np
 
 from ._checks import as_float, check_dense_size, check_multiplier
-from ._errors import DomainError, NotPositiveDefiniteError, SingularFactorError
+from ._errors import (
+    DomainError,
+    NotPositiveDefiniteError,
+    SingularFactorError,
+    UnsupportedSumError,
+)
 from ._factor import Factorization
 from ._kron import Kron
 from ._matmul import as_operand, dense_array, linear_operator, on_columns
 from ._sum_eig import (
     EigenForm,
     FactorKind,
-    UnsupportedSumError,
     analyse_factor,
     build_eigen_form,
     quad_grads,
 )
 
-__all__ = ["DENSE_MAX_P", "SumOfKron", "UnsupportedSumError"]
+__all__ = ["DENSE_MAX_P", "SumOfKron"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 #: Sums without an exact eigen form are factorised densely (O(P³)) up to this P.
