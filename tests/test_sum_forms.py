@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import CHAIN_RTOL, FD_RTOL, RTOL, assert_close_cond, conditioned, factor
+from helpers import CHAIN_RTOL, FD_RTOL, RTOL, ULPS, assert_close_cond, conditioned, factor
 from kronkit import (
     DomainError,
     Kron,
@@ -21,6 +21,7 @@ from kronkit import (
     inv_quad_grad,
     log_quad,
     log_quad_grad,
+    log_quad_hvp,
     logdet_grad,
 )
 from kronkit._sum_kron import DENSE_MAX_P
@@ -387,3 +388,52 @@ def test_calculus_bad_input(rng):
     rect = Kron(np.ones((2, 3)), np.eye(2)) + Kron(np.ones((2, 3)), np.eye(2))
     with pytest.raises(ValueError, match="square"):
         log_quad(rect, np.ones(6))
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("form", ["noise", "generalised", "kron-sum+noise", "mixed"])
+def test_log_quad_hvp_matches_jax_of_the_dense_sum(rng, jax_x64, form, d):
+    """Hessian-vector products (every factor of every term and y; non-symmetric directions,
+    a zero term) against ``jax.jvp(jax.grad(...))`` of the dense expression."""
+    jax, jnp = jax_x64, jax_x64.numpy
+    S = make_form(rng, form, d)
+    P = S.shape[0]
+    Y = rng.standard_normal((3, P))
+    mu = rng.standard_normal(P)
+    dy = rng.standard_normal(Y.shape)
+    dirs = [[rng.standard_normal(F.shape) for F in K.factors] for K in S.terms]
+    dirs[0][0] = None
+    facs = [[jnp.asarray(F) for F in K.factors] for K in S.terms]
+    tangents = [[jnp.zeros_like(F) if D is None else jnp.asarray(D) for F, D in zip(r, dr,
+                 strict=True)] for r, dr in zip(facs, dirs, strict=True)]
+
+    def f(fs, y):
+        D = sum(functools.reduce(jnp.kron, r) for r in fs)
+        w = y - mu
+        return jnp.mean(jnp.log(0.6 + jnp.einsum("ij,ij->i", w, jnp.linalg.solve(D, w.T).T)))
+
+    _, (hf, hy) = jax.jvp(jax.grad(f, argnums=(0, 1)), (facs, jnp.asarray(Y)),
+                          (tangents, jnp.asarray(dy)))
+    h = log_quad_hvp(S, Y, dirs, mu, 0.6, dy=dy, reduce="mean")
+    for t in range(S.n_terms):
+        for k in range(d):
+            np.testing.assert_allclose(h.factors[t][k], hf[t][k], rtol=CHAIN_RTOL,
+                                       atol=CHAIN_RTOL * np.abs(hf[t][k]).max())
+    np.testing.assert_allclose(h.y, hy, rtol=CHAIN_RTOL, atol=CHAIN_RTOL * np.abs(hy).max())
+    g = log_quad_grad(S, Y, mu, 0.6, reduce="mean")
+    np.testing.assert_allclose(h.grad.factors[1][0], g.factors[1][0], rtol=ULPS)
+    one = log_quad_hvp(S, Y[0], [None] * S.n_terms, mu, 0.6, dy=dy[0])
+    assert one.y.shape == (P,) and one.factors[0][0].shape == (S.dims[0],) * 2
+
+
+def test_log_quad_hvp_bad_directions(rng):
+    S = make_form(rng, "noise", 2)
+    y = rng.standard_normal(12)
+    with pytest.raises(TypeError, match="sequence of 2 terms"):
+        log_quad_hvp(S, y, np.eye(4))
+    with pytest.raises(ValueError, match=r"directions\[0\]` must hold 2 factor directions"):
+        log_quad_hvp(S, y, [np.eye(4), np.eye(3)])
+    with pytest.raises(ValueError, match=r"directions\[1\]\[0\]` must have shape \(4, 4\)"):
+        log_quad_hvp(S, y, [None, [np.eye(3), None]])
+    with pytest.raises(ValueError, match="dy"):
+        log_quad_hvp(S, y, [None, None], dy=np.ones(5))

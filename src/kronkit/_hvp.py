@@ -38,6 +38,8 @@ from ._quad import (
     reduce_values,
     reduction_scale,
 )
+from ._sum_hvp import sum_log_quad_hvp
+from ._sum_kron import SumOfKron
 from ._typing import ArrayLike, KronLike
 from ._vec import mode_apply, to_tensor, unfold
 
@@ -87,8 +89,10 @@ def log_quad_hvp(
 
     Parameters
     ----------
-    K : Kron or sequence of square factors ``(A1, ..., Ad)``, each (p_k, p_k)
-        Any non-singular factors (Cholesky is used for SPD ones, LU otherwise).
+    K : Kron, sequence of square factors ``(A1, ..., Ad)`` (each (p_k, p_k)), or SumOfKron
+        Any non-singular factors (Cholesky is used for SPD ones, LU otherwise). For a
+        :class:`~kronkit.SumOfKron` (positive definite), ``directions[t][k]`` and the result's
+        ``factors[t][k]`` range over every factor of every term (see ``kronkit._sum_hvp``).
     y : array_like of shape (P,) or (N, P)
         Observation(s).
     directions : sequence of d array_like of shape (p_k, p_k), or None entries
@@ -139,6 +143,8 @@ def log_quad_hvp(
     """
     check_choice(reduce, "reduce", ("sum", "mean"),
                  " for log_quad_hvp (per-observation Hessians: call it once per observation)")
+    if isinstance(K, SumOfKron):
+        return sum_log_quad_hvp(K, y, directions, mu, check_scalar(alpha, "alpha"), dy, reduce)
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_hvp")
     a = check_scalar(alpha, "alpha")
     dA = _directions(directions, K.col_dims, W.dtype)

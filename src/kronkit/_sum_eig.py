@@ -36,7 +36,8 @@ from ._errors import UnsupportedSumError
 from ._vec import mode_apply, mode_split, to_tensor, unfold
 
 __all__ = ["SUPPORTED_FORMS", "AxisForm", "EigenForm", "FactorKind",
-           "analyse_factor", "axis_form", "build_eigen_form", "factor_apply", "quad_grads"]
+           "analyse_factor", "axis_form", "build_eigen_form", "contract_modes", "factor_apply",
+           "quad_grads"]
 
 SUPPORTED_FORMS = (
     "the exact (eigen) route supports sums S = Σ_t F_t1⊗…⊗F_td of symmetric factors where, in "
@@ -311,30 +312,37 @@ def factor_apply(t: np.ndarray, f: FactorKind, F: np.ndarray, k: int, d: int) ->
 
 def quad_grads(terms: Sequence[Sequence[np.ndarray]], kinds: Sequence[Sequence[FactorKind]],
                dims: Sequence[int], U: np.ndarray, c: np.ndarray | None = None,
-               per_obs: bool = False) -> tuple[tuple[np.ndarray, ...], ...]:
-    r"""``G[t][k] = Σ_i c_i ∂(u_iᵀ S u_i)/∂F_tk`` with ``u_i`` (rows of ``U``, shape (N, P))
-    fixed: ``unfold_k(U) unfold_k(U ×_{j≠k} F_tj)ᵀ``; ``per_obs``: shape (N, n_k, n_k).
+               per_obs: bool = False,
+               V: np.ndarray | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
+    r"""``G[t][k] = Σ_i c_i ∂(u_iᵀ S v_i)/∂F_tk`` with the rows ``u_i`` of ``U`` and ``v_i`` of
+    ``V`` (default ``U``; shape (N, P)) fixed: ``unfold_k(U) unfold_k(V ×_{j≠k} F_tj)ᵀ``;
+    ``per_obs``: shape (N, n_k, n_k).
 
     So for ``q = wᵀS⁻¹w`` and ``u = S⁻¹w``: ``∂q/∂F_tk = −quad_grads(…, u)``.
     """
     d = len(dims)
     T = to_tensor(U, dims)
+    Tv = T if V is None else to_tensor(V, dims)
     Tc = T if c is None else T * c.reshape(-1, *([1] * d))
     out = []
     for F_t, kind_t in zip(terms, kinds, strict=True):
         row = []
         for k in range(d):
-            Y = T
+            Y = Tv
             for j in range(d):
                 if j != k:
                     Y = factor_apply(Y, kind_t[j], F_t[j], j, d)
-            if per_obs:
-                n_obs = T.shape[0]
-                before, nk, after = mode_split(T.shape[1:], k, d)
-                A = Tc.reshape(n_obs, before, nk, after)
-                B = Y.reshape(n_obs, before, nk, after)
-                row.append(np.einsum("nbia,nbja->nij", A, B))
-            else:
-                row.append(unfold(Tc, k, d) @ unfold(Y, k, d).T)
+            row.append(contract_modes(Tc, Y, k, d, per_obs))
         out.append(tuple(row))
     return tuple(out)
+
+
+def contract_modes(A: np.ndarray, B: np.ndarray, k: int, d: int, per_obs: bool) -> np.ndarray:
+    """``unfold_k(A) unfold_k(B)ᵀ`` for tensors (N, n_1, …, n_d): summed over the batch, or per
+    observation (N, n_k, n_k)."""
+    if not per_obs:
+        return unfold(A, k, d) @ unfold(B, k, d).T
+    n_obs = A.shape[0]
+    before, nk, after = mode_split(A.shape[1:], k, d)
+    return np.einsum("nbia,nbja->nij", A.reshape(n_obs, before, nk, after),
+                     B.reshape(n_obs, before, nk, after))

@@ -302,7 +302,10 @@ class SumOfKron:
                     f"P = {P}"
                 ) from None
         M = self.to_dense()
-        return Factorization(0.5 * (M + M.T), 0)
+        scale = float(np.max(np.abs(M))) if M.size else 0.0
+        if np.max(np.abs(M - M.T)) <= 64 * np.finfo(np.float64).eps * scale:
+            M = 0.5 * (M + M.T)  # symmetric up to rounding: Cholesky if positive definite
+        return Factorization(M, 0)
 
     @property
     def route(self) -> str:
@@ -331,7 +334,14 @@ class SumOfKron:
                     f"{np.unravel_index(k, s.lam.shape)}"
                 )
         elif s.kind != "cholesky":
-            ev = float(np.linalg.eigvalsh(self.to_dense())[0])
+            M = self.to_dense()
+            if not np.allclose(M, M.T, rtol=0, atol=64 * np.finfo(np.float64).eps
+                               * float(np.max(np.abs(M)))):
+                raise NotPositiveDefiniteError(
+                    f"`SumOfKron.{what}` needs a symmetric positive definite sum; this sum of "
+                    f"{self.n_terms} Kronecker terms is not symmetric"
+                )
+            ev = float(np.linalg.eigvalsh(M)[0])
             raise NotPositiveDefiniteError(
                 f"`SumOfKron.{what}` needs a positive definite sum; the sum of {self.n_terms} "
                 f"Kronecker terms has smallest eigenvalue {ev:.6g}"
@@ -420,11 +430,12 @@ class SumOfKron:
             return s.logdet_grads(scale)
         return _dense_logdet_grads(self, s, scale)
 
-    def quad_grads(self, U: np.ndarray, c: np.ndarray | None = None,
-                   per_obs: bool = False) -> tuple[tuple[np.ndarray, ...], ...]:
-        """``G[t][k] = Σ_i c_i ∂(u_iᵀ S u_i)/∂F_tk`` for rows ``U`` (N, P) held fixed."""
+    def quad_grads(self, U: np.ndarray, c: np.ndarray | None = None, per_obs: bool = False,
+                   V: np.ndarray | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
+        """``G[t][k] = Σ_i c_i ∂(u_iᵀ S v_i)/∂F_tk`` for rows ``U`` and ``V`` (default ``U``),
+        shape (N, P), held fixed."""
         return quad_grads([K.factors for K in self._terms], self.factor_kinds(), self.dims,
-                          U, c, per_obs)
+                          U, c, per_obs, V)
 
 
 def _dense_logdet_grads(S: SumOfKron, f: Factorization,
