@@ -162,7 +162,11 @@ def _generalised(kinds, bases, which, k) -> AxisForm:
         raise _unsupported(k, "neither of the two matrices in this axis is positive definite "
                               "(up to sign)")
     A = bases[1 - ci].base
-    if L.ndim == 1:  # metric diagonal: C = diag(L²)
+    if bases[ci].kind == "identity":  # C = I: an orthogonal eigenbasis, V = W = Q
+        e, Q = np.linalg.eigh(A)
+        V = W = Q
+        logdet_c = 0.0
+    elif L.ndim == 1:  # metric diagonal: C = diag(L²)
         e, Q = np.linalg.eigh((A / L[:, None]) / L[None, :])
         V = Q / L[:, None]
         W = Q * L[:, None]
