@@ -437,3 +437,17 @@ def test_log_quad_hvp_bad_directions(rng):
         log_quad_hvp(S, y, [None, [np.eye(3), None]])
     with pytest.raises(ValueError, match="dy"):
         log_quad_hvp(S, y, [None, None], dy=np.ones(5))
+
+
+def test_construction_errors_name_the_term_and_factor(rng):
+    A = factor(rng, 3)
+    bad = A.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"terms\[1\]`: .*factors\[0\]"):
+        SumOfKron([(A, np.eye(2)), (bad, np.eye(2))])
+    with pytest.raises(TypeError, match=r"terms\[0\]` must be a Kron or a sequence"):
+        SumOfKron([np.eye(3)])
+    with pytest.raises(NotPositiveDefiniteError):  # zero noise and a singular kernel
+        (Kron(np.ones((3, 3)), np.eye(2)) + 0.0 * Kron(np.eye(3), np.eye(2))).logdet()
+    with pytest.raises(NotPositiveDefiniteError):  # negative noise
+        (Kron(A, np.eye(2)) - 1e3 * Kron(np.eye(3), np.eye(2))).logdet()

@@ -95,7 +95,7 @@ class SumOfKron:
             raise ValueError("`terms` must hold at least one term, got none")
         out: list[Kron] = []
         for k, t in enumerate(items):
-            K = t if isinstance(t, Kron) else Kron(*t)
+            K = t if isinstance(t, Kron) else _term(t, k)
             if out and _factor_shapes(K) != _factor_shapes(out[0]):
                 raise ValueError(f"`terms[{k}]` has factor shapes {_fmt(_factor_shapes(K))}, "
                                  f"expected {_fmt(_factor_shapes(out[0]))} like terms[0]")
@@ -460,6 +460,17 @@ def _dense_logdet_grads(S: SumOfKron, f: Factorization,
             grads.append(np.einsum(",".join(spec) + "->" + rows[k] + cols[k], *ops))
         out.append(tuple(grads))
     return tuple(out)
+
+
+def _term(t: Any, k: int) -> Kron:
+    """``Kron(*t)``, with errors naming the term (``terms[k]``) as well as the factor."""
+    if isinstance(t, np.ndarray) or not isinstance(t, Sequence):
+        raise TypeError(f"`terms[{k}]` must be a Kron or a sequence of factors, got "
+                        f"{type(t).__name__}")
+    try:
+        return Kron(*t)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"`terms[{k}]`: {exc}") from None
 
 
 def _factor_shapes(K: Kron) -> tuple[tuple[int, int], ...]:
