@@ -72,10 +72,13 @@ def _lml(kernels: Sequence[Any], axes: Sequence[np.ndarray], y: np.ndarray, s: f
     kron = Kron(*Ks)
     S = kron + s * Kron(*[np.eye(K.shape[0]) for K in Ks]) if s > 0 else SumOfKron([kron])
     E = S.eigen_form()
-    if not E.is_positive_definite:
-        raise NotPositiveDefiniteError(
-            f"smallest eigenvalue {float(np.min(E.lam)):.6g} of the covariance on the grid")
     lam = np.asarray(E.lam, dtype=np.float64).reshape(y.shape)
+    # singular to working precision: eigh's error in λ is about (Σ n_k)·eps·max λ
+    floor = sum(y.shape) * np.finfo(np.float64).eps * float(np.max(np.abs(lam)))
+    if not float(np.min(lam)) > floor:
+        raise NotPositiveDefiniteError(
+            f"smallest eigenvalue {float(np.min(lam)):.6g} of the covariance on the grid (largest "
+            f"{float(np.max(lam)):.6g}): not positive definite to working precision")
     u = np.asarray(E.to_eig(y.reshape(1, -1)))[0].reshape(y.shape)
     a = u / lam
     value = -0.5 * float(np.vdot(u, a)) - 0.5 * float(E.logdet) - 0.5 * y.size * _LOG_2PI
