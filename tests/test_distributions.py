@@ -355,6 +355,26 @@ def test_logpdf_grad_single_observation_shapes(rng):
     np.testing.assert_allclose(gb.loc, g.loc, rtol=RTOL)
 
 
+@pytest.mark.parametrize("dims", [(2, 3), (2, 3, 2)])
+def test_logpdf_grad_of_an_empty_batch(rng, dims):
+    """Regression: reduce=None raised IndexError and "mean" ZeroDivisionError for N = 0."""
+    factors, mu, _ = _setup(rng, dims)
+    P = mu.size
+    Y0 = np.zeros((0, P))
+    for dist in (KronNormal(mu, factors), KronT(mu, factors, 3.0)):
+        g = dist.logpdf_grad(Y0, reduce=None)
+        assert g.value.shape == (0,) and g.y.shape == (0, P) and g[3].shape == (0, P)
+        assert [F.shape for F in g.factors] == [(0, p, p) for p in dims]
+        g = dist.logpdf_grad(Y0, reduce="sum")
+        assert g.value == 0.0 and g.y.shape == (0, P)
+        np.testing.assert_array_equal(g[3], np.zeros(P))
+        assert all(np.all(F == 0) and F.shape == (p, p) for F, p in zip(g.factors, dims, strict=True))
+        if isinstance(dist, KronT):
+            assert g.df == 0.0 and dist.logpdf_grad(Y0, reduce=None).df.shape == (0,)
+        with pytest.raises(ValueError, match="reduce='mean' needs at least one observation"):
+            dist.logpdf_grad(Y0, reduce="mean")
+
+
 def test_gauge_invariance_of_distributions(rng):
     """(cA)⊗(B/c) = A⊗B: same density; the gradient satisfies ⟨∂ℓ/∂A, A⟩ = ⟨∂ℓ/∂B, B⟩."""
     (A, B), mu, Y = _setup(rng, (2, 3))
@@ -368,7 +388,7 @@ def test_gauge_invariance_of_distributions(rng):
 # ---------------------------------------------------------------------------------------
 # Sampling: exact / asymptotic chi-square tests with a fixed seed
 # ---------------------------------------------------------------------------------------
-def _moment_test_pvalues(X, mu, S, r2, r4):
+def moment_test_pvalues(X, mu, S, r2, r4):
     """p-values for mean and covariance of X (rows) against x = μ + r·g, g ~ N(0, S).
 
     With ``u = L⁻¹(x − μ)`` (``S = LLᵀ``, dense Cholesky) the entries of u are uncorrelated
@@ -403,7 +423,7 @@ def test_normal_rvs_moments(dims):
     mu = rng.standard_normal(int(np.prod(dims)))
     X = KronNormal(mu, factors).rvs(size=20000, random_state=np.random.default_rng(11))
     assert X.shape == (20000, mu.size)
-    p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), 1.0, 1.0)
+    p_mean, p_cov = moment_test_pvalues(X, mu, dense_kron(*factors), 1.0, 1.0)
     assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
     # δ ~ χ²_P exactly (Kolmogorov–Smirnov)
     delta = KronNormal(mu, factors).mahalanobis(X)
@@ -420,7 +440,7 @@ def test_t_rvs_moments_and_radial_law(dims):
     dist = KronT(mu, factors, nu)
     X = dist.rvs(size=20000, random_state=12)
     r2, r4 = _t_moments(nu)
-    p_mean, p_cov = _moment_test_pvalues(X, mu, dense_kron(*factors), r2, r4)
+    p_mean, p_cov = moment_test_pvalues(X, mu, dense_kron(*factors), r2, r4)
     assert p_mean > P_VALUE_FLOOR and p_cov > P_VALUE_FLOOR
     # vec-form t: one weight per draw, so δ/P ~ F(P, ν) exactly
     delta = dist.mahalanobis(X)
@@ -434,7 +454,7 @@ def test_moment_test_detects_a_transposed_cholesky_factor():
     z = np.random.default_rng(13).standard_normal((20000, 2, 3))
     L1, L2 = (np.linalg.cholesky(F) for F in factors)
     X = (L1.T @ z @ L2).reshape(20000, 6)  # (L1ᵀ ⊗ L2ᵀ) z in the row-major convention
-    _, p_cov = _moment_test_pvalues(X, np.zeros(6), dense_kron(*factors), 1.0, 1.0)
+    _, p_cov = moment_test_pvalues(X, np.zeros(6), dense_kron(*factors), 1.0, 1.0)
     assert p_cov < P_VALUE_FLOOR
 
 

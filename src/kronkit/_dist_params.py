@@ -4,6 +4,7 @@ degrees of freedom and the number of draws (:class:`kronkit.KronNormal`, :class:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -52,20 +53,19 @@ def spd_scale(scale: Any) -> Kron:
     return K
 
 
-def location(loc: Any, name: str, K: Kron) -> np.ndarray:
+def location(loc: Any, name: str, dims: tuple[int, ...], dtype: Any) -> np.ndarray:
     """``loc`` (called ``name``) as a read-only flat copy of shape (P,), zeros for None; a
-    ``(p1, ..., pd)`` tensor is accepted."""
-    P = K.shape[0]
-    dims = K.col_dims
+    ``(p1, ..., pd)`` tensor is accepted. ``dims``, ``dtype``: those of the scale."""
+    P = math.prod(dims)
     if loc is None:
-        out = np.zeros(P, dtype=K.dtype)
+        out = np.zeros(P, dtype=dtype)
     else:
         arr = as_float(loc, name)
         if arr.shape not in ((P,), dims):
             raise ValueError(
                 f"`{name}` must have shape ({P},) or {dims} (the factor sizes), got {arr.shape}"
             )
-        out = np.array(arr.reshape(P), dtype=np.result_type(arr.dtype, K.dtype), copy=True)
+        out = np.array(arr.reshape(P), dtype=np.result_type(arr.dtype, dtype), copy=True)
     out.setflags(write=False)
     return out
 

@@ -5,7 +5,7 @@ with ``vec(X) ~ N(vec M, V⊗U)`` in SciPy's column-stacking ``vec``; in kronkit
 convention (``x = X.ravel()``) that is ``x ~ N(M.ravel(), U⊗V)``: ``KronNormal(M, [U, V])``.
 (Checked against ``matrix_normal.logpdf`` and the covariance of its ``rvs`` in the tests.)
 ``scipy.stats.multivariate_t(loc, shape, df)`` is :class:`kronkit.KronT` with a dense
-``shape = np.kron(A1, ..., Ad)``.
+``shape = np.kron(A1, ..., Ad)`` (or the dense :class:`kronkit.SumOfKron`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from ._checks import check_dense_size
 from ._kron import Kron
+from ._sum_kron import SumOfKron
 
 __all__ = ["matrix_normal_parts", "to_matrix_normal", "to_multivariate_t"]
 
@@ -31,10 +32,14 @@ def matrix_normal_parts(mn: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return M, U, V
 
 
-def to_matrix_normal(loc: np.ndarray, scale: Kron) -> Any:
+def to_matrix_normal(loc: np.ndarray, scale: Kron | SumOfKron) -> Any:
     """``scipy.stats.matrix_normal(loc.reshape(p, q), A, B)`` for a two-factor scale ``A⊗B``."""
     from scipy.stats import matrix_normal
 
+    if not isinstance(scale, Kron):
+        raise ValueError(
+            "to_matrix_normal needs a Kronecker product scale A⊗B (row and column covariances), "
+            f"got {scale!r}")
     if scale.n_factors != 2:
         raise ValueError(
             "to_matrix_normal needs a scale with two factors (A, B), got "
@@ -45,8 +50,8 @@ def to_matrix_normal(loc: np.ndarray, scale: Kron) -> Any:
                          colcov=np.array(B))
 
 
-def to_multivariate_t(loc: np.ndarray, scale: Kron, df: float) -> Any:
-    """``scipy.stats.multivariate_t(loc, np.kron(A1, ..., Ad), df)`` (dense P×P shape)."""
+def to_multivariate_t(loc: np.ndarray, scale: Kron | SumOfKron, df: float) -> Any:
+    """``scipy.stats.multivariate_t(loc, S.to_dense(), df)`` (dense P×P shape)."""
     from scipy.stats import multivariate_t
 
     P = scale.shape[0]

@@ -21,6 +21,10 @@ as in scikit-learn)::
 
 and ``log det S = Σ_k (P/p_k) log det A_k``. Gradients use the closed form of
 :mod:`kronkit._quad` (``∂δ/∂A_k = −L_k⁻ᵀ X_(k) X_(k)ᵀ L_k⁻¹`` with ``X = (⊗L_k⁻¹) w``).
+
+The scale may also be a :class:`~kronkit.SumOfKron` ``S = Σ_t F_t1⊗…⊗F_td`` (``K + s²I``,
+``K + D``, ``A + C``, Kronecker sums, …): exact through its eigen form, gradients
+``factors[t][k]`` (:mod:`kronkit._dist_scale`, which holds both kinds of scale).
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ import numpy as np
 
 from ._checks import as_float, check_random_state
 from ._dask import is_dask_array, row_chunks
-from ._dist_params import check_df, location, n_samples, spd_scale
+from ._dist_params import check_df, location, n_samples
+from ._dist_scale import empty_grad_terms, negated_sum, scale_engine
 from ._dist_scipy import matrix_normal_parts, to_matrix_normal, to_multivariate_t
 from ._grad_results import KronNormalGrad, KronTGrad
-from ._kron import Kron, factorizations, slogdet_with
-from ._quad import QuadState, check_reduce, logdet_grads, reduce_values, reduction_scale
+from ._kron import Kron
+from ._quad import check_reduce, reduce_values, reduction_scale
 from ._special import t_entropy_excess, t_log_kernel, t_log_normalizer, t_logpdf_dnu
-from ._vec import mode_apply, to_tensor
+from ._sum_kron import SumOfKron
 
 __all__ = ["KronNormal", "KronNormalGrad", "KronT", "KronTGrad"]
 
@@ -61,16 +66,13 @@ class _KronDistribution:
     _loc_name = "loc"
 
     def __init__(self, loc: Any, scale: Any):
-        K = spd_scale(scale)
-        self._scale = K
-        self._facs = factorizations(K, "a scale matrix")
-        for f in self._facs:
-            f.inverse_view()  # the gradients' A_k⁻¹, cached (read-only) before any sharing
-        self._loc = location(loc, self._loc_name, K)
-        self._logdet = slogdet_with(K, self._facs)[1]  # Cholesky factors: sign +1; warned above
+        self._eng = scale_engine(scale)  # KronScale or SumScale (kronkit._dist_scale)
+        self._scale = self._eng.matrix
+        self._loc = location(loc, self._loc_name, self._eng.dims, self._scale.dtype)
+        self._logdet = self._eng.logdet
 
     def _init_args(self) -> tuple:
-        return (self._loc, self._scale.factors)
+        return (self._loc, self._eng.init_arg)
 
     def __reduce__(self):
         return (type(self), self._init_args())
@@ -82,8 +84,9 @@ class _KronDistribution:
 
     # -- attributes ---------------------------------------------------------------------
     @property
-    def scale(self) -> Kron:
-        """The scale matrix ``S = A1⊗…⊗Ad`` (a :class:`Kron`; factors are read-only)."""
+    def scale(self) -> Kron | SumOfKron:
+        """The scale matrix: ``S = A1⊗…⊗Ad`` (a :class:`Kron`; factors are read-only) or the
+        :class:`SumOfKron` given."""
         return self._scale
 
     @property
@@ -99,11 +102,11 @@ class _KronDistribution:
     @property
     def dims(self) -> tuple[int, ...]:
         """``(p1, ..., pd)``: an observation reshaped to a tensor is ``y.reshape(dims)``."""
-        return self._scale.col_dims
+        return self._eng.dims
 
     @property
     def logdet_scale(self) -> float:
-        """``log det S = Σ_k (P/p_k) log det A_k``."""
+        """``log det S`` (``Σ_k (P/p_k) log det A_k`` for a :class:`Kron`)."""
         return self._logdet
 
     # -- observations -------------------------------------------------------------------
@@ -177,16 +180,8 @@ class _KronDistribution:
         if is_dask_array(Y):
             return self._map_rows(Y, "mahalanobis")
         W, single = self._centered(Y)
-        q = QuadState(self._scale, W).q
+        q = self._eng.quad(W)
         return float(q[0]) if single else q
-
-    def _standard_normal(self, rng: Any, n: int) -> np.ndarray:
-        """``n`` draws of ``(⊗L_k) z``, ``z ~ N(0, I_P)``: shape (n, P)."""
-        d = self._scale.n_factors
-        z = to_tensor(rng.standard_normal((n, self.dim)).astype(self.dtype, copy=False), self.dims)
-        for k, f in enumerate(self._facs):
-            z = mode_apply(z, f.chol(), k, d)
-        return z.reshape(n, self.dim)
 
     def _weights(self, q: np.ndarray) -> np.ndarray:
         """EM weights ``ω_i`` of the observations in the gradients (1 for the Gaussian)."""
@@ -231,7 +226,7 @@ class _KronDistribution:
         if is_dask_array(Y):
             return self._map_rows(Y, "logpdf")
         W, single = self._centered(Y)
-        vals = self._log_density(QuadState(self._scale, W).q)
+        vals = self._log_density(self._eng.quad(W))
         return float(vals[0]) if single else vals
 
     def pdf(self, Y: Any) -> Any:
@@ -240,6 +235,9 @@ class _KronDistribution:
 
     def rvs(self, size: int | None = None, random_state: Any = None) -> np.ndarray:
         r"""Draw ``y = μ + r · (L1⊗…⊗Ld) z`` with ``z ~ N(0, I_P)`` and ``A_k = L_k L_kᵀ``.
+
+        A :class:`SumOfKron` scale draws ``(⊗W_k) diag(√λ) z`` from its eigen form
+        ``S = (⊗W_k) diag(λ) (⊗W_k)ᵀ`` (exact; the dense route: ``L z``, ``S = L Lᵀ``).
 
         :class:`KronNormal`: ``r = 1``. :class:`KronT`: ``r = 1/√(u/ν)`` with one ``u ~ χ²_ν``
         per draw (the vec-form t; ``r = 1`` at ``ν = ∞``, no chi-square draw).
@@ -263,7 +261,7 @@ class _KronDistribution:
         n = n_samples(size)
         rng = check_random_state(random_state, "random_state")
         m = 1 if n is None else n
-        x = self._loc + self._mixed(rng, self._standard_normal(rng, m))
+        x = self._loc + self._mixed(rng, self._eng.standard_normal(rng, m, self.dtype))
         return x[0] if n is None else x
 
     def _grad_terms(self, Y: Any, reduce: Any):
@@ -274,14 +272,16 @@ class _KronDistribution:
         """
         check_reduce(reduce)
         W, single = self._centered(Y)
-        state = QuadState(self._scale, W)
-        q, N = state.q, state.N
         per_obs = reduce is None and not single
+        if W.shape[0] == 0:
+            return (*empty_grad_terms(self._eng, W, reduce, per_obs), 1.0, False)
+        state = self._eng.state(W)
+        q, N = state.q, state.N
         s = reduction_scale(reduce, N, single)
         fq, wg = state.grads(0.5 * s * self._weights(q), per_obs)
         n_eff = 1.0 if (per_obs or single) else N * s
-        logdet = logdet_grads(self._facs, 0.5 * n_eff)  # ½ n (P/p_k) A_k⁻¹ (symmetric)
-        factors = tuple(-g - h for g, h in zip(fq, logdet, strict=True))
+        logdet = self._eng.logdet_grads(0.5 * n_eff)  # ½ n ∂ log det S/∂A_k (symmetric)
+        factors = negated_sum(fq, logdet)  # nested [t][k] for a SumOfKron
         # wg[i] = ½ s ω_i ∂δ_i/∂w_i = s ω_i S⁻¹ w_i
         g_y = -wg
         if single:
@@ -290,7 +290,7 @@ class _KronDistribution:
         return q, factors, g_loc, g_y, s, single
 
     def _repr_scale(self) -> str:
-        return " ⊗ ".join(f"{n}×{n}" for n in self.dims)
+        return self._eng.label
 
 
 def _rows_block(block: np.ndarray, dist: _KronDistribution, method: str) -> np.ndarray:
@@ -315,17 +315,22 @@ class KronNormal(_KronDistribution):
     ----------
     mean : array_like of shape (P,) or (p1, ..., pd), or None
         The mean ``μ`` (None: zeros). Copied; stored flat, read-only.
-    scale : Kron or sequence of array_like ``(A1, ..., Ad)``
+    scale : Kron, SumOfKron or sequence of array_like ``(A1, ..., Ad)``
         The covariance ``S = A1⊗…⊗Ad``; every factor symmetric positive definite, of shape
         ``(p_k, p_k)``. One factor (d = 1) is allowed and gives an ordinary multivariate
         normal. Only ``S`` is identified: ``(cA)⊗(B/c)`` is the same distribution.
+        Or a symmetric positive definite :class:`SumOfKron` ``S = Σ_t F_t1⊗…⊗F_td`` (kept
+        as given): exact through its eigen form (``K + s²I``, ``K + D``, ``A + C``,
+        ``A⊕B``, ...), O(Σ p_k³) once and O(P·Σ p_k) per observation and term, nothing
+        P×P; other sums by the dense P×P Cholesky factor up to ``DENSE_MAX_P``
+        (:class:`~kronkit.UnsupportedSumError`, a ValueError, above).
 
     Raises
     ------
     NotPositiveDefiniteError
-        A factor is not symmetric positive definite (``.factor`` names it).
+        A factor (``.factor`` names it), or the sum, is not symmetric positive definite.
     SingularFactorError
-        A factor is numerically singular.
+        A factor, or the sum, is numerically singular.
     ValueError, TypeError
         Bad shapes or values of ``mean`` / ``scale``.
 
@@ -359,8 +364,9 @@ class KronNormal(_KronDistribution):
         return self._loc
 
     @property
-    def cov(self) -> Kron:
-        """The covariance ``S = A1⊗…⊗Ad`` (the scale itself, as a :class:`Kron`)."""
+    def cov(self) -> Kron | SumOfKron:
+        """The covariance ``S`` (the scale itself: a :class:`Kron` ``A1⊗…⊗Ad`` or the
+        :class:`SumOfKron` given)."""
         return self._scale
 
     @classmethod
@@ -397,7 +403,8 @@ class KronNormal(_KronDistribution):
         Returns
         -------
         KronNormalGrad
-            ``value``, ``factors`` (∂/∂A_k for every k), ``y`` (∂/∂y_i), ``mean`` (∂/∂μ).
+            ``value``, ``factors`` (∂/∂A_k for every k; ``factors[t][k]`` = ∂/∂F_tk for a
+            :class:`SumOfKron`), ``y`` (∂/∂y_i), ``mean`` (∂/∂μ).
 
         Notes
         -----
@@ -405,6 +412,9 @@ class KronNormal(_KronDistribution):
         ``∂ℓ/∂A_k = −½ n (P/p_k) A_k⁻¹ − ½ Σ_i ∂δ_i/∂A_k`` where for d = 2
         ``∂δ/∂A = −A⁻¹ W B⁻¹ Wᵀ A⁻¹`` and ``∂δ/∂B = −B⁻¹ Wᵀ A⁻¹ W B⁻¹``;
         ``∂ℓ/∂μ = Σ_i S⁻¹ w_i``. Cost O(Σ p_k³ + N·P·Σ p_k), batched as matrix products.
+        For a :class:`SumOfKron`, with ``u_i = S⁻¹w_i``: ``∂ℓ/∂F_tk = −½ n ∂ log det S/∂F_tk
+        + ½ Σ_i unfold_k(u_i) unfold_k(u_i ×_{j≠k} F_tj)ᵀ`` (eigen form: the first term is
+        ``V_k diag(g_tk) V_kᵀ``).
         Gradients treat the entries of each factor as independent (the dense
         ``jax.grad`` convention); along the gauge direction ``(A, −B)`` they satisfy
         ``⟨∂ℓ/∂A, A⟩ = ⟨∂ℓ/∂B, B⟩``.
@@ -433,8 +443,9 @@ class KronT(_KronDistribution):
     ----------
     loc : array_like of shape (P,) or (p1, ..., pd), or None
         Location ``μ`` (None: zeros).
-    scale : Kron or sequence of array_like ``(A1, ..., Ad)``
-        Scale ``S``; every factor symmetric positive definite (see :class:`KronNormal`).
+    scale : Kron, SumOfKron or sequence of array_like ``(A1, ..., Ad)``
+        Scale ``S``; every factor symmetric positive definite, or a positive definite
+        :class:`SumOfKron` (see :class:`KronNormal`).
     df : float
         Degrees of freedom ``ν > 0``; ``np.inf`` is allowed and gives exactly the Gaussian
         :class:`KronNormal` (same log-density, entropy, gradients; ``∂ℓ/∂ν = 0``).
@@ -477,7 +488,7 @@ class KronT(_KronDistribution):
         self._entropy_excess = excess
 
     def _init_args(self) -> tuple:
-        return (self._loc, self._scale.factors, self._df)
+        return (self._loc, self._eng.init_arg, self._df)
 
     def __repr__(self) -> str:
         return f"KronT(dim={self.dim}, scale={self._repr_scale()}, df={self._df:g})"
@@ -495,8 +506,9 @@ class KronT(_KronDistribution):
         return self._loc
 
     @property
-    def cov(self) -> Kron:
-        """The covariance ``ν/(ν−2) · S`` as a :class:`Kron` (needs ``ν > 2``).
+    def cov(self) -> Kron | SumOfKron:
+        """The covariance ``ν/(ν−2) · S``, a :class:`Kron` or :class:`SumOfKron` like the
+        scale (needs ``ν > 2``).
 
         For ``1 < ν ≤ 2`` the covariance is infinite, for ``ν ≤ 1`` undefined: both raise
         ValueError rather than returning inf/NaN.
@@ -536,7 +548,8 @@ class KronT(_KronDistribution):
         Returns
         -------
         KronTGrad
-            ``value``, ``factors``, ``y``, ``loc``, ``df`` (see :class:`KronTGrad`).
+            ``value``, ``factors`` (``factors[t][k]`` for a :class:`SumOfKron`), ``y``,
+            ``loc``, ``df`` (see :class:`KronTGrad`).
 
         Notes
         -----
@@ -551,7 +564,7 @@ class KronT(_KronDistribution):
         return KronTGrad(value, factors, g_y, g_loc, reduce_values(g_df, reduce, single, s))
 
     def to_multivariate_t(self) -> Any:
-        """``scipy.stats.multivariate_t(loc, np.kron(A1, ..., Ad), df)``, the same law.
+        """``scipy.stats.multivariate_t(loc, S.to_dense(), df)``, the same law.
 
         SciPy needs the dense P×P shape matrix (refused above ``kronkit.DENSE_MAX_BYTES``);
         at ``df = inf`` SciPy returns its ``multivariate_normal``.

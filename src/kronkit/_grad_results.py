@@ -4,6 +4,8 @@ Every gradient result names its fields after the argument they differentiate and
 the same way: ``value``, ``factors`` (one entry per Kronecker factor ``A_k``), ``y`` (the
 observations), the location (``mu`` for :func:`kronkit.log_quad_grad`, the constructor's
 ``mean`` / ``loc`` for the distributions), then the scalar parameter (``alpha``, ``df``).
+For a :class:`kronkit.SumOfKron` ``S = Σ_t F_t1⊗…⊗F_td``, ``factors`` is nested:
+``factors[t][k] = ∂/∂F_tk`` for every factor of every term (tuples of tuples).
 
 - :class:`LogQuadGrad` — :func:`kronkit.log_quad_grad`: ``(value, factors, y, mu, alpha)``.
 - :class:`InvQuadGrad` — :func:`kronkit.inv_quad_grad`: ``(value, factors, y, mu)``.
@@ -28,8 +30,10 @@ class LogQuadGrad(NamedTuple):
     ----------
     value : float or ndarray of shape (N,)
         ``λ`` (or ``Σ_i λ_i`` / mean with ``reduce="sum"`` / ``"mean"``).
-    factors : tuple of ndarray
+    factors : tuple of ndarray, or tuple of tuple of ndarray
         ``∂/∂A_k`` for every factor: shape ``(p_k, p_k)``, or ``(N, p_k, p_k)`` per observation.
+        For a :class:`~kronkit.SumOfKron` ``S``: nested, ``factors[t][k] = ∂/∂F_tk`` for
+        factor ``k`` of term ``t`` (same shapes).
     y : ndarray of shape (P,) or (N, P)
         ``∂/∂y`` (row i is the gradient with respect to ``y_i``).
     mu : ndarray of shape (P,) or (N, P)
@@ -39,7 +43,7 @@ class LogQuadGrad(NamedTuple):
     """
 
     value: float | np.ndarray
-    factors: tuple[np.ndarray, ...]
+    factors: tuple[np.ndarray, ...] | tuple[tuple[np.ndarray, ...], ...]
     y: np.ndarray
     mu: np.ndarray
     alpha: float | np.ndarray
@@ -47,21 +51,32 @@ class LogQuadGrad(NamedTuple):
     @property
     def A(self) -> np.ndarray:
         """Gradient with respect to the first factor (the seed's ``A``)."""
-        return self.factors[0]
+        return self._factor(0, "A")
 
     @property
     def B(self) -> np.ndarray:
         """Gradient with respect to the second factor (the seed's ``B``)."""
         if len(self.factors) < 2:
             raise AttributeError("`B` needs at least two factors; use `.factors`")
-        return self.factors[1]
+        return self._factor(1, "B")
+
+    def _factor(self, k: int, name: str) -> np.ndarray:
+        g = self.factors[k]
+        if isinstance(g, tuple):
+            raise AttributeError(f"`{name}` is for a Kron; for a SumOfKron use "
+                                 "`.factors[t][k]` (factor k of term t)")
+        return g
 
 
 class InvQuadGrad(NamedTuple):
-    """Value and gradients of the quadratic form ``q = (y−μ)ᵀ S⁻¹ (y−μ)`` (see LogQuadGrad)."""
+    """Value and gradients of the quadratic form ``q = (y−μ)ᵀ S⁻¹ (y−μ)`` (see LogQuadGrad).
+
+    ``factors``: ``∂q/∂A_k`` for every factor, or nested ``factors[t][k] = ∂q/∂F_tk`` for a
+    :class:`~kronkit.SumOfKron` ``S`` (every factor of every term).
+    """
 
     value: float | np.ndarray
-    factors: tuple[np.ndarray, ...]
+    factors: tuple[np.ndarray, ...] | tuple[tuple[np.ndarray, ...], ...]
     y: np.ndarray
     mu: np.ndarray
 
@@ -73,9 +88,10 @@ class LogQuadHVP(NamedTuple):
     ----------
     value : float
         ``λ`` (``Σ_i λ_i`` or its mean for a batch).
-    factors : tuple of ndarray
+    factors : tuple of ndarray, or tuple of tuple of ndarray
         ``[Hv]_{A_k}``: the ``A_k`` block of the Hessian times the direction, shape
-        ``(p_k, p_k)`` each (same layout as the directions).
+        ``(p_k, p_k)`` each (same layout as the directions; nested ``[t][k]`` for a
+        :class:`~kronkit.SumOfKron`).
     y : ndarray of shape (P,) or (N, P)
         ``[Hv]_y``: the ``y`` block (row i for observation ``y_i``).
     grad : LogQuadGrad
@@ -84,7 +100,7 @@ class LogQuadHVP(NamedTuple):
     """
 
     value: float
-    factors: tuple[np.ndarray, ...]
+    factors: tuple[np.ndarray, ...] | tuple[tuple[np.ndarray, ...], ...]
     y: np.ndarray
     grad: LogQuadGrad
 
@@ -100,11 +116,14 @@ class KronNormalGrad(NamedTuple):
     ----------
     value : float or ndarray of shape (N,)
         The (summed / mean / per-observation) log-density.
-    factors : tuple of ndarray
+    factors : tuple of ndarray, or tuple of tuple of ndarray
         ``∂ℓ/∂A_k = −½ n (P/p_k) A_k⁻¹ + ½ A_k⁻¹ (Σ_i W_i(k) B_(k)⁻¹ W_i(k)ᵀ) A_k⁻¹`` (``n`` the
         number of observations summed), shape ``(p_k, p_k)``, or ``(N, p_k, p_k)`` with
         ``reduce=None``. Gradients with respect to the entries of ``A_k`` treated as
         independent (what ``jax.grad`` of the dense formula gives); symmetric for SPD factors.
+        For a :class:`~kronkit.SumOfKron` scale: nested, ``factors[t][k] = ∂ℓ/∂F_tk =
+        −½ n ∂ log det S/∂F_tk + ½ Σ_i unfold_k(u_i) unfold_k(u_i ×_{j≠k} F_tj)ᵀ`` with
+        ``u_i = S⁻¹(y_i − μ)`` (same shapes, every factor of every term).
     y : ndarray of shape (P,) or (N, P)
         ``∂ℓ/∂y_i = −S⁻¹(y_i − μ)`` (row i for observation i; already per observation).
     mean : ndarray of shape (P,) or (N, P)
@@ -113,7 +132,7 @@ class KronNormalGrad(NamedTuple):
     """
 
     value: float | np.ndarray
-    factors: tuple[np.ndarray, ...]
+    factors: tuple[np.ndarray, ...] | tuple[tuple[np.ndarray, ...], ...]
     y: np.ndarray
     mean: np.ndarray
 
@@ -127,9 +146,10 @@ class KronTGrad(NamedTuple):
     ----------
     value : float or ndarray of shape (N,)
         The (summed / mean / per-observation) log-density.
-    factors : tuple of ndarray
+    factors : tuple of ndarray, or tuple of tuple of ndarray
         ``∂ℓ/∂A_k``: ``−½ n (P/p_k) A_k⁻¹`` plus ``−½ Σ_i ω_i ∂δ_i/∂A_k``; shape ``(p_k, p_k)``
-        or ``(N, p_k, p_k)`` with ``reduce=None``.
+        or ``(N, p_k, p_k)`` with ``reduce=None``. For a :class:`~kronkit.SumOfKron` scale:
+        nested ``factors[t][k] = ∂ℓ/∂F_tk`` (``−½ n ∂ log det S/∂F_tk − ½ Σ_i ω_i ∂δ_i/∂F_tk``).
     y : ndarray of shape (P,) or (N, P)
         ``∂ℓ/∂y_i = −ω_i S⁻¹(y_i − μ)``.
     loc : ndarray of shape (P,) or (N, P)
@@ -141,7 +161,7 @@ class KronTGrad(NamedTuple):
     """
 
     value: float | np.ndarray
-    factors: tuple[np.ndarray, ...]
+    factors: tuple[np.ndarray, ...] | tuple[tuple[np.ndarray, ...], ...]
     y: np.ndarray
     loc: np.ndarray
     df: float | np.ndarray
