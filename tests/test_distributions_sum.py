@@ -383,3 +383,26 @@ def test_nothing_mutated(rng):
             np.testing.assert_array_equal(F, F0)
     np.testing.assert_array_equal(mu, saved[1])
     np.testing.assert_array_equal(Y, saved[2])
+
+
+def test_dask_rows_and_threads(rng):
+    """A dask Y (row blocks, the distribution pickled to the workers) and one distribution
+    shared by threads give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    da = pytest.importorskip("dask.array")
+    _, S, mu, Y = _setup("general", rng, N=7)
+    dist = KronT(mu, S, 3.0)
+    for method in ("logpdf", "mahalanobis"):
+        lazy = getattr(dist, method)(da.from_array(Y, chunks=(3, Y.shape[1])))
+        np.testing.assert_allclose(lazy.compute(scheduler="sync"), getattr(dist, method)(Y),
+                                   rtol=ULPS)
+    batches = [rng.standard_normal((3, Y.shape[1])) for _ in range(8)]
+    want = [dist.logpdf_grad(b, reduce=None).factors for b in batches]
+    shared = KronT(mu, S, 3.0)
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda b: shared.logpdf_grad(b, reduce=None).factors, batches))
+    for a, b in zip(got, want, strict=True):
+        for ra, rb in zip(a, b, strict=True):
+            for x, y in zip(ra, rb, strict=True):
+                np.testing.assert_array_equal(x, y)
