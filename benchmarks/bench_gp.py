@@ -115,7 +115,12 @@ def fits(Y: np.ndarray) -> list[list[str]]:
           f"{ours.noise_:.4g}\n                sklearn     {theirs.kernel_}")
     print(f"sklearn's LML at KroneckerGP's fitted theta: {check:.12g} (KroneckerGP reports "
           f"{l_ours:.12g})")
-    status = "not below" if l_ours >= l_theirs - 1e-8 * abs(l_theirs) else "BELOW"
+    if l_ours >= l_theirs:
+        status = "not below"
+    elif l_ours >= l_theirs - 1e-8 * abs(l_theirs):
+        status = f"equal to {abs(l_ours - l_theirs) / abs(l_theirs):.0e} relative"
+    else:
+        status = "BELOW"
     return [[f"{Y.shape[0]}×{Y.shape[1]} (P = {Y.size})", f"{l_ours:.10g}", f"{l_theirs:.10g}",
               f"{l_ours - l_theirs:+.2e} ({status})", fmt_time(t_ours), fmt_time(t_theirs)]]
 
