@@ -89,7 +89,7 @@ def sum_log_quad_hvp(S: SumOfKron, y: Any, directions: Any, mu: Any, alpha: floa
     if dW.shape != W.shape:
         raise ValueError(f"`dy` must have the shape of `y`, got {np.shape(dy)}")
     if N == 0:
-        return LogQuadHVP(grad.value, grad.factors, np.zeros_like(W), grad)
+        return LogQuadHVP(float(grad.value), grad.factors, np.zeros_like(W), grad)
     u = to_tensor(S.solve_rows(W), dims)
     beta = checked_beta(np.einsum("ij,ij->i", W, u.reshape(N, -1)), alpha, W)
     dSu, dSTu = np.zeros_like(u), np.zeros_like(u)  # dS u and dSᵀ u
