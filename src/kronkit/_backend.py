@@ -23,7 +23,7 @@ from ._vec import along_mode
 
 __all__ = ["ASSUME", "ASSUME_DOC", "BackendFactor", "beta_error", "check_assume",
            "check_factorizations", "choose_kind", "missing_extra", "negative_det_error",
-           "solve_modes", "validate"]
+           "solve_modes", "validate", "validate_vectors"]
 
 #: How each factor is factorised: ``"auto"`` (Cholesky where the factor is symmetric positive
 #: definite, LU otherwise), ``"general"`` (always LU), ``"spd"`` (Cholesky, or an error).
@@ -100,6 +100,13 @@ def validate(factors: Any, square: str | None, convert: Callable[[Any, str], Any
         mats.append(M)
     rows = math.prod(int(M.shape[0]) for M in mats)
     cols = math.prod(int(M.shape[1]) for M in mats)
+    return mats, validate_vectors(rows, cols, convert, check_finite, **vectors)
+
+
+def validate_vectors(rows: int, cols: int, convert: Callable[[Any, str], Any],
+                     check_finite: Callable[[Any, str], None], **vectors: Any) -> dict[str, Any]:
+    """The named vector arguments of an operator of shape ``(rows, cols)``, converted and
+    checked as in :func:`validate` (``None`` kept; ``alpha`` a scalar)."""
     arrays: dict[str, Any] = {}
     for name, v in vectors.items():
         if v is None:
@@ -116,7 +123,7 @@ def validate(factors: Any, square: str | None, convert: Callable[[Any, str], Any
             )
         check_finite(x, name)
         arrays[name] = x
-    return mats, arrays
+    return arrays
 
 
 # ---------------------------------------------------------------------------------------

@@ -66,15 +66,15 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise _backend.missing_extra("jax", "JAX") from exc
 
-from ._checks import non_finite_error
+from . import _jax_sum
 from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._jax_common import check_finite as _check_finite
+from ._jax_common import concrete as _concrete
+from ._jax_common import log_beta
+from ._jax_common import real_array as _real_array
 from ._kron import Kron
+from ._sum_spec import is_sum
 from ._vec import apply_modes, d_apply_modes, to_tensor, to_vec
-
-try:  # public home since jax 0.4.36; older releases keep it in jax.core
-    from jax.extend.core import concrete_or_error as _concrete_or_error
-except ImportError:  # pragma: no cover - old jax
-    from jax.core import concrete_or_error as _concrete_or_error
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
@@ -92,30 +92,6 @@ def _inner(a: jax.Array, b: jax.Array, d: int) -> jax.Array:
 # ---------------------------------------------------------------------------------------
 # Per-factor factorisations and solves (the one place)
 # ---------------------------------------------------------------------------------------
-def _concrete(x: Any) -> Any:
-    """The value of ``x`` if it is known now (plain calls, and ``jax.grad`` / ``jax.jvp`` /
-    ``jax.hessian`` outside ``jit``), else ``None`` (under ``jit`` or ``vmap``)."""
-    if not isinstance(x, jax.core.Tracer):
-        return x
-    try:
-        return _concrete_or_error(None, x)
-    except Exception:  # ConcretizationTypeError: an abstract value
-        return None
-
-
-def _check_finite(x: Any, name: str) -> None:
-    """``ValueError`` naming ``name`` if the (concrete) ``x`` holds NaN or Inf, as
-    ``Kron`` and ``kronkit.torch`` do; a no-op for abstract values."""
-    v = _concrete(x)
-    if v is None or not v.size:
-        return
-    with jax.ensure_compile_time_eval():  # a constant under jit: check it now, not staged
-        finite = jnp.isfinite(v)
-        bad = 0 if bool(jnp.all(finite)) else int(v.size - jnp.count_nonzero(finite))
-    if bad:
-        raise non_finite_error(name, bad)
-
-
 class _Factor(_backend.BackendFactor):
     """Cholesky or LU factorisation of one square factor: the JAX mirror of
     :class:`kronkit._factor.Factorization` (``kind``, ``factor``, ``piv``, ``n``, ``index``,
@@ -404,21 +380,6 @@ def _logdet_jvp(assume, primals, tangents):
 # ---------------------------------------------------------------------------------------
 # Validation (static shapes, at trace time) and the public functions
 # ---------------------------------------------------------------------------------------
-def _real_array(x: Any, name: str) -> jax.Array:
-    if x is None:
-        raise TypeError(f"`{name}` must be an array, got None")
-    try:
-        arr = jnp.asarray(x)
-    except Exception as exc:  # ragged lists, objects
-        raise TypeError(f"`{name}` could not be converted to an array: {exc}") from exc
-    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
-        raise TypeError(f"`{name}` is complex ({arr.dtype}); kronkit.jax supports real input")
-    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
-            or arr.dtype == jnp.bool_):
-        raise TypeError(f"`{name}` must be a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
 def _prepare(factors: Any, *, square: str | None, **vectors: Any):
     """Validate ``factors`` and named vector arguments (:func:`kronkit._backend.validate`)
     and cast to one float dtype (``alpha``, if given, does not take part in the choice).
@@ -479,6 +440,8 @@ def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> jax
     Dense equivalent: ``jnp.linalg.solve(jnp.kron(A, B), y.T).T``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _jax_sum.solve(factors, y)
     mats, arrays = _prepare(factors, square="solve", y=y)
     return _solve(assume, mats, arrays["y"])
 
@@ -505,6 +468,8 @@ def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> 
     Dense equivalent: ``y @ jnp.linalg.solve(jnp.kron(A, B), y)``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _jax_sum.inv_quad(factors, y)
     mats, arrays = _prepare(factors, square="inv_quad", y=y)
     return _inv_quad(assume, mats, arrays["y"])
 
@@ -533,6 +498,8 @@ def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> jax.Array:
     Dense equivalent: ``jnp.linalg.slogdet(jnp.kron(A, B))[1]`` where the sign is +1.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _jax_sum.logdet(factors)
     mats, _ = _prepare(factors, square="logdet")
     out = _logdet(assume, mats)
     value = _concrete(out)
@@ -578,13 +545,11 @@ def log_quad(
     ``w = y − mu``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _jax_sum.log_quad(factors, y, mu, alpha)
     mats, arrays = _prepare(factors, square="log_quad", y=y, mu=mu, alpha=alpha)
     w = arrays["y"] if arrays["mu"] is None else arrays["y"] - arrays["mu"]
-    beta = arrays["alpha"] + _inv_quad(assume, mats, w)
-    value = _concrete(beta)
-    if value is not None and value.size and not bool(jnp.all(value > 0)):
-        raise _backend.beta_error(float(jnp.min(value)), value)
-    return jnp.log(beta)
+    return log_beta(arrays["alpha"], _inv_quad(assume, mats, w))
 
 
 _ASSUME_DOC = _backend.ASSUME_DOC + """ Under ``jit`` / ``vmap``, where a factor's values are

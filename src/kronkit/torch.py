@@ -31,8 +31,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from . import _backend
 
 try:
@@ -40,15 +38,18 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise _backend.missing_extra("torch", "PyTorch") from exc
 
-from ._checks import check_scalar, non_finite_error
+from . import _torch_sum
 from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
 from ._kron import Kron
+from ._sum_spec import is_sum
+from ._torch_common import StructuredSolve, log_beta, prepare
+from ._torch_common import as_tensor as _as_tensor
+from ._torch_common import check_finite as _check_finite
 from ._vec import along_mode, apply_modes, mode_apply, to_tensor, to_vec, unfold
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
 Tensor = torch.Tensor
-_FLOATS = (torch.float32, torch.float64)
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 
@@ -197,28 +198,28 @@ class _MatVec(torch.autograd.Function):
         return (gy, *_factor_grads(g, y, factors, ctx.needs_input_grad[1:]))
 
 
-class _Solve(torch.autograd.Function):
-    """``x = S⁻¹ y`` (``trans``: ``S⁻ᵀ y``) with the factorisations ``facs`` of the factors.
+class _KronSolver:
+    """``S = A1⊗…⊗Ad`` for :class:`kronkit._torch_common.StructuredSolve`: solves with the
+    factorisations ``facs``, factor gradients by :func:`_factor_grads`."""
 
-    Backward (not transposed): ``ḡy = S⁻ᵀ g`` and ``ḡA_k = −∂⟨ḡy, S x⟩/∂A_k``; transposed:
-    ``ḡy = S⁻¹ g`` and ``ḡA_k = −∂⟨x, S ḡy⟩/∂A_k``. ``ḡy`` is itself a ``_Solve``, so the
-    backward is differentiable.
-    """
+    __slots__ = ("facs",)
 
-    @staticmethod
-    def forward(ctx, y, facs, trans, *factors):
-        x = _solve(y, facs, trans)
-        ctx.facs, ctx.trans = facs, trans
-        ctx.save_for_backward(x, *factors)
-        return x
+    def __init__(self, facs: Sequence[_Factor]):
+        self.facs = facs
+
+    def solve(self, y: Tensor, trans: bool) -> Tensor:
+        return _solve(y, self.facs, trans)
 
     @staticmethod
-    def backward(ctx, g):
-        x, *factors = ctx.saved_tensors
-        gy = _Solve.apply(g, ctx.facs, not ctx.trans, *factors)
-        u, v = (x, gy) if ctx.trans else (gy, x)
-        grads = _factor_grads(u, v, factors, ctx.needs_input_grad[3:])
-        return (gy, None, None, *[None if G is None else -G for G in grads])
+    def factor_grads(u: Tensor, v: Tensor, factors: Sequence[Tensor],
+                     needs: Sequence[bool]) -> list[Tensor | None]:
+        return _factor_grads(u, v, factors, needs)
+
+
+def _kron_solve(y: Tensor, facs: Sequence[_Factor], trans: bool, *factors: Tensor) -> Tensor:
+    """``x = S⁻¹ y`` (``trans``: ``S⁻ᵀ y``) with the factorisations ``facs``: a
+    :class:`~kronkit._torch_common.StructuredSolve` (differentiable to any order)."""
+    return StructuredSolve.apply(y, _KronSolver(facs), trans, *factors)
 
 
 class _InvQuad(torch.autograd.Function):
@@ -233,7 +234,7 @@ class _InvQuad(torch.autograd.Function):
     cancel in the contraction: ``ḡA_k = −ḡq X_k X_kᵀ`` with ``X_k = L_k⁻ᵀ H_(k)`` — one
     triangular solve and one product per factor — and ``ḡw = 2 ḡq (L1⁻ᵀ ⊗ ... ⊗ Ld⁻ᵀ) H``.
 
-    For second derivatives (``create_graph=True``) ``Z`` and ``U`` are rebuilt as ``_Solve``
+    For second derivatives (``create_graph=True``) ``Z`` and ``U`` are rebuilt as ``_kron_solve``
     outputs so that the backward graph reaches ``w`` and the factors.
     """
 
@@ -255,8 +256,8 @@ class _InvQuad(torch.autograd.Function):
         facs, needs = ctx.facs, ctx.needs_input_grad[2:]
         gq = gq.unsqueeze(-1)
         if torch.is_grad_enabled():  # differentiable backward
-            z = _Solve.apply(w, facs, False, *factors)
-            u = _Solve.apply(w, facs, True, *factors)
+            z = _kron_solve(w, facs, False, *factors)
+            u = _kron_solve(w, facs, True, *factors)
         elif ctx.spd:
             gw = None
             if ctx.needs_input_grad[0]:
@@ -317,7 +318,7 @@ class _LogDet(torch.autograd.Function):
                 continue
             f.check()  # at det A_k = 0 the derivative A_k⁻ᵀ does not exist
             eye = torch.eye(f.n, dtype=A.dtype, device=A.device)
-            inv_t = _Solve.apply(eye, [f], False, A)  # rows A⁻¹e_i: the matrix A⁻ᵀ
+            inv_t = _kron_solve(eye, [f], False, A)  # rows A⁻¹e_i: the matrix A⁻ᵀ
             grads.append(g * (P // f.n) * inv_t)
         return (None, *grads)
 
@@ -325,57 +326,11 @@ class _LogDet(torch.autograd.Function):
 # =============================================================================================
 # Input validation
 # =============================================================================================
-def _as_tensor(x: Any, name: str) -> Tensor:
-    """A real float32/float64 tensor (non-tensors via NumPy; integers and booleans -> float64)."""
-    if x is None:
-        raise TypeError(f"`{name}` must be a tensor, got None")
-    if not isinstance(x, torch.Tensor):
-        try:
-            arr = np.array(x)  # a copy: the caller's array is never shared or touched
-        except Exception as exc:  # ragged lists and the like
-            raise TypeError(f"`{name}` could not be converted to a tensor: {exc}") from exc
-        if arr.dtype.kind not in "biufc":
-            raise TypeError(f"`{name}` must be a real numeric array, got dtype {arr.dtype}")
-        x = torch.from_numpy(arr)
-    if x.is_complex():
-        raise TypeError(f"`{name}` must be real, got dtype {x.dtype}")
-    if not x.is_floating_point():
-        return x.to(torch.float64)
-    if x.dtype not in _FLOATS:
-        raise TypeError(f"`{name}` must be float32 or float64, got dtype {x.dtype}")
-    return x
-
-
-def _check_finite(x: Tensor, name: str) -> None:
-    """``ValueError`` naming ``name`` (and counting the entries), as ``Kron`` raises."""
-    if x.numel() and not bool(torch.isfinite(x.detach()).all()):
-        bad = int(x.numel() - torch.isfinite(x.detach()).sum())
-        raise non_finite_error(name, bad)
-
-
 def _inputs(factors: Any, square: str | None, **vectors: Any) -> tuple[list[Tensor], dict]:
     """Validate ``factors`` and the named vectors (:func:`kronkit._backend.validate`); cast
-    all to one dtype (differentiably).
-
-    A Python number ``alpha`` stays a Python float (it does not set the dtype). The dtype is
-    float64 if any input is float64, else float32; all inputs must share a device.
-    """
-    scalars = {}
-    if vectors.get("alpha") is not None and not isinstance(vectors["alpha"], torch.Tensor):
-        scalars["alpha"] = check_scalar(vectors["alpha"], "alpha")
-        vectors = {**vectors, "alpha": None}
-    mats, arrays = _backend.validate(factors, square, _as_tensor, _check_finite, **vectors)
-    named = {f"factors[{k}]": A for k, A in enumerate(mats)}
-    named.update({name: x for name, x in arrays.items() if x is not None})
-    if len({x.device for x in named.values()}) > 1:
-        where = ", ".join(f"`{n}` on {x.device}" for n, x in named.items())
-        raise ValueError(f"all inputs must be on one device, got {where}")
-    dtype = torch.float32
-    if any(x.dtype == torch.float64 for x in named.values()):
-        dtype = torch.float64
-    cast = {name: x.to(dtype=dtype) for name, x in named.items()}
-    out_factors = [cast[f"factors[{k}]"] for k in range(len(mats))]
-    return out_factors, {name: cast.get(name, scalars.get(name)) for name in vectors}
+    all to one dtype and device (:func:`kronkit._torch_common.prepare`)."""
+    return prepare(lambda **v: _backend.validate(factors, square, _as_tensor, _check_finite, **v),
+                   **vectors)
 
 
 # =============================================================================================
@@ -432,8 +387,10 @@ def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> Ten
     Dense equivalent: ``torch.linalg.solve(torch.kron(A, B), y.T).T``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _torch_sum.solve(factors, y)
     fs, v = _inputs(factors, "solve", y=y)
-    return _Solve.apply(v["y"], _factorize(fs, assume), False, *fs)
+    return _kron_solve(v["y"], _factorize(fs, assume), False, *fs)
 
 
 def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> Tensor:
@@ -458,6 +415,8 @@ def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> 
     Dense equivalent: ``y @ torch.linalg.solve(torch.kron(A, B), y)``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _torch_sum.inv_quad(factors, y)
     fs, v = _inputs(factors, "inv_quad", y=y)
     return _InvQuad.apply(v["y"], _factorize(fs, assume), *fs)
 
@@ -485,6 +444,8 @@ def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> Tensor:
     Dense equivalent: ``torch.logdet(torch.kron(A, B))``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _torch_sum.logdet(factors)
     fs, _ = _inputs(factors, "logdet")
     return _LogDet.apply(_factorize(fs, assume, zero_det_ok=True), *fs)
 
@@ -518,12 +479,11 @@ def log_quad(factors: Sequence[Any] | Kron, y: Any, mu: Any = None, alpha: Any =
     Dense equivalent: ``torch.log(alpha + w @ torch.linalg.solve(torch.kron(A, B), w))``.
     """
     _backend.check_assume(assume)
+    if is_sum(factors):
+        return _torch_sum.log_quad(factors, y, mu, alpha)
     fs, v = _inputs(factors, "log_quad", y=y, mu=mu, alpha=alpha)
     w = v["y"] if v["mu"] is None else v["y"] - v["mu"]
-    beta = v["alpha"] + _InvQuad.apply(w, _factorize(fs, assume), *fs)
-    if not bool((beta.detach() > 0).all()):
-        raise _backend.beta_error(float(beta.detach().min()), beta.detach())
-    return torch.log(beta)
+    return log_beta(v["alpha"], _InvQuad.apply(w, _factorize(fs, assume), *fs))
 
 
 for _f in (solve, inv_quad, logdet, log_quad):
