@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import UnsupportedSumError
 from ._kron import Kron
-from ._sum_eig import UnsupportedSumError, analyse_factor
+from ._sum_eig import analyse_factor
 from ._sum_kron import SumOfKron
 
 __all__ = ["FORMS", "AxisSpec", "SumSpec", "is_sum", "parse_sum", "slot_name"]

@@ -44,6 +44,28 @@ and there is no warning.
 symmetric positive definite, else LU), ``"general"`` (LU), ``"spd"`` (Cholesky). A traced
 factor's values cannot be inspected, so under ``jit`` / ``vmap`` ``"auto"`` uses LU for it.
 
+**Sums.** ``solve``, ``inv_quad``, ``logdet`` and ``log_quad`` also take a sum of
+Kronecker products ``S = Σ_t F_t1⊗…⊗F_td`` as first argument: a :class:`kronkit.SumOfKron`
+(constant factors), or a list of terms, each a list of ``d`` factors — a 2-D ``(n, n)``
+array, a 1-D ``(n,)`` array ``v`` meaning ``diag(v)``, or a 0-d array / Python number ``s``
+meaning ``s·I`` (its size taken from the other terms); a flat list of 2-D arrays is still one
+Kronecker product. The structure is decided from these encodings and from object identity
+(pass the same array object for the same matrix), never from values, so it is the same under
+``jit``. Per axis ``k``: no 2-D factor (all diagonal); one 2-D matrix ``A`` with scalars
+(``eigh(A)``); one 2-D ``A`` with one positive 1-D ``D`` (the metric); or two 2-D matrices
+and nothing else, the last term's being the symmetric positive definite metric ``C``
+(``eigh(L⁻¹AL⁻ᵀ)``, ``C = LLᵀ``). That covers ``[[K1, K2], [s2, 1.0]]`` (``K1⊗K2 + s²I``),
+``[[K1, K2], [D1, D2]]``, ``[[A1, A2], [C1, C2]]``, ``[[A, 1.0], [1.0, B]]`` (``A⊕B``) and
+``[[Cg, K], [Cn, 1.0]]``; anything else raises ``ValueError`` listing the forms. Rules
+(``u = S⁻¹w``): ``d(wᵀS⁻¹w) = 2uᵀdw − uᵀ dS u``, ``dS⁻¹w = S⁻¹(dw − dS u)``,
+``d log det S = Σ_{t,k} tr(G_tk dF_tk)`` with ``G_tk = V_k diag(g_tk) V_kᵀ``; the
+eigendecomposition is never differentiated, so ``jax.hessian`` is exact at degenerate
+spectra (an identity factor) too. A sum that is not positive definite raises
+:class:`~kronkit.NotPositiveDefiniteError` naming its smallest whitened eigenvalue (NaN under
+``jit``); a non-symmetric matrix factor raises ``ValueError`` (NaN under ``jit``). Gradients
+with respect to a 1-D factor are the diagonal, to a scalar the trace, of the matrix gradient.
+``docs/autodiff.md`` ("Sums of Kronecker products") has the derivation and costs.
+
 Importing ``kronkit`` does not import JAX; importing this module does.
 """
 
@@ -423,7 +445,7 @@ def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> jax
 
     Parameters
     ----------
-    factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of square arrays (p_k, p_k), kronkit.Kron, or a sum ("Sums", above)
     y : array of shape (..., P)
         ``P = p1·…·pd``; each row is a right-hand side.
     ASSUME
@@ -451,7 +473,7 @@ def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> 
 
     Parameters
     ----------
-    factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of square arrays (p_k, p_k), kronkit.Kron, or a sum ("Sums", above)
     y : array of shape (..., P)
     ASSUME
 
@@ -479,7 +501,7 @@ def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> jax.Array:
 
     Parameters
     ----------
-    factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of square arrays (p_k, p_k), kronkit.Kron, or a sum ("Sums", above)
     ASSUME
 
     Returns
@@ -520,7 +542,7 @@ def log_quad(
 
     Parameters
     ----------
-    factors : sequence of square arrays of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of square arrays (p_k, p_k), kronkit.Kron, or a sum ("Sums", above)
     y : array of shape (..., P)
         Observation(s), each the row-major flattening of a ``(p1, …, pd)`` tensor.
     mu : array of shape (P,) or (..., P), optional

@@ -21,6 +21,13 @@ structured solve as its own ``Function``), so second derivatives (``create_graph
 Hessian-vector products, ``gradgradcheck``) work too. Results follow the inputs' device and
 dtype (float32 or float64).
 
+**Sums.** ``solve``, ``inv_quad``, ``logdet`` and ``log_quad`` also take a sum of
+Kronecker products (a :class:`kronkit.SumOfKron`, or a list of terms of 2-D, 1-D diagonal
+and scalar factors), with the encoding and structure rule of :mod:`kronkit.jax` (its module
+docstring, and ``docs/autodiff.md``, "Sums of Kronecker products"). Their backward passes
+are closed forms on one eigendecomposition per axis, differentiable again (``gradgradcheck``)
+without differentiating ``eigh``. Python-number factors do not choose the dtype.
+
 Importing :mod:`kronkit` does not import torch; ``import kronkit.torch`` does.
 """
 
@@ -367,7 +374,7 @@ def solve(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> Ten
 
     Parameters
     ----------
-    factors : sequence of Tensor of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of Tensor of shape (p_k, p_k), kronkit.Kron, or a sum (see "Sums")
     y : Tensor of shape (..., P), P = Π p_k
         Rows are right-hand sides.
     ASSUME
@@ -398,7 +405,7 @@ def inv_quad(factors: Sequence[Any] | Kron, y: Any, *, assume: str = "auto") -> 
 
     Parameters
     ----------
-    factors : sequence of Tensor of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of Tensor of shape (p_k, p_k), kronkit.Kron, or a sum (see "Sums")
     y : Tensor of shape (..., P), P = Π p_k
     ASSUME
 
@@ -426,7 +433,7 @@ def logdet(factors: Sequence[Any] | Kron, *, assume: str = "auto") -> Tensor:
 
     Parameters
     ----------
-    factors : sequence of Tensor of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of Tensor of shape (p_k, p_k), kronkit.Kron, or a sum (see "Sums")
     ASSUME
 
     Returns
@@ -456,7 +463,7 @@ def log_quad(factors: Sequence[Any] | Kron, y: Any, mu: Any = None, alpha: Any =
 
     Parameters
     ----------
-    factors : sequence of Tensor of shape (p_k, p_k), or kronkit.Kron
+    factors : sequence of Tensor of shape (p_k, p_k), kronkit.Kron, or a sum (see "Sums")
     y : Tensor of shape (..., P), P = Π p_k
         Observation(s), each the row-major flattening of a ``(p1, ..., pd)`` tensor.
     mu : Tensor of shape (P,) or (..., P), optional
