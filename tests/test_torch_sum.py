@@ -158,3 +158,16 @@ def test_bad_input(rng):
         kt.solve([[K1, K2], [0.5, 1.0]], np.full(12, np.nan))
     with pytest.raises(kronkit.DomainError):
         kt.log_quad([[K1, K2], [0.5, 1.0]], y, alpha=-1e6)
+
+
+def test_repeated_calls_follow_the_values(rng):
+    """The eigen form of the previous call is reused only for equal values: an in-place
+    change of a factor between calls is seen."""
+    A, B = torch.tensor(factor(rng, 3, "spd")), torch.tensor(factor(rng, 2, "spd"))
+    terms = [[A, B], [0.3, 1.0]]
+    y = rng.standard_normal(6)
+    for _ in range(2):
+        S = np.kron(A.numpy(), B.numpy()) + 0.3 * np.eye(6)
+        close(kt.logdet(terms), np.linalg.slogdet(S)[1])
+        close(kt.inv_quad(terms, y), y @ np.linalg.solve(S, y))
+        A.mul_(2.0)
