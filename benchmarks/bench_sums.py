@@ -34,8 +34,10 @@ eigendecomposed twice, once per path), backward by autograd through ``eigh``; A�
 and ``D`` by Cholesky (inverse roots), then ``eigh`` of ``L⁻¹AL⁻ᵀ`` and ``L⁻¹BL⁻ᵀ``, autograd
 through both.
 
-Timing: the best of ``--repeat`` calls of each library, in rounds (kronkit, linear_operator,
-the matrix product, then again), so that load on a shared machine hits all alike.
+Timing: the best of ``--repeat`` rounds (half as many at m = 1000); a round calls every
+implementation once, then times the 1000×1000 matrix product, with a short pause between
+libraries (their idle BLAS/OpenMP threads spin for a while after each call), so that load on a
+shared machine hits every library alike.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from _common import fmt_ratio, fmt_time, print_table
 
 ALPHA = 1.0
 TARGET_REL = 1e-9
+PAUSE = 0.2  # seconds between timed calls of different libraries
 
 
 # ------------------------------------------------------------------------------------------
@@ -432,15 +435,16 @@ def section_peers(quick, repeat, md):
              for (c, m, name) in keys if name != "linear_operator"}
     t = dict.fromkeys(keys, float("inf"))
     t_mm = float("inf")
-    for _ in range(2):  # rounds: each implementation in its own phase, twice
-        for name in dict.fromkeys(n for (_, _, n) in keys):
-            for (c, m, nm) in keys:
-                if nm == name:
-                    reps = repeat if m < 1000 else max(2, repeat // 2)
+    for m in sizes:  # interleaved rounds: load on a shared machine hits every library alike
+        for _ in range(repeat if m < 1000 else max(2, repeat // 2)):
+            for (c, mm, name) in keys:
+                if mm == m:
+                    time.sleep(PAUSE)  # let the previous library's spinning threads go idle
                     fn, p = impls[c][name], probs[(c, m)]
                     t[(c, m, name)] = min(t[(c, m, name)],
-                                          best_time(lambda fn=fn, c=c, p=p: fn(c, *p), reps))
-        t_mm = min(t_mm, matmul_time())
+                                          best_time(lambda fn=fn, c=c, p=p: fn(c, *p), 1))
+            time.sleep(PAUSE)
+            t_mm = min(t_mm, matmul_time(repeat=3))
     rows = []
     for (c, m, name) in keys:
         tl = t[(c, m, "linear_operator")]
@@ -485,8 +489,9 @@ def breakdown(m, t_mm, md):
 
     step("build SumOfKron + factor kinds", lambda: fresh().factor_kinds(), "O(m²)")
     step("eigen form (2 × eigh of m×m)", lambda: fresh().eigen_form(),
-         "≈ 2 × 2.3 = 4.7 (4/3 + 2 + ~1 m³ each, half of it BLAS-2)")
-    step("   one np.linalg.eigh of a factor", lambda: np.linalg.eigh(mats[0]), "≈ 2.3")
+         f"≈ 2 × {2.3 * n_mm:.1f} (≈ 4.7 m³ each: 4/3 m³ tridiagonalisation, half of it "
+         "BLAS-2; ≈ 2 m³ back-transformation; divide and conquer)")
+    step("   one np.linalg.eigh of a factor", lambda: np.linalg.eigh(mats[0]), f"≈ {2.3 * n_mm:.1f}")
     S = fresh()
     E = S.eigen_form()
     step("to_eig (2 mode products)", lambda: E.to_eig(y), f"{2 * n_mm:.1f}")
@@ -497,9 +502,39 @@ def breakdown(m, t_mm, md):
     step("quad_grads (K: 2 × (mode product + GEMM); I: 2 × GEMM)",
          lambda: S.quad_grads(u[None]), f"{6 * n_mm:.1f}")
     step("whole call (logdet_grad + inv_quad_grad)", lambda: kronkit_nll("σ²I", mats, s2, y), "")
+    lo_steps = linear_operator_steps(mats, s2, y, step, n_mm)
     print_table(f"kronkit, K1⊗K2 + σ²I at m = n = {m}: time per step (1000² matmul = "
                 f"{fmt_time(t_mm)})", ["step", "time", "÷ 1000² matmul",
                                         "flops ÷ 1000² matmul"], steps, md)
+    if lo_steps:
+        print(lo_steps)
+        md.append("\n" + lo_steps)
+
+
+def linear_operator_steps(mats, s2, y, step, n_mm):
+    """linear_operator's kernel: one ``torch.linalg.eigh`` of a factor (timed with ``step``), and
+    how many it calls per σ²I evaluation (forward + backward), counted by wrapping it."""
+    try:
+        import torch
+    except ImportError:
+        return ""
+    A = torch.tensor(mats[0])
+    step("   one torch.linalg.eigh of a factor (linear_operator's kernel)",
+         lambda: torch.linalg.eigh(A), f"≈ {2.3 * n_mm:.1f}")
+    orig, calls = torch.linalg.eigh, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return orig(*args, **kwargs)
+
+    torch.linalg.eigh = counted
+    try:
+        lo_nll("σ²I", mats, s2, y)
+    finally:
+        torch.linalg.eigh = orig
+    return (f"linear_operator calls torch.linalg.eigh {len(calls)} times per σ²I evaluation "
+            f"(shapes {sorted({tuple(c) for c in calls})}): each factor is eigendecomposed twice "
+            f"(once for the solve, once for log det); kronkit eigendecomposes each once.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -533,7 +568,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sections", default="agree,peers,grid")
-    ap.add_argument("--repeat", type=int, default=5, help="timed calls per round (halved at m = 1000)")
+    ap.add_argument("--repeat", type=int, default=7, help="rounds (halved at m = 1000)")
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--threads", type=int, default=0,
                     help="limit BLAS/OpenMP threads (threadpoolctl) and torch's to this many, for "
