@@ -74,7 +74,17 @@ def blas_report() -> list[str]:
     lines = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture', '?')}, "
              f"{i['num_threads']} threads): {os.path.basename(i['filepath'])}"
              for i in threadpool_info()]
-    lines.append(f"CPUs: {os.cpu_count()}; load average {os.getloadavg()[0]:.2f} at start")
+    try:
+        import linear_operator
+        import torch
+
+        blas = "MKL" if torch.backends.mkl.is_available() else "its own BLAS"
+        lines.append(f"torch {torch.__version__} ({blas}, {torch.get_num_threads()} threads), "
+                     f"linear_operator {linear_operator.__version__}")
+    except ImportError:
+        pass
+    lines.append(f"numpy {np.__version__}, kronkit {kronkit.__version__}; CPUs: {os.cpu_count()}; "
+                 f"load average {os.getloadavg()[0]:.2f} at start")
     return lines
 
 
