@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from ._dist_params import spd_scale
-from ._errors import NotPositiveDefiniteError, SingularFactorError
+from ._errors import NotPositiveDefiniteError, SingularFactorError, UnsupportedSumError
 from ._kron import factorizations, slogdet_with
 from ._quad import QuadState, logdet_grads
-from ._sum_kron import SumOfKron, UnsupportedSumError
+from ._sum_calculus import SumQuad
+from ._sum_kron import SumOfKron
 from ._vec import mode_apply, to_tensor
 
-__all__ = ["KronScale", "SumQuadState", "SumScale", "empty_grad_terms", "negated_sum",
+__all__ = ["KronScale", "SumScale", "empty_grad_terms", "negated_sum",
            "scale_engine"]
 
 
@@ -145,8 +146,8 @@ class SumScale:
             return self.form.inv_quad(W)
         return self.matrix.inv_quad(W)
 
-    def state(self, W: np.ndarray) -> SumQuadState:
-        return SumQuadState(self, W)
+    def state(self, W: np.ndarray) -> SumQuad:
+        return SumQuad(self.matrix, W, "logpdf_grad")
 
     def logdet_grads(self, scale: float) -> tuple[tuple[np.ndarray, ...], ...]:
         """``G[t][k] = scale · ∂ log det S/∂F_tk``."""
@@ -174,26 +175,3 @@ def _symmetric_dense(S: SumOfKron) -> np.ndarray:
             f"`scale` must be symmetric positive definite, but the sum of {S.n_terms} Kronecker "
             f"terms is not symmetric (max |S − Sᵀ| = {asym:.3g})")
     return 0.5 * (M + M.T)
-
-
-class SumQuadState:
-    """``δ_i = w_iᵀS⁻¹w_i`` and ``U = S⁻¹W`` for a batch; the gradients of ``Σ_i c_i δ_i``."""
-
-    def __init__(self, scale: SumScale, W: np.ndarray):
-        self.S = scale.matrix
-        self.N = W.shape[0]
-        E = scale.form
-        if E is not None:
-            Z = E.to_eig(W)
-            Zl = Z / E.lam.ravel()
-            self.q = np.einsum("ij,ij->i", Zl, Z)
-            self.U = E.from_eig(Zl)
-        else:
-            self.q = self.S.inv_quad(W).reshape(self.N)
-            self.U = self.S.solve_rows(W)
-
-    def grads(self, c: np.ndarray, per_obs: bool) -> tuple[Any, np.ndarray]:
-        """``(∂(Σ c_i δ_i)/∂F_tk nested [t][k], c_i ∂δ_i/∂w_i = 2 c_i S⁻¹w_i of shape (N, P))``;
-        per observation the factor gradients have shape (N, n_k, n_k)."""
-        G = self.S.quad_grads(self.U, c, per_obs=per_obs)
-        return tuple(tuple(-g for g in row) for row in G), (2.0 * c)[:, None] * self.U

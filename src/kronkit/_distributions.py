@@ -276,7 +276,7 @@ class _KronDistribution:
         if W.shape[0] == 0:
             return (*empty_grad_terms(self._eng, W, reduce, per_obs), 1.0, False)
         state = self._eng.state(W)
-        q, N = state.q, state.N
+        q, N = state.q, W.shape[0]
         s = reduction_scale(reduce, N, single)
         fq, wg = state.grads(0.5 * s * self._weights(q), per_obs)
         n_eff = 1.0 if (per_obs or single) else N * s

@@ -85,9 +85,9 @@ def _lml(kernels: Sequence[Any], axes: Sequence[np.ndarray], y: np.ndarray, s: f
     post = _Posterior(tuple(E.V), 1.0 / lam, a)
     if not eval_gradient:
         return value, np.empty(0), None, post
-    z = np.asarray(E.from_eig(a.reshape(1, -1)))
+    G_all, z = E.quad_grads(a.reshape(1, -1))  # z = S⁻¹y; G: the eigenbasis contractions
     G_logdet = E.logdet_grads()[0]
-    G_quad = S.quad_grads(z)[0]
+    G_quad = G_all[0]
     grads = [np.einsum("ij,ijp->p", 0.5 * (G_quad[k] - G_logdet[k]), dK)
              for k, dK in enumerate(dKs)]
     d_s = 0.5 * float(np.vdot(z, z)) - 0.5 * float(np.sum(1.0 / lam))

@@ -22,7 +22,7 @@ from ._grad_results import InvQuadGrad, LogQuadGrad
 from ._quad import checked_beta, observations, reduce_values, reduction_scale
 from ._sum_kron import SumOfKron
 
-__all__ = ["sum_inv_quad_grad", "sum_log_quad", "sum_log_quad_grad", "sum_logdet_grad",
+__all__ = ["SumQuad", "sum_inv_quad_grad", "sum_log_quad", "sum_log_quad_grad", "sum_logdet_grad",
            "zero_factor_grads"]
 
 NestedGrads = tuple[tuple[np.ndarray, ...], ...]
@@ -50,7 +50,7 @@ def zero_factor_grads(S: SumOfKron, n: int | None = None) -> NestedGrads:
 
 
 def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool) -> list:
-    _solve_quad(S, np.zeros((1, S.shape[1])), "the batch")  # errors as for a non-empty batch
+    SumQuad(S, np.zeros((1, S.shape[1])), "the batch")  # errors as for a non-empty batch
     if reduce == "mean":
         raise ValueError(
             f"reduce='mean' needs at least one observation: `y` has shape {W.shape} "
@@ -66,13 +66,43 @@ def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool)
     return out + ([0.0] if with_alpha else [])
 
 
-def _grads(S: SumOfKron, W: np.ndarray, c: np.ndarray, U: np.ndarray, mua: Any, reduce: Any,
+class SumQuad:
+    """``q_i = w_iᵀS⁻¹w_i`` for rows ``W``, and the gradients of ``Σ_i c_i q_i``: in the
+    eigenbasis on the eigen route (:meth:`EigenForm.quad_grads`), by partial contractions of
+    ``u = S⁻¹w`` on the dense route."""
+
+    def __init__(self, S: SumOfKron, W: np.ndarray, what: str):
+        if not S.is_positive_definite:
+            try:
+                S.logdet()  # raises, naming the smallest eigenvalue
+            except NotPositiveDefiniteError as exc:
+                raise NotPositiveDefiniteError(
+                    f"`{what}` needs S positive definite: {exc}") from None
+        self.S = S
+        self.E = S.eigen_form() if S.route == "eigen" else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.E is not None:
+                self.Zl, self.q = self.E.whiten(W)
+            else:
+                self.U = S.solve_rows(W)
+                self.q = np.einsum("ij,ij->i", self.U, W)
+        _finite_q(self.q)
+
+    def grads(self, c: np.ndarray, per_obs: bool) -> tuple[Any, np.ndarray]:
+        """``(∂(Σ_i c_i q_i)/∂F_tk nested [t][k], ∂/∂w_i = 2 c_i S⁻¹w_i of shape (N, P))``."""
+        if self.E is not None:
+            G, U = self.E.quad_grads(self.Zl, c, per_obs)
+        else:
+            U = self.U
+            G = self.S.quad_grads(U, c, per_obs)
+        return tuple(tuple(-g for g in row) for row in G), 2.0 * c[:, None] * U
+
+
+def _grads(state: SumQuad, c: np.ndarray, mua: Any, reduce: Any,
            single: bool) -> tuple[Any, np.ndarray, np.ndarray]:
     """``Σ_i c_i ∂q_i/∂F_tk`` (or per observation) and the ``y``/``μ`` gradients."""
     per_obs = reduce is None and not single
-    G = S.quad_grads(U, c, per_obs)
-    factors = tuple(tuple(-g for g in row) for row in G)
-    g_y = 2.0 * c[:, None] * U
+    factors, g_y = state.grads(c, per_obs)
     if single:
         return factors, g_y[0], -g_y[0]
     if per_obs or (mua is not None and mua.ndim == 2):
@@ -87,27 +117,13 @@ def _check_grads(factors: NestedGrads, g_y: np.ndarray) -> None:
                             "y - mu or the factors")
 
 
-def _solve_quad(S: SumOfKron, W: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    if not S.is_positive_definite:
-        try:
-            S.logdet()  # raises, naming the smallest eigenvalue
-        except NotPositiveDefiniteError as exc:
-            raise NotPositiveDefiniteError(f"`{what}` needs S positive definite: {exc}") from None
-    with np.errstate(over="ignore", invalid="ignore"):
-        U = S.solve_rows(W)
-        q = np.einsum("ij,ij->i", U, W)
-    _finite_q(q)
-    return U, q
-
-
 def sum_log_quad(S: SumOfKron, y: Any, mu: Any, alpha: float) -> Any:
     """``λ = log(α + (y−μ)ᵀ S⁻¹ (y−μ))`` for a :class:`SumOfKron` ``S``."""
     W, _, single = _prepare(S, y, mu, "log_quad")
     if W.shape[0] == 0:
-        _solve_quad(S, np.zeros((1, S.shape[1])), "log_quad")  # errors as for a non-empty batch
+        SumQuad(S, np.zeros((1, S.shape[1])), "log_quad")  # errors as for a non-empty batch
         return np.zeros(0)
-    _, q = _solve_quad(S, W, "log_quad")
-    lam = np.log(checked_beta(q, alpha, W))
+    lam = np.log(checked_beta(SumQuad(S, W, "log_quad").q, alpha, W))
     return float(lam[0]) if single else lam
 
 
@@ -116,11 +132,11 @@ def sum_log_quad_grad(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any) 
     W, mua, single = _prepare(S, y, mu, "log_quad_grad")
     if W.shape[0] == 0:
         return LogQuadGrad(*_empty(S, W, mua, reduce, True))
-    U, q = _solve_quad(S, W, "log_quad_grad")
-    beta = checked_beta(q, alpha, W)
+    state = SumQuad(S, W, "log_quad_grad")
+    beta = checked_beta(state.q, alpha, W)
     scale = reduction_scale(reduce, W.shape[0], single)
     c = scale / beta
-    factors, g_y, g_mu = _grads(S, W, c, U, mua, reduce, single)
+    factors, g_y, g_mu = _grads(state, c, mua, reduce, single)
     _check_grads(factors, g_y)
     return LogQuadGrad(reduce_values(np.log(beta), reduce, single, scale), factors, g_y, g_mu,
                        reduce_values(c, reduce, single))
@@ -131,11 +147,11 @@ def sum_inv_quad_grad(S: SumOfKron, y: Any, mu: Any, reduce: Any) -> InvQuadGrad
     W, mua, single = _prepare(S, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*_empty(S, W, mua, reduce, False))
-    U, q = _solve_quad(S, W, "inv_quad_grad")
+    state = SumQuad(S, W, "inv_quad_grad")
     scale = reduction_scale(reduce, W.shape[0], single)
-    factors, g_y, g_mu = _grads(S, W, np.full(W.shape[0], scale), U, mua, reduce, single)
+    factors, g_y, g_mu = _grads(state, np.full(W.shape[0], scale), mua, reduce, single)
     _check_grads(factors, g_y)
-    return InvQuadGrad(reduce_values(q, reduce, single, scale), factors, g_y, g_mu)
+    return InvQuadGrad(reduce_values(state.q, reduce, single, scale), factors, g_y, g_mu)
 
 
 def sum_logdet_grad(S: SumOfKron) -> NestedGrads:

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
 from ._errors import UnsupportedSumError
 from ._vec import mode_apply, mode_split, to_tensor, unfold
@@ -119,8 +118,8 @@ def _positive_definite(b: FactorKind) -> np.ndarray | None:
         return np.ones(b.base.shape[0])
     if b.kind == "diagonal":
         return np.sqrt(b.base) if np.all(b.base > 0) else None
-    try:
-        return sla.cholesky(b.base, lower=True, check_finite=False)
+    try:  # NumPy's LAPACK throughout: mixing SciPy's BLAS pool with NumPy's costs more than the work
+        return np.linalg.cholesky(b.base)
     except np.linalg.LinAlgError:
         return None
 
@@ -172,10 +171,10 @@ def _generalised(kinds, bases, which, k) -> AxisForm:
         W = Q * L[:, None]
         logdet_c = 2.0 * float(np.sum(np.log(L)))
     else:
-        H = sla.solve_triangular(L, A, lower=True, check_finite=False)
-        M = sla.solve_triangular(L, H.T, lower=True, check_finite=False)
+        Li = np.linalg.inv(L)
+        M = Li @ A @ Li.T
         e, Q = np.linalg.eigh(0.5 * (M + M.T))
-        V = sla.solve_triangular(L.T, Q, lower=False, check_finite=False)
+        V = Li.T @ Q
         W = L @ Q
         logdet_c = 2.0 * float(np.sum(np.log(np.diagonal(L))))
     ones = np.ones(A.shape[0])
@@ -256,6 +255,45 @@ class EigenForm:
         Z = self.to_eig(Y)
         return np.einsum("...i,...i->...", Z / self.lam.ravel(), Z)
 
+    def whiten(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(Z̃, q)``: ``Z̃ = diag(1/λ)(⊗V_k)ᵀ w`` per row (so ``S⁻¹w = (⊗V_k) z̃``) and
+        ``q = wᵀS⁻¹w``, for rows ``W`` (N, P)."""
+        Z = self.to_eig(W)
+        Zl = Z / self.lam.ravel()
+        return Zl, np.einsum("ij,ij->i", Zl, Z)
+
+    def quad_grads(self, Zl: np.ndarray, c: np.ndarray | None = None,
+                   per_obs: bool = False) -> tuple[tuple[tuple[np.ndarray, ...], ...], np.ndarray]:
+        r"""``(G, U)``: ``G[t][k] = Σ_i c_i ∂(u_iᵀ S u_i)/∂F_tk`` and ``U = S⁻¹W`` (rows), from
+        ``Z̃`` of :meth:`whiten`, in the eigenbasis.
+
+        With ``B_k = Z̃ ×_k V_k``: ``u ×_{j≠k} F_tj = Z̃ ×_k V_k ×_{j≠k} W_j diag(h_tj)`` and
+        ``(⊗V_j)ᵀ(⊗W_j) = I``, so ``G[t][k] = B_k(k) diag(⊗_{j≠k} h_tj) B_k(k)ᵀ``: one mode
+        product per axis (shared by every term) and one weighted Gram (a symmetric rank-k
+        update when the weights are non-negative) per factor.
+        """
+        d, N = len(self.dims), Zl.shape[0]
+        T = Zl.reshape(N, *self.dims)
+        B = [T if self.identity[k] else mode_apply(T, self.V[k], k, d) for k in range(d)]
+        U = B[0]
+        for j in range(1, d):
+            if not self.identity[j]:
+                U = mode_apply(U, self.V[j], j, d)
+        cw = np.ones(N) if c is None else c
+        out = []
+        for ht in self.h:
+            row = []
+            for k in range(d):
+                w = cw.reshape(N, *([1] * d))
+                for j in range(d):
+                    if j != k:
+                        shape = [1] * (d + 1)
+                        shape[j + 1] = self.dims[j]
+                        w = w * ht[j].reshape(shape)
+                row.append(_weighted_gram(B[k], w, k, d, per_obs))
+            out.append(tuple(row))
+        return tuple(out), U.reshape(N, -1)
+
     def logdet_grads(self, scale: float = 1.0) -> tuple[tuple[np.ndarray, ...], ...]:
         """``G[t][k] = scale · ∂ log det S / ∂F_tk = V_k diag(g_tk) V_kᵀ`` (O(P·d²) + matrix
         products per factor)."""
@@ -274,11 +312,24 @@ class EigenForm:
                 g = w.sum(axis=tuple(j for j in range(d) if j != k)) if d > 1 else w
                 if self.identity[k]:
                     row.append(np.diag(g))
+                elif np.all(g >= 0):  # Y Yᵀ: NumPy takes the half-cost symmetric product
+                    Y = self.V[k] * np.sqrt(g)
+                    row.append(Y @ Y.T)
                 else:
-                    Vk = self.V[k]
-                    row.append((Vk * g) @ Vk.T)
+                    row.append((self.V[k] * g) @ self.V[k].T)
             out.append(tuple(row))
         return tuple(out)
+
+
+def _weighted_gram(B: np.ndarray, w: np.ndarray, k: int, d: int, per_obs: bool) -> np.ndarray:
+    """``Σ B_(k) diag(w) B_(k)ᵀ`` over the batch and the other modes (``w`` broadcasts against
+    ``B`` of shape (N, n_1, …, n_d) with mode ``k`` of size 1); per observation if asked."""
+    if per_obs:
+        return contract_modes(B * w, B, k, d, True)
+    if np.all(w >= 0):
+        X = unfold(B * np.sqrt(w), k, d)
+        return X @ X.T
+    return unfold(B * w, k, d) @ unfold(B, k, d).T
 
 
 def build_eigen_form(kinds: Sequence[Sequence[FactorKind]],
