@@ -332,7 +332,10 @@ class Kron:
                 f"{float(np.max(np.abs(self._factors[0]))):.3g} in magnitude and the result "
                 f"exceeds the {self.dtype} range"
             )
-        return Kron(A0, *self._factors[1:])
+        out = Kron.__new__(Kron)  # the factors are checked and read-only: no second copy
+        out._factors = (frozen(A0), *self._factors[1:])
+        out._init_cache()
+        return out
 
     def __mul__(self, c: Any) -> Kron:
         return self._scaled(check_multiplier(c, "*", "Kron"), "*")

@@ -71,8 +71,9 @@ def analyse_factor(F: np.ndarray) -> FactorKind:
     if scale == 0.0 or not math.isfinite(scale):
         return FactorKind("full", 1.0, F, bool(np.array_equal(F, F.T)))
     d = np.diagonal(F)
-    off = F - np.diag(d)
-    if not np.any(off):
+    # diagonal iff it has no more non-zeros than its diagonal (a full matrix fails at once)
+    full = n > 1 and (F[0, 1] != 0 or F[1, 0] != 0)
+    if not full and np.count_nonzero(F) == np.count_nonzero(d):
         sign = -1.0 if np.sum(d) < 0 else 1.0
         coef = sign * scale
         if np.all(d == d[0]):
@@ -82,10 +83,8 @@ def analyse_factor(F: np.ndarray) -> FactorKind:
     symmetric = bool(np.max(np.abs(F - F.T)) <= tol)
     sign = -1.0 if np.trace(F) < 0 else 1.0
     coef = sign * scale
-    base = F / coef
-    if symmetric:
-        base = 0.5 * (base + base.T)
-    return FactorKind("full", coef, base, symmetric)
+    # eigh reads one triangle, and bases are compared to a tolerance: no symmetrising copy
+    return FactorKind("full", coef, F * (1.0 / coef), symmetric)
 
 
 def _same_base(a: FactorKind, b: FactorKind) -> bool:
