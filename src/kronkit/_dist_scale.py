@@ -114,7 +114,6 @@ class SumScale:
             raise ValueError(f"`scale` must have square factors, got a SumOfKron of {S!r}")
         self.matrix = S
         self.dims: tuple[int, ...] = S.dims
-        P = S.shape[0]
         try:
             route = S.route
         except UnsupportedSumError as exc:
@@ -122,7 +121,7 @@ class SumScale:
         self.form = S.eigen_form() if route == "eigen" else None
         try:
             self.logdet = S.logdet()
-            S.solve_rows(np.zeros(P))  # SingularFactorError if S is singular to working precision
+            S.check_nonsingular()
         except NotPositiveDefiniteError as exc:
             raise NotPositiveDefiniteError(f"`scale` must be positive definite: {exc}") from None
         except SingularFactorError as exc:

@@ -373,7 +373,15 @@ class SumOfKron:
     def solve_rows(self, Y: Any) -> np.ndarray:
         """``S⁻¹ y`` for every row of ``Y`` of shape ``(..., P)`` (vectors as rows)."""
         arr, _ = self._rows(Y, "Y", "solve_rows")
-        s = self._factorize("solve_rows")
+        s = self.check_nonsingular()
+        if isinstance(s, EigenForm):
+            return s.solve_rows(arr)
+        return s.solve(arr.reshape(-1, arr.shape[-1]).T).T.reshape(arr.shape)
+
+    def check_nonsingular(self) -> Any:
+        """Raise :class:`SingularFactorError` if ``S`` is singular to working precision (the
+        smallest ``|λ|`` at most ``eps`` times the largest); return the factorisation."""
+        s = self._factorize("solve")
         if isinstance(s, EigenForm):
             lam = np.abs(s.lam)
             if not np.all(lam > lam.max() * np.finfo(np.float64).eps):
@@ -381,9 +389,9 @@ class SumOfKron:
                     f"the sum of {self.n_terms} Kronecker terms is singular to working precision "
                     f"(smallest |eigenvalue| {lam.min():.3g}, largest {lam.max():.3g})"
                 )
-            return s.solve_rows(arr)
-        s.check()
-        return s.solve(arr.reshape(-1, arr.shape[-1]).T).T.reshape(arr.shape)
+        else:
+            s.check()
+        return s
 
     def solve(self, B: Any) -> np.ndarray:
         """``np.linalg.solve(S.to_dense(), B)``: a 1-D ``B`` or the columns of ``B``."""
