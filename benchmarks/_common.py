@@ -94,3 +94,14 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], markdown:
         markdown.append("|" + "---|" * len(columns))
         for r in rows:
             markdown.append("| " + " | ".join(r) + " |")
+
+
+def run_with_blas_threads(run: Callable[[object], None], args: object, threads: int | None) -> None:
+    """``run(args)``, with BLAS/LAPACK limited to ``threads`` threads (threadpoolctl) if given."""
+    if threads is None:
+        run(args)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        run(args)

@@ -37,7 +37,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 
 import kronkit
-from _common import best_of
+from _common import best_of, run_with_blas_threads
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -176,13 +176,7 @@ def main() -> None:
                     help="limit BLAS/LAPACK threads (threadpoolctl) for both sides; on a busy "
                          "machine threaded LAPACK calls on small matrices can cost ~10 ms each")
     args = ap.parse_args()
-    if args.blas_threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=args.blas_threads):
-            run(args)
-    else:
-        run(args)
+    run_with_blas_threads(run, args, args.blas_threads)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
-from _common import fmt_ratio, fmt_time, print_table, timed
+from _common import fmt_ratio, fmt_time, print_table, run_with_blas_threads, timed
 from kronkit import KroneckerGP
 
 
@@ -152,13 +152,7 @@ def main() -> None:
                     help="limit BLAS/LAPACK threads (threadpoolctl) for both libraries")
     ap.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     args = ap.parse_args()
-    if args.blas_threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=args.blas_threads):
-            run(args)
-    else:
-        run(args)
+    run_with_blas_threads(run, args, args.blas_threads)
 
 
 def run(args: argparse.Namespace) -> None:
