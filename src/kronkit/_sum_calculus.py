@@ -22,8 +22,8 @@ from ._grad_results import InvQuadGrad, LogQuadGrad
 from ._quad import checked_beta, observations, reduce_values, reduction_scale
 from ._sum_kron import SumOfKron
 
-__all__ = ["SumQuad", "sum_inv_quad_grad", "sum_log_quad", "sum_log_quad_grad", "sum_logdet_grad",
-           "zero_factor_grads"]
+__all__ = ["SumQuad", "log_quad_grad_state", "sum_inv_quad_grad", "sum_log_quad",
+           "sum_log_quad_grad", "sum_logdet_grad", "zero_factor_grads"]
 
 NestedGrads = tuple[tuple[np.ndarray, ...], ...]
 
@@ -91,11 +91,10 @@ class SumQuad:
     def grads(self, c: np.ndarray, per_obs: bool) -> tuple[Any, np.ndarray]:
         """``(∂(Σ_i c_i q_i)/∂F_tk nested [t][k], ∂/∂w_i = 2 c_i S⁻¹w_i of shape (N, P))``."""
         if self.E is not None:
-            G, U = self.E.quad_grads(self.Zl, c, per_obs)
+            G, self.U = self.E.quad_grads(self.Zl, c, per_obs)
         else:
-            U = self.U
-            G = self.S.quad_grads(U, c, per_obs)
-        return tuple(tuple(-g for g in row) for row in G), 2.0 * c[:, None] * U
+            G = self.S.quad_grads(self.U, c, per_obs)
+        return tuple(tuple(-g for g in row) for row in G), 2.0 * c[:, None] * self.U
 
 
 def _grads(state: SumQuad, c: np.ndarray, mua: Any, reduce: Any,
@@ -129,17 +128,25 @@ def sum_log_quad(S: SumOfKron, y: Any, mu: Any, alpha: float) -> Any:
 
 def sum_log_quad_grad(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any) -> LogQuadGrad:
     """:func:`kronkit.log_quad_grad` for a :class:`SumOfKron`: ``factors[t][k]``."""
+    return log_quad_grad_state(S, y, mu, alpha, reduce)[0]
+
+
+def log_quad_grad_state(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any
+                        ) -> tuple[LogQuadGrad, SumQuad | None, np.ndarray, np.ndarray | None]:
+    """``(gradient, the SumQuad state (None for an empty batch; its U = S⁻¹W), W, β)``: the
+    gradient and what a Hessian-vector product reuses."""
     W, mua, single = _prepare(S, y, mu, "log_quad_grad")
     if W.shape[0] == 0:
-        return LogQuadGrad(*_empty(S, W, mua, reduce, True))
+        return LogQuadGrad(*_empty(S, W, mua, reduce, True)), None, W, None
     state = SumQuad(S, W, "log_quad_grad")
     beta = checked_beta(state.q, alpha, W)
     scale = reduction_scale(reduce, W.shape[0], single)
     c = scale / beta
     factors, g_y, g_mu = _grads(state, c, mua, reduce, single)
     _check_grads(factors, g_y)
-    return LogQuadGrad(reduce_values(np.log(beta), reduce, single, scale), factors, g_y, g_mu,
+    grad = LogQuadGrad(reduce_values(np.log(beta), reduce, single, scale), factors, g_y, g_mu,
                        reduce_values(c, reduce, single))
+    return grad, state, W, beta
 
 
 def sum_inv_quad_grad(S: SumOfKron, y: Any, mu: Any, reduce: Any) -> InvQuadGrad:

@@ -22,8 +22,8 @@ import numpy as np
 
 from ._checks import as_float
 from ._grad_results import LogQuadGrad, LogQuadHVP
-from ._quad import checked_beta, reduce_values, reduction_scale
-from ._sum_calculus import sum_log_quad_grad
+from ._quad import reduce_values, reduction_scale
+from ._sum_calculus import log_quad_grad_state
 from ._sum_eig import contract_modes, factor_apply
 from ._sum_kron import SumOfKron
 from ._vec import mode_apply, to_tensor
@@ -78,20 +78,16 @@ def _apply_term(S: SumOfKron, t: int, X: np.ndarray, skip: int | None = None,
 def sum_log_quad_hvp(S: SumOfKron, y: Any, directions: Any, mu: Any, alpha: float,
                      dy: Any, reduce: str) -> LogQuadHVP:
     """:func:`kronkit.log_quad_hvp` for a :class:`SumOfKron` (``factors[t][k]``)."""
-    grad = sum_log_quad_grad(S, y, mu, alpha, reduce)
+    grad, state, W, beta = log_quad_grad_state(S, y, mu, alpha, reduce)
     dirs = _directions(S, directions)
-    W = np.atleast_2d(as_float(y, "y", dtype=np.float64))
-    if mu is not None:
-        W = W - as_float(mu, "mu", dtype=np.float64)
     single = np.ndim(y) == 1
     N, dims, d = W.shape[0], S.dims, S.n_factors
     dW = np.zeros_like(W) if dy is None else np.atleast_2d(as_float(dy, "dy", dtype=np.float64))
     if dW.shape != W.shape:
         raise ValueError(f"`dy` must have the shape of `y`, got {np.shape(dy)}")
-    if N == 0:
+    if state is None or beta is None:
         return LogQuadHVP(float(grad.value), grad.factors, np.zeros_like(W), grad)
-    u = to_tensor(S.solve_rows(W), dims)
-    beta = checked_beta(np.einsum("ij,ij->i", W, u.reshape(N, -1)), alpha, W)
+    u = to_tensor(state.U, dims)  # S⁻¹w, from the gradient
     dSu, dSTu = np.zeros_like(u), np.zeros_like(u)  # dS u and dSᵀ u
     for t in range(S.n_terms):
         for k, D in enumerate(dirs[t]):
