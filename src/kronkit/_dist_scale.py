@@ -25,7 +25,7 @@ from ._dist_params import spd_scale
 from ._errors import NotPositiveDefiniteError, SingularFactorError, UnsupportedSumError
 from ._kron import factorizations, slogdet_with
 from ._quad import QuadState, logdet_grads
-from ._sum_calculus import SumQuad
+from ._sum_calculus import SumQuad, zero_factor_grads
 from ._sum_kron import SumOfKron
 from ._vec import mode_apply, to_tensor
 
@@ -153,8 +153,7 @@ class SumScale:
         return self.matrix.logdet_grads(scale)
 
     def zero_grads(self, lead: tuple[int, ...], dtype: Any) -> tuple[tuple[np.ndarray, ...], ...]:
-        return tuple(tuple(np.zeros((*lead, n, n), dtype=dtype) for n in self.dims)
-                     for _ in self.matrix.terms)
+        return zero_factor_grads(self.matrix, lead[0] if lead else None, dtype)
 
     def standard_normal(self, rng: Any, n: int, dtype: Any) -> np.ndarray:
         """``n`` draws of ``N(0, S)``: ``(⊗W_k) diag(√λ) z`` (eigen route) or ``L z`` with the

@@ -43,10 +43,10 @@ def _finite_q(q: np.ndarray) -> None:
                             "in float64); rescale y - mu or the factors")
 
 
-def zero_factor_grads(S: SumOfKron, n: int | None = None) -> NestedGrads:
+def zero_factor_grads(S: SumOfKron, n: int | None = None, dtype: Any = np.float64) -> NestedGrads:
     """Zero gradients for every factor of every term (``n`` observations: leading axis)."""
     lead = () if n is None else (n,)
-    return tuple(tuple(np.zeros((*lead, m, m)) for m in S.dims) for _ in S.terms)
+    return tuple(tuple(np.zeros((*lead, m, m), dtype=dtype) for m in S.dims) for _ in S.terms)
 
 
 def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool) -> list:
