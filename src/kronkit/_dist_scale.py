@@ -126,11 +126,7 @@ class SumScale:
             raise NotPositiveDefiniteError(f"`scale` must be positive definite: {exc}") from None
         except SingularFactorError as exc:
             raise SingularFactorError(f"`scale` is positive definite but {exc}") from None
-        if self.form is not None:
-            self.half_apply = self.form.half_apply  # rows z ↦ (⊗W_k) diag(√λ) z
-        else:  # rows z ↦ L z with the dense S = L Lᵀ
-            L = np.linalg.cholesky(_symmetric_dense(S))
-            self.half_apply = lambda Z: Z @ L.T
+        self.half_apply = S.half_apply  # rows z ↦ (⊗W_k) diag(√λ) z, or L z (dense S = L Lᵀ)
 
     @property
     def init_arg(self) -> SumOfKron:
@@ -160,16 +156,3 @@ class SumScale:
         dense ``S = L Lᵀ``; ``z ~ N(0, I_P)``, shape (n, P)."""
         z = rng.standard_normal((n, self.matrix.shape[0]))
         return self.half_apply(z).astype(dtype, copy=False)
-
-
-def _symmetric_dense(S: SumOfKron) -> np.ndarray:
-    """The dense ``S`` (dense route), or NotPositiveDefiniteError if it is not symmetric (the
-    dense factorisation of a SumOfKron uses its symmetric part; the eigen route needs symmetric
-    factors)."""
-    M = S.to_dense()
-    asym = float(np.max(np.abs(M - M.T), initial=0.0))
-    if asym > 64 * np.finfo(np.float64).eps * float(np.max(np.abs(M), initial=0.0)):
-        raise NotPositiveDefiniteError(
-            f"`scale` must be symmetric positive definite, but the sum of {S.n_terms} Kronecker "
-            f"terms is not symmetric (max |S − Sᵀ| = {asym:.3g})")
-    return 0.5 * (M + M.T)

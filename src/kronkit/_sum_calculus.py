@@ -50,7 +50,7 @@ def zero_factor_grads(S: SumOfKron, n: int | None = None, dtype: Any = np.float6
 
 
 def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool) -> list:
-    SumQuad(S, np.zeros((1, S.shape[1])), "the batch")  # errors as for a non-empty batch
+    _require_pd(S, "the batch")  # errors as for a non-empty batch
     if reduce == "mean":
         raise ValueError(
             f"reduce='mean' needs at least one observation: `y` has shape {W.shape} "
@@ -66,18 +66,23 @@ def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool)
     return out + ([0.0] if with_alpha else [])
 
 
+def _require_pd(S: SumOfKron, what: str) -> None:
+    """NotPositiveDefiniteError naming ``what`` and the smallest eigenvalue, unless S is
+    positive definite (structure errors surface here too)."""
+    if not S.is_positive_definite:
+        try:
+            S.logdet()  # raises, naming the smallest eigenvalue
+        except NotPositiveDefiniteError as exc:
+            raise NotPositiveDefiniteError(f"`{what}` needs S positive definite: {exc}") from None
+
+
 class SumQuad:
     """``q_i = w_iᵀS⁻¹w_i`` for rows ``W``, and the gradients of ``Σ_i c_i q_i``: in the
     eigenbasis on the eigen route (:meth:`EigenForm.quad_grads`), by partial contractions of
     ``u = S⁻¹w`` on the dense route."""
 
     def __init__(self, S: SumOfKron, W: np.ndarray, what: str):
-        if not S.is_positive_definite:
-            try:
-                S.logdet()  # raises, naming the smallest eigenvalue
-            except NotPositiveDefiniteError as exc:
-                raise NotPositiveDefiniteError(
-                    f"`{what}` needs S positive definite: {exc}") from None
+        _require_pd(S, what)
         self.S = S
         self.E = S.eigen_form() if S.route == "eigen" else None
         with np.errstate(over="ignore", invalid="ignore"):
@@ -120,7 +125,7 @@ def sum_log_quad(S: SumOfKron, y: Any, mu: Any, alpha: float) -> Any:
     """``λ = log(α + (y−μ)ᵀ S⁻¹ (y−μ))`` for a :class:`SumOfKron` ``S``."""
     W, _, single = _prepare(S, y, mu, "log_quad")
     if W.shape[0] == 0:
-        SumQuad(S, np.zeros((1, S.shape[1])), "log_quad")  # errors as for a non-empty batch
+        _require_pd(S, "log_quad")  # errors as for a non-empty batch
         return np.zeros(0)
     lam = np.log(checked_beta(SumQuad(S, W, "log_quad").q, alpha, W))
     return float(lam[0]) if single else lam

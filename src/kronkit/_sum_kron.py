@@ -334,14 +334,12 @@ class SumOfKron:
                     f"{np.unravel_index(k, s.lam.shape)}"
                 )
         elif s.kind != "cholesky":
-            M = self.to_dense()
-            if not np.allclose(M, M.T, rtol=0, atol=64 * np.finfo(np.float64).eps
-                               * float(np.max(np.abs(M)))):
+            if not s.symmetric:  # symmetrised in _build_structure when within rounding
                 raise NotPositiveDefiniteError(
                     f"`SumOfKron.{what}` needs a symmetric positive definite sum; this sum of "
                     f"{self.n_terms} Kronecker terms is not symmetric"
                 )
-            ev = float(np.linalg.eigvalsh(M)[0])
+            ev = float(np.linalg.eigvalsh(self.to_dense())[0])
             raise NotPositiveDefiniteError(
                 f"`SumOfKron.{what}` needs a positive definite sum; the sum of {self.n_terms} "
                 f"Kronecker terms has smallest eigenvalue {ev:.6g}"
@@ -392,6 +390,15 @@ class SumOfKron:
         else:
             s.check()
         return s
+
+    def half_apply(self, Z: np.ndarray) -> np.ndarray:
+        """``H z`` for every row of ``Z`` (..., P) with ``H Hᵀ = S`` (``S`` positive definite):
+        ``(⊗W_k) diag(√λ)`` on the eigen route, the dense Cholesky factor otherwise; maps
+        standard normal rows to ``N(0, S)``."""
+        s = self._pd("half_apply")
+        if isinstance(s, EigenForm):
+            return s.half_apply(Z)
+        return Z @ s.chol().T
 
     def solve(self, B: Any) -> np.ndarray:
         """``np.linalg.solve(S.to_dense(), B)``: a 1-D ``B`` or the columns of ``B``."""
