@@ -21,6 +21,7 @@ from .._kpsvd import kpsvd_samples, kpsvd_samples_chunked
 from .._kron import Kron
 from .._samples import as_dask_samples, as_samples, chunked_mean
 from .._sum_kron import SumOfKron
+from .missing import refuse_missing
 
 __all__ = ["KroneckerPCAResult", "kronecker_pca"]
 
@@ -107,6 +108,8 @@ def kronecker_pca(
     with P×P partial sums and is skipped above ``P = 1024``.
     """
     chunked = is_dask_array(X)
+    if not chunked:
+        refuse_missing(X, "kronecker_pca (the KPSVD of the sample covariance)")
     Xs = as_dask_samples(X, shape) if chunked else as_samples(X, shape)
     N, p, q = (int(v) for v in Xs.shape)
     r = _check_n_terms(n_terms, p, q)

@@ -29,6 +29,7 @@ from .._errors import ConvergenceWarning, SingularFactorError
 from .._factor import rcond_from_factor
 from .._samples import as_samples
 from .cholesky import RCOND_MIN
+from .missing import refuse_missing
 from .normal import LOG_2PI, rearrange_covariance, separable_logdet
 from .separability_null import (
     chi2_df,
@@ -283,6 +284,7 @@ def separability_test(
     """
     n_simulations, rng, max_iter, tol = _check_options(
         method, distribution, n_simulations, random_state, max_iter, tol)
+    refuse_missing(X, "separability_test (a likelihood ratio of complete-data fits)")
     Xs = as_samples(X, shape)
     N, p, q = Xs.shape
     P = p * q

@@ -51,16 +51,23 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _checks
-from .._checks import check_choice, check_dense_size, check_scalar
+from .._checks import as_float, check_choice, check_dense_size, check_scalar
 from .._dask import is_dask_array
 from .._errors import ConvergenceWarning
 from .._kron import Kron
-from .._samples import as_dask_samples, as_samples
+from .._samples import as_dask_samples, as_samples, sample_shape
 from .iteration import GapRule, ProgressBar, iterate, squarem
+from .missing import (
+    MissingEM,
+    check_identifiable,
+    check_not_constant_observed,
+    drop_empty,
+    observed_scales,
+)
 from .normal import NormalMoments, NormalSamples
 from .statistics import open_statistics
 from .student_t import TSamples, warn_df_at_lower_bound
-from .units import unscale_gauge
+from .units import unit_scales, unscale_gauge
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -391,6 +398,12 @@ def separable_mle(
     check_choice(method, "method", METHODS)
     chunked = is_dask_array(X)
     out_dtype = np.float32 if getattr(X, "dtype", None) == np.float32 else np.float64
+    if not chunked:
+        arr = as_float(X, "X", finite=False, dtype=np.float64)
+        if np.isnan(arr).any():  # missing entries: EM on the observed-data likelihood
+            fit = _fit_missing(arr, shape, distribution, nu_fixed, bool(assume_centered),
+                               method, (max_iter, tol, df_bounds, progress))
+            return _result(*fit, gauge=gauge, out_dtype=out_dtype, distribution=distribution)
     Xs = as_dask_samples(X, shape) if chunked else as_samples(X, shape)
     N, p, q = (int(v) for v in Xs.shape)
     assume_centered = bool(assume_centered)
@@ -416,6 +429,14 @@ def separable_mle(
         _warn_not_converged(distribution, max_iter, rule, change)
     if distribution == "t" and nu_fixed is None:
         warn_df_at_lower_bound(nu, state.delta, p * q, df_bounds)
+    return _result(M, A, B, nu, weights, r, c, history, shift, converged, gauge=gauge,
+                   out_dtype=out_dtype, distribution=distribution)
+
+
+def _result(M: np.ndarray, A: np.ndarray, B: np.ndarray, nu: float, weights: np.ndarray,
+            r: np.ndarray, c: np.ndarray, history: list[float], shift: float, converged: bool,
+            *, gauge: str, out_dtype: Any, distribution: str) -> SeparableMLEResult:
+    """The fit of the rescaled data moved back to the data's units, as the result."""
     M, A, B = _to_data_units(M, A, B, r, c, gauge)
     hist = np.asarray(history, dtype=np.float64) + shift
     return SeparableMLEResult(
@@ -432,7 +453,47 @@ def separable_mle(
     )
 
 
-def _warn_not_converged(distribution: str, max_iter: int, rule: GapRule, change: float) -> None:
+def _fit_missing(arr: np.ndarray, shape: Any, distribution: str, nu_fixed: float | None,
+                 assume_centered: bool, method: str, opts: tuple[int, float, Any, Any]) -> tuple:
+    """EM / ECME for ``X`` with NaN entries (:mod:`kronkit._estimators.missing`); returns the
+    arguments of :func:`_result` (in the fit's units, with the log-likelihood shift)."""
+    max_iter, tol, df_bounds, progress = opts
+    if np.isinf(arr).any():
+        raise ValueError(f"`X` contains Inf ({int(np.isinf(arr).sum())} entries); NaN marks a "
+                         "missing entry, Inf is not allowed")
+    if method == "moments":
+        raise ValueError("`method`='moments' needs complete data: `X` has missing entries "
+                         "(NaN), which are fitted on the samples by EM (method='auto')")
+    X3 = arr.reshape(sample_shape(arr.shape, shape, "X"))
+    X3, kept = drop_empty(X3)
+    N, p, q = X3.shape
+    check_existence(N, p, q, assume_centered)
+    obs = ~np.isnan(X3)
+    check_identifiable(obs, assume_centered)
+    check_not_constant_observed(X3, obs, assume_centered)
+    r, c = unit_scales(observed_scales(X3, obs))
+    log_rc = np.log(r)[:, None] + np.log(c)[None, :]
+    shift = -float(np.sum(obs.sum(axis=0) * log_rc))
+    n_seen = int(obs.sum())
+    em = MissingEM(X3 / (r[:, None] * c[None, :]), assume_centered, distribution == "t",
+                   nu_fixed, df_bounds)
+    label = "EM, missing entries (" + ("normal)" if distribution == "normal" else "t)")
+    bar = ProgressBar(bool(progress), max_iter, label, offset=shift)
+    rule = GapRule(tol * n_seen, n_seen)
+    with bar.open():
+        history, converged, change = iterate(em, max_iter, rule, bar)
+    if not converged:
+        _warn_not_converged(distribution, max_iter, rule, change, stacklevel=4)
+    M, A, B, nu, w = em.result()
+    if distribution == "t" and nu_fixed is None:
+        warn_df_at_lower_bound(nu, em.cond.delta, em.pat.n_obs, df_bounds, stacklevel=4)
+    weights = np.full(kept.shape[0], np.nan)
+    weights[kept] = w
+    return M, A, B, nu, weights, r, c, history, shift, converged
+
+
+def _warn_not_converged(distribution: str, max_iter: int, rule: GapRule, change: float,
+                        stacklevel: int = 3) -> None:
     """``ConvergenceWarning`` for :func:`separable_mle`'s caller: the count, gap, last change."""
     import warnings
 
@@ -446,7 +507,7 @@ def _warn_not_converged(distribution: str, max_iter: int, rule: GapRule, change:
            "likelihood is unbounded)")
         + f" (last change {change:.3g}); increase `max_iter` or `tol`",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 

@@ -30,6 +30,7 @@ from .._kron import Kron
 from .._samples import as_dask_samples, sample_shape
 from .._sum_kron import SumOfKron
 from .kpca import KroneckerPCAResult, kronecker_pca
+from .missing import refuse_missing
 from .separable import DEFAULT_MAX_ITER, DEFAULT_TOL, separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
@@ -51,8 +52,13 @@ def _require_sklearn() -> None:
         ) from _SKLEARN_ERROR
 
 
-def _check_finite_samples(X: Any) -> None:
-    """kronkit's own message for NaN/Inf in ``X`` (naming ``X``), before scikit-learn's."""
+def _check_finite_samples(X: Any, nan: str | None) -> None:
+    """kronkit's own message for NaN/Inf in ``X`` (naming ``X``), before scikit-learn's.
+
+    ``nan`` is ``"allow"`` (NaN marks a missing entry; Inf is still an error) or the name of
+    the method that needs complete observations (refused by
+    :func:`kronkit._estimators.missing.refuse_missing`, which says what to do).
+    """
     import scipy.sparse
 
     if scipy.sparse.issparse(X):
@@ -62,7 +68,9 @@ def _check_finite_samples(X: Any) -> None:
     except Exception:  # ragged lists and the like: validate_data reports them
         return
     if arr.dtype.kind in "fc":
-        check_finite(arr, "X")
+        if nan != "allow":
+            refuse_missing(arr, nan or "this method")
+        check_finite(np.where(np.isnan(arr), 0.0, arr) if nan == "allow" else arr, "X")
 
 
 class _MatrixSamplesMixin:
@@ -80,9 +88,10 @@ class _MatrixSamplesMixin:
 
     shape: Any  # the constructor's parameter (both estimators have it)
 
-    def _fit_samples(self, X: Any, shape: Any) -> Any:
-        """``fit``'s observations (N, p, q), with the shape of :meth:`_fit_shape`."""
-        return self._samples(X, self._fit_shape(shape), reset=True)
+    def _fit_samples(self, X: Any, shape: Any, nan: str | None = None) -> Any:
+        """``fit``'s observations (N, p, q), with the shape of :meth:`_fit_shape` (``nan``: see
+        :func:`_check_finite_samples`)."""
+        return self._samples(X, self._fit_shape(shape), reset=True, nan=nan)
 
     def _fit_shape(self, shape: Any) -> Any:
         """The ``shape`` a fit uses: the constructor's, or (deprecated) ``fit``'s argument."""
@@ -99,9 +108,10 @@ class _MatrixSamplesMixin:
                              f"shape={self.shape!r}; give it once, to the constructor")
         return shape
 
-    def _samples(self, X: Any, shape: Any, *, reset: bool) -> Any:
+    def _samples(self, X: Any, shape: Any, *, reset: bool, nan: str | None = None) -> Any:
         """Observations (N, p, q) from ``X`` (N, p, q) or (N, P); ``fit`` (``reset``) records
-        ``shape_``, the other methods check ``X`` against it."""
+        ``shape_``, the other methods check ``X`` against it. NaN: see
+        :func:`_check_finite_samples`."""
         if not reset:  # scikit-learn's NotFittedError before anything else
             from sklearn.utils.validation import check_is_fitted
 
@@ -110,7 +120,8 @@ class _MatrixSamplesMixin:
             return self._dask_samples(X, shape, reset=reset)
         from sklearn.utils.validation import validate_data
 
-        _check_finite_samples(X)
+        name = type(self).__name__
+        _check_finite_samples(X, nan or (f"{name}.fit" if reset else f"{name}'s scoring"))
         arr_shape = None
         if getattr(X, "ndim", None) is None:
             X = np.asarray(X)
@@ -118,7 +129,8 @@ class _MatrixSamplesMixin:
             X = np.asarray(X)
             arr_shape = tuple(int(v) for v in X.shape)
             X = X.reshape(X.shape[0], -1)
-        X2 = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        X2 = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1,
+                           ensure_all_finite="allow-nan" if nan == "allow" else True)
         if reset:
             self.shape_ = sample_shape(arr_shape or X2.shape, shape, "X")[1:]
         elif arr_shape is not None:
@@ -261,6 +273,12 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
                  gauge: str = "trace", progress: bool = False):
         self._keep_params(locals())
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags: NaN in ``X`` is allowed (a missing entry, fitted by EM)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
     def fit(self, X: Any, y: Any = None, shape: Any = None) -> SeparableCovariance:
         """Fit ``A⊗B`` (and the location, and ``ν`` for the t model) by maximum likelihood.
 
@@ -280,7 +298,7 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         -------
         self
         """
-        X3 = self._fit_samples(X, shape)
+        X3 = self._fit_samples(X, shape, nan="allow")
         res = separable_mle(
             X3, distribution=self.distribution, df=self.df,
             assume_centered=self.assume_centered, max_iter=self.max_iter, tol=self.tol,

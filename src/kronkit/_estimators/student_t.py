@@ -43,18 +43,27 @@ def t_normalizer(nu: float, P: int) -> float:
     return float(t_log_normalizer(nu, P))
 
 
-def t_loglik(nu: float, delta: np.ndarray, ld: float, P: int) -> float:
+def t_loglik(nu: float, delta: np.ndarray, ld: float | np.ndarray, P: int | np.ndarray) -> float:
     """``Σ_i log f(x_i)`` of the vec-form t from ``δ_i`` and ``ld = log det(A⊗B)``.
+
+    With missing entries ``P`` and ``ld`` are arrays (N,): the number of observed entries of
+    each observation and the log-determinant of its observed block of the scale.
 
     The kernel ``−((ν+P)/2) log1p(δ/ν)`` is a product of accurately computed factors (no
     cancellation at any finite ``ν``); the normaliser is :func:`t_normalizer`.
     """
+    if isinstance(P, np.ndarray):  # incomplete observations: P_i observed, ld_i their scale's
+        sizes, counts = np.unique(P, return_counts=True)
+        norm = sum(int(c) * t_normalizer(nu, int(s)) for s, c in zip(sizes, counts, strict=True))
+        kern = -0.5 * float(np.sum((nu + P) * np.log1p(delta / nu)))
+        return float(norm - 0.5 * float(np.sum(ld)) + kern)
     N = delta.size
     kernel = -0.5 * (nu + P) * float(np.sum(np.log1p(delta / nu)))
-    return float(N * (t_normalizer(nu, P) - 0.5 * ld) + kernel)
+    return float(N * (t_normalizer(nu, P) - 0.5 * float(ld)) + kernel)
 
 
-def df_step(delta: np.ndarray, ld: float, P: int, bounds: tuple[float, float],
+def df_step(delta: np.ndarray, ld: float | np.ndarray, P: int | np.ndarray,
+            bounds: tuple[float, float],
             nu_old: float | None) -> float:
     """ECME step: ``argmax_ν ℓ(ν | δ)`` on ``log ν`` in ``bounds`` (never worse than ``nu_old``)."""
     from scipy.optimize import minimize_scalar
@@ -72,8 +81,8 @@ def df_step(delta: np.ndarray, ld: float, P: int, bounds: tuple[float, float],
     return nu
 
 
-def df_score(nu: float, delta: np.ndarray, P: int) -> float:
-    """``∂ℓ/∂ν`` of the t log-likelihood at fixed ``δ``.
+def df_score(nu: float, delta: np.ndarray, P: int | np.ndarray) -> float:
+    """``∂ℓ/∂ν`` of the t log-likelihood at fixed ``δ`` (``P`` an int, or (N,) observed counts).
 
     Direct digamma form for ``ν ≤ DF_DIRECT_MAX``; above it
     :func:`kronkit._special.t_logpdf_dnu`, which sums the normaliser's and the kernel's parts
@@ -83,6 +92,10 @@ def df_score(nu: float, delta: np.ndarray, P: int) -> float:
         from scipy.special import digamma
 
         N = delta.size
+        if isinstance(P, np.ndarray):  # P_i observed entries per observation
+            return float(0.5 * np.sum(digamma(0.5 * (nu + P)) - digamma(0.5 * nu) - P / nu)
+                         + np.sum(0.5 * (nu + P) * delta / (nu * (nu + delta))
+                                  - 0.5 * np.log1p(delta / nu)))
         return float(0.5 * N * (digamma(0.5 * (nu + P)) - digamma(0.5 * nu) - P / nu)
                      + np.sum(0.5 * (nu + P) * delta / (nu * (nu + delta))
                               - 0.5 * np.log1p(delta / nu)))
@@ -91,7 +104,8 @@ def df_score(nu: float, delta: np.ndarray, P: int) -> float:
     return float(np.sum(t_logpdf_dnu(nu, P, delta)))
 
 
-def _polish_df(u: float, delta: np.ndarray, P: int, lo: float, hi: float) -> float:
+def _polish_df(u: float, delta: np.ndarray, P: int | np.ndarray, lo: float,
+               hi: float) -> float:
     """Refine the bounded search's ``log ν`` (good to ~1e-9) to a root of the score.
 
     The bounded search stops at ``xatol``, and where it stops depends on rounding in ``δ``;
@@ -107,7 +121,7 @@ def _polish_df(u: float, delta: np.ndarray, P: int, lo: float, hi: float) -> flo
     return float(math.exp(u))
 
 
-def warn_df_at_lower_bound(nu: float, delta: np.ndarray, P: int,
+def warn_df_at_lower_bound(nu: float, delta: np.ndarray, P: int | np.ndarray,
                            df_bounds: tuple[float, float], stacklevel: int = 3) -> None:
     """Warn if ``ν̂`` is the lower bound with the likelihood still rising towards smaller ``ν``."""
     lo = df_bounds[0]
