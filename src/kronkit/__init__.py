@@ -13,6 +13,10 @@ from ._calculus import inv_quad_grad as inv_quad_grad
 from ._calculus import log_quad as log_quad
 from ._calculus import log_quad_grad as log_quad_grad
 from ._calculus import logdet_grad as logdet_grad
+from ._cell_iter import LogdetEstimate as LogdetEstimate
+from ._cell_ops import GridDiag as GridDiag
+from ._cell_ops import KronPlusDiag as KronPlusDiag
+from ._cell_ops import Restricted as Restricted
 from ._checks import DENSE_MAX_BYTES as DENSE_MAX_BYTES
 from ._distributions import KronNormal as KronNormal
 from ._distributions import KronT as KronT
@@ -76,12 +80,14 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "ConvergenceWarning",
     "DENSE_MAX_BYTES",
     "DomainError",
+    "GridDiag",
     "IllConditionedWarning",
     "InvQuadGrad",
     "KPSVDResult",
     "Kron",
     "KronNormal",
     "KronNormalGrad",
+    "KronPlusDiag",
     "KronT",
     "KronTGrad",
     "KroneckerGP",
@@ -89,8 +95,10 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, checked by tests/test_packag
     "KroneckerPCAResult",
     "LogQuadGrad",
     "LogQuadHVP",
+    "LogdetEstimate",
     "NearestKronResult",
     "NotPositiveDefiniteError",
+    "Restricted",
     "SeparabilityTestResult",
     "SeparableCovariance",
     "SeparableMLEResult",

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cell_ops import CellOperator
 from ._checks import as_float, check_choice, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
@@ -91,7 +92,8 @@ def log_quad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None,
     """
     if is_dask_array(y):
         return _log_quad_dask(K, y, mu, alpha)
-    if isinstance(K, SumOfKron):
+    K = _uncell(K)
+    if isinstance(K, (SumOfKron, CellOperator)):
         return sum_log_quad(K, y, mu, check_scalar(alpha, "alpha"))
     K, W, _, single = prepare_observations(K, y, mu, "log_quad")
     a = check_scalar(alpha, "alpha")
@@ -157,11 +159,12 @@ def log_quad_grad(
     check_choice(method, "method", ("closed", "kpsvd"))
     if is_dask_array(y):
         return _log_quad_grad_dask(K, y, mu, alpha, reduce, method)
-    if isinstance(K, SumOfKron):
+    K = _uncell(K)
+    if isinstance(K, (SumOfKron, CellOperator)):
         if method != "closed":
             raise ValueError("method='kpsvd' (the seed's route) takes a Kron; a SumOfKron uses "
                              "method='closed'")
-        return sum_log_quad_grad(K, y, mu, check_scalar(alpha, "alpha"), reduce)
+        return _flat(K, sum_log_quad_grad(K, y, mu, check_scalar(alpha, "alpha"), reduce))
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_grad")
     a = check_scalar(alpha, "alpha")
     if W.shape[0] == 0:
@@ -198,8 +201,9 @@ def inv_quad_grad(K: KronLike, y: ArrayLike, mu: ArrayLike | None = None, *,
     Dense equivalent: ``w @ np.linalg.solve(np.kron(A, B), w)``.
     """
     check_reduce(reduce)
-    if isinstance(K, SumOfKron):
-        return sum_inv_quad_grad(K, y, mu, reduce)
+    K = _uncell(K)
+    if isinstance(K, (SumOfKron, CellOperator)):
+        return _flat(K, sum_inv_quad_grad(K, y, mu, reduce))
     K, W, mua, single = prepare_observations(K, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*empty_batch(K, W, mua, reduce, "inv_quad_grad", False))
@@ -221,6 +225,10 @@ def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
     For a :class:`~kronkit.SumOfKron` ``S`` (positive definite): ``G[t][k] = ∂ log det S/∂F_tk``
     for every factor of every term, ``V_k diag(g_tk) V_kᵀ`` in its eigen form.
     """
+    K = _uncell(K)
+    if isinstance(K, CellOperator):
+        G = sum_logdet_grad(K)
+        return G[0] if K.flat_factors else G  # type: ignore[return-value]
     if isinstance(K, SumOfKron):
         return sum_logdet_grad(K)  # type: ignore[return-value]
     K = as_kron(K)
@@ -236,6 +244,19 @@ def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
             raise overflow_error(f"the gradient of log det with respect to factor {k}",
                                  factors=K.factors)
     return out
+
+
+def _uncell(K: Any) -> Any:
+    """An incomplete-grid operator with nothing missing and no diagonal is its parent (so the
+    answers are the parent's, exactly)."""
+    return K.parent if isinstance(K, CellOperator) and K.trivial else K
+
+
+def _flat(K: Any, result: Any) -> Any:
+    """Gradients of a restricted :class:`Kron` as ``factors[k]``, like the Kron's own."""
+    if isinstance(K, CellOperator) and K.flat_factors:
+        return type(result)(result[0], result.factors[0], *result[2:])
+    return result
 
 
 # ---------------------------------------------------------------------------------------

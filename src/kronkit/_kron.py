@@ -366,6 +366,12 @@ class Kron:
 
         return SumOfKron([self]).__radd__(other)
 
+    def restrict(self, observed: Any, **options: Any) -> Any:
+        """``S_OO`` on the ``observed`` cells (boolean, grid-shaped): a :class:`~kronkit.Restricted`."""
+        from ._cell_ops import Restricted
+
+        return Restricted(self, observed, **options)
+
     def __sub__(self, other: Any) -> Any:
         return self + (-1.0) * other
 

@@ -20,15 +20,14 @@ import numpy as np
 from ._errors import DomainError, NotPositiveDefiniteError
 from ._grad_results import InvQuadGrad, LogQuadGrad
 from ._quad import checked_beta, observations, reduce_values, reduction_scale
-from ._sum_kron import SumOfKron
 
-__all__ = ["SumQuad", "log_quad_grad_state", "sum_inv_quad_grad", "sum_log_quad",
+__all__ = ["SumQuad", "log_quad_grad_state", "quad_state", "sum_inv_quad_grad", "sum_log_quad",
            "sum_log_quad_grad", "sum_logdet_grad", "zero_factor_grads"]
 
 NestedGrads = tuple[tuple[np.ndarray, ...], ...]
 
 
-def _prepare(S: SumOfKron, y: Any, mu: Any, what: str):
+def _prepare(S: Any, y: Any, mu: Any, what: str):
     if not S.is_square:
         raise ValueError(f"`{what}` needs square factors, got a SumOfKron of {S.shapes}")
     W, mua, single = observations(S, y, mu)
@@ -43,13 +42,13 @@ def _finite_q(q: np.ndarray) -> None:
                             "in float64); rescale y - mu or the factors")
 
 
-def zero_factor_grads(S: SumOfKron, n: int | None = None, dtype: Any = np.float64) -> NestedGrads:
+def zero_factor_grads(S: Any, n: int | None = None, dtype: Any = np.float64) -> NestedGrads:
     """Zero gradients for every factor of every term (``n`` observations: leading axis)."""
     lead = () if n is None else (n,)
     return tuple(tuple(np.zeros((*lead, m, m), dtype=dtype) for m in S.dims) for _ in S.terms)
 
 
-def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool) -> list:
+def _empty(S: Any, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool) -> list:
     _require_pd(S, "the batch")  # errors as for a non-empty batch
     if reduce == "mean":
         raise ValueError(
@@ -66,7 +65,7 @@ def _empty(S: SumOfKron, W: np.ndarray, mua: Any, reduce: Any, with_alpha: bool)
     return out + ([0.0] if with_alpha else [])
 
 
-def _require_pd(S: SumOfKron, what: str) -> None:
+def _require_pd(S: Any, what: str) -> None:
     """NotPositiveDefiniteError naming ``what`` and the smallest eigenvalue, unless S is
     positive definite (structure errors surface here too)."""
     if not S.is_positive_definite:
@@ -81,7 +80,7 @@ class SumQuad:
     eigenbasis on the eigen route (:meth:`EigenForm.quad_grads`), by partial contractions of
     ``u = S⁻¹w`` on the dense route."""
 
-    def __init__(self, S: SumOfKron, W: np.ndarray, what: str):
+    def __init__(self, S: Any, W: np.ndarray, what: str):
         _require_pd(S, what)
         self.S = S
         self.E = S.eigen_form() if S.route == "eigen" else None
@@ -102,7 +101,19 @@ class SumQuad:
         return tuple(tuple(-g for g in row) for row in G), 2.0 * c[:, None] * self.U
 
 
-def _grads(state: SumQuad, c: np.ndarray, mua: Any, reduce: Any,
+def quad_state(S: Any, W: np.ndarray, what: str) -> Any:
+    """The quadratic-form engine for ``S``: a :class:`SumQuad`, or the operator's own
+    (``S.quad_state``: the incomplete-grid operators) with the same interface."""
+    make = getattr(S, "quad_state", None)
+    if make is None:
+        return SumQuad(S, W, what)
+    _require_pd(S, what)
+    state = make(W, what)
+    _finite_q(state.q)
+    return state
+
+
+def _grads(state: Any, c: np.ndarray, mua: Any, reduce: Any,
            single: bool) -> tuple[Any, np.ndarray, np.ndarray]:
     """``Σ_i c_i ∂q_i/∂F_tk`` (or per observation) and the ``y``/``μ`` gradients."""
     per_obs = reduce is None and not single
@@ -121,29 +132,29 @@ def _check_grads(factors: NestedGrads, g_y: np.ndarray) -> None:
                             "y - mu or the factors")
 
 
-def sum_log_quad(S: SumOfKron, y: Any, mu: Any, alpha: float) -> Any:
+def sum_log_quad(S: Any, y: Any, mu: Any, alpha: float) -> Any:
     """``λ = log(α + (y−μ)ᵀ S⁻¹ (y−μ))`` for a :class:`SumOfKron` ``S``."""
     W, _, single = _prepare(S, y, mu, "log_quad")
     if W.shape[0] == 0:
         _require_pd(S, "log_quad")  # errors as for a non-empty batch
         return np.zeros(0)
-    lam = np.log(checked_beta(SumQuad(S, W, "log_quad").q, alpha, W))
+    lam = np.log(checked_beta(quad_state(S, W, "log_quad").q, alpha, W))
     return float(lam[0]) if single else lam
 
 
-def sum_log_quad_grad(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any) -> LogQuadGrad:
+def sum_log_quad_grad(S: Any, y: Any, mu: Any, alpha: float, reduce: Any) -> LogQuadGrad:
     """:func:`kronkit.log_quad_grad` for a :class:`SumOfKron`: ``factors[t][k]``."""
     return log_quad_grad_state(S, y, mu, alpha, reduce)[0]
 
 
-def log_quad_grad_state(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any
+def log_quad_grad_state(S: Any, y: Any, mu: Any, alpha: float, reduce: Any
                         ) -> tuple[LogQuadGrad, SumQuad | None, np.ndarray, np.ndarray | None]:
     """``(gradient, the SumQuad state (None for an empty batch; its U = S⁻¹W), W, β)``: the
     gradient and what a Hessian-vector product reuses."""
     W, mua, single = _prepare(S, y, mu, "log_quad_grad")
     if W.shape[0] == 0:
         return LogQuadGrad(*_empty(S, W, mua, reduce, True)), None, W, None
-    state = SumQuad(S, W, "log_quad_grad")
+    state = quad_state(S, W, "log_quad_grad")
     beta = checked_beta(state.q, alpha, W)
     scale = reduction_scale(reduce, W.shape[0], single)
     c = scale / beta
@@ -154,19 +165,19 @@ def log_quad_grad_state(S: SumOfKron, y: Any, mu: Any, alpha: float, reduce: Any
     return grad, state, W, beta
 
 
-def sum_inv_quad_grad(S: SumOfKron, y: Any, mu: Any, reduce: Any) -> InvQuadGrad:
+def sum_inv_quad_grad(S: Any, y: Any, mu: Any, reduce: Any) -> InvQuadGrad:
     """:func:`kronkit.inv_quad_grad` for a :class:`SumOfKron`: ``factors[t][k]``."""
     W, mua, single = _prepare(S, y, mu, "inv_quad_grad")
     if W.shape[0] == 0:
         return InvQuadGrad(*_empty(S, W, mua, reduce, False))
-    state = SumQuad(S, W, "inv_quad_grad")
+    state = quad_state(S, W, "inv_quad_grad")
     scale = reduction_scale(reduce, W.shape[0], single)
     factors, g_y, g_mu = _grads(state, np.full(W.shape[0], scale), mua, reduce, single)
     _check_grads(factors, g_y)
     return InvQuadGrad(reduce_values(state.q, reduce, single, scale), factors, g_y, g_mu)
 
 
-def sum_logdet_grad(S: SumOfKron) -> NestedGrads:
+def sum_logdet_grad(S: Any) -> NestedGrads:
     """``∂ log det S/∂F_tk`` for every factor of every term (``S`` positive definite)."""
     if not S.is_square:
         raise ValueError(f"`logdet_grad` needs square factors, got a SumOfKron of {S.shapes}")

@@ -293,6 +293,38 @@ class EigenForm:
             out.append(tuple(row))
         return tuple(out), U.reshape(N, -1)
 
+    def eig_grams(self, Zl: np.ndarray, c: np.ndarray,
+                  terms: Sequence[int]) -> list[list[np.ndarray]]:
+        r"""``Σ_i c_i Z̃_i(k) diag(⊗_{j≠k} h_tj) Z̃_i(k)ᵀ`` for the terms ``t`` in ``terms`` and
+        every axis ``k``, in the eigenbasis (rows ``Zl`` (N, P)): :meth:`quad_grads` without
+        the mode products, one symmetric rank-k update per row (no batch-sized transposes);
+        :meth:`sandwich` maps a sum of them to ``∂/∂F_tk``."""
+        d, N = len(self.dims), Zl.shape[0]
+        weights = []
+        for t in terms:
+            row = []
+            for k in range(d):
+                w = np.ones([1] * (d + 1))
+                for j in range(d):
+                    if j != k:
+                        shape = [1] * (d + 1)
+                        shape[j + 1] = self.dims[j]
+                        w = w * self.h[t][j].reshape(shape)
+                row.append(w)
+            weights.append(row)
+        out = [[np.zeros((n, n)) for n in self.dims] for _ in terms]
+        roots = [[np.sqrt(w) if np.all(w >= 0) else None for w in row] for row in weights]
+        for i in range(N):
+            T = Zl[i].reshape(self.dims)
+            for acc, row, root in zip(out, weights, roots, strict=True):
+                for k in range(d):
+                    acc[k] += _row_gram(T, row[k][0], root[k], float(c[i]), k)
+        return out
+
+    def sandwich(self, k: int, G: np.ndarray) -> np.ndarray:
+        """``V_k G V_kᵀ``: an eigenbasis Gram of axis ``k`` in the factor basis."""
+        return G if self.identity[k] else self.V[k] @ G @ self.V[k].T
+
     def logdet_grads(self, scale: float = 1.0) -> tuple[tuple[np.ndarray, ...], ...]:
         """``G[t][k] = scale · ∂ log det S / ∂F_tk = V_k diag(g_tk) V_kᵀ`` (O(P·d²) + matrix
         products per factor)."""
@@ -329,6 +361,24 @@ def _weighted_gram(B: np.ndarray, w: np.ndarray, k: int, d: int, per_obs: bool) 
         X = unfold(B * np.sqrt(w), k, d)
         return X @ X.T
     return unfold(B * w, k, d) @ unfold(B, k, d).T
+
+
+def _row_gram(T: np.ndarray, w: np.ndarray, root: np.ndarray | None, c: float,
+              k: int) -> np.ndarray:
+    """``c · T_(k) diag(w) T_(k)ᵀ`` for one tensor ``T`` (``w`` broadcasts, size 1 at mode
+    ``k``): a symmetric rank update on a view of ``T`` for the first and last modes."""
+    d = T.ndim
+    if root is not None and c >= 0:
+        X = T * (root * math.sqrt(c))
+        if k == d - 1:
+            X2 = X.reshape(-1, T.shape[k])
+            return X2.T @ X2
+        X2 = X.reshape(T.shape[0], -1) if k == 0 else unfold(X[None], k, d)
+        return X2 @ X2.T
+    Xw = T * (w * c)
+    if k == d - 1:
+        return Xw.reshape(-1, T.shape[k]).T @ T.reshape(-1, T.shape[k])
+    return unfold(Xw[None], k, d) @ unfold(T[None], k, d).T
 
 
 def build_eigen_form(kinds: Sequence[Sequence[FactorKind]],

@@ -192,6 +192,13 @@ class SumOfKron:
             return SumOfKron([other, *self._terms])
         return NotImplemented
 
+    def restrict(self, observed: Any, **options: Any) -> Any:
+        """``S_OO`` on the ``observed`` cells (boolean, grid-shaped): a :class:`~kronkit.Restricted`
+        (exact by the capacitance identities; options ``route``, ``rtol``, ``maxiter``)."""
+        from ._cell_ops import Restricted
+
+        return Restricted(self, observed, **options)
+
     def __sub__(self, other: Any) -> SumOfKron:
         if isinstance(other, (Kron, SumOfKron)):
             return self + (-1.0) * other
