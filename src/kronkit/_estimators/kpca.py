@@ -76,7 +76,9 @@ def kronecker_pca(
     Parameters
     ----------
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
-        Observations; not modified. 2-D ``X`` without ``shape`` is a ValueError.
+        Observations; not modified. 2-D ``X`` without ``shape`` is a ValueError, and so is
+        NaN (a missing entry: Kronecker PCA needs complete observations; the message says
+        what to do — :func:`kronkit.separable_mle` fits missing entries).
         A ``dask.array`` chunked along N is processed where its chunks live (see Notes).
     n_terms : int
         ``r``, the number of Kronecker terms (``1 ≤ r ≤ min(p², q²)``).

@@ -212,7 +212,9 @@ def separability_test(
     Parameters
     ----------
     X : array_like of shape (N, p, q), or (N, P) with ``shape=(p, q)``
-        Observations. Not modified.
+        Observations. Not modified. NaN (a missing entry) is a ValueError that says what to do:
+        the test compares complete-data fits (:func:`kronkit.separable_mle` fits missing
+        entries by EM).
     assume_centered : bool
         Whether the mean is known to be zero (otherwise it is estimated under both models).
     groups : array_like of shape (N,), optional

@@ -108,7 +108,8 @@ class SeparableMLEResult(NamedTuple):
     df : float
         Degrees of freedom ``ν`` of the t fit (``inf`` for the normal model).
     loglik : float
-        Total log-likelihood ``Σ_i log f(x_i)`` at the returned parameters.
+        Total log-likelihood ``Σ_i log f(x_i)`` at the returned parameters; with missing
+        entries (NaN in ``X``) the observed-data log-likelihood ``Σ_i log f(x_{i,O_i})``.
     loglik_history : ndarray of shape (n_iter,)
         The log-likelihood after each iteration (non-decreasing up to rounding).
     n_iter : int
@@ -117,7 +118,9 @@ class SeparableMLEResult(NamedTuple):
         Whether the estimated distance ``ℓ* − ℓ`` to the maximum fell to ``tol·N·P`` (or the
         last step gained nothing within rounding): see :func:`separable_mle`, Notes.
     weights : ndarray of shape (N,)
-        ``w_i = (ν+P)/(ν+δ_i)`` at the returned parameters (ones for the normal model).
+        ``w_i = (ν+P)/(ν+δ_i)`` at the returned parameters (ones for the normal model); with
+        missing entries ``(ν+P_i)/(ν+δ_i)``, ``P_i`` the observed entries of ``X_i`` and ``δ_i``
+        their squared distance, and NaN for observations that were dropped (all entries NaN).
     distribution : str
         ``"normal"`` or ``"t"``.
     """
@@ -266,6 +269,9 @@ def separable_mle(
         A ``dask.array`` chunked along N is fitted where its chunks live, with the active dask
         scheduler (threads, ``dask.distributed``, …): same iterates as in memory, one pass
         over the data per statistic (see Notes); ``X`` is never gathered.
+        NaN entries of an in-memory ``X`` are missing cells (missing at random): the fit
+        is then EM (ECME for the t model) on the observed-data likelihood — see "Missing
+        entries" in Notes. Observations with every entry NaN are dropped (UserWarning).
     shape : (int, int), optional
         ``(p, q)`` for 2-D ``X`` (required there; one entry may be ``-1``, inferred as in
         ``np.reshape``).
@@ -322,6 +328,10 @@ def separable_mle(
         ``max(p/q, q/p) + 1`` (``max(p/q, q/p)`` with ``assume_centered``); ``method="moments"``
         above ``kronkit.DENSE_MAX_BYTES``; a fitted covariance not representable in float64
         in the requested gauge (data near 1e±200: use ``gauge="balanced"``).
+        With missing entries: Inf in ``X``; ``method="moments"``; a dask ``X`` with NaN; a
+        row or column of the observations missing in every observation, two rows (columns)
+        never observed together (their covariance is not identifiable), a cell never
+        observed while the mean is estimated, or no more observed entries than parameters.
     SingularFactorError, NotPositiveDefiniteError
         An entry of ``X`` is constant (exactly), or an iterate became numerically singular
         — its *correlation* matrix, so units never trigger it — from collinear entries.
@@ -368,6 +378,23 @@ def separable_mle(
     (up to a constant), the iterates are the same up to rounding: fits are equivariant under
     rescaling of rows and columns, and a column in other units, or an outlier of 1e8, does
     not make an iterate look singular.
+
+    Missing entries. ``x_i`` is observed on ``O_i`` and missing on ``M_i`` (``k_i`` cells);
+    ``ℓ = Σ_i log f(x_{i,O_i})`` under ``Σ_{O_iO_i}``, the observed block of ``A⊗B``. Each
+    iteration is one EM step (:mod:`kronkit._estimators.missing`): with ``Λ = A⁻¹⊗B⁻¹``,
+    the missing cells given the observed are Gaussian with covariance
+    ``C_i = ((Λ)_{MM})⁻¹`` (entries ``A⁻¹[a, a']B⁻¹[b, b']``, ``O(k_i²)``) and mean
+    ``x̂_M = −C_i (Λ x̂⁰)_M`` (``x̂⁰``: the centred observation with zeros at ``M_i``);
+    ``log det Σ_OO = log det(A⊗B) + log det Λ_MM`` and ``x_Oᵀ Σ_OO⁻¹ x_O = x̂ᵀ Λ x̂``. The
+    M-step is the mean of the completed ``X̂_i`` and one flip-flop sweep on
+    ``E[E_i B⁻¹ E_iᵀ] = Ê_i B⁻¹ Ê_iᵀ + (C_i contracted with B⁻¹)`` (and the same for ``B``).
+    The t model (ECME) weights ``Ê_i`` by ``w_i = (ν+P_i)/(ν+δ_i)``, not ``C_i``, and
+    maximises ``ℓ`` over ``ν``. Every step increases ``ℓ``; the stopping rule is the one
+    above with ``N·P`` the number of observed entries. Observations that share a missing
+    pattern share its ``O(k³)`` factorisation. Start: the observed mean of each cell,
+    ``A = B = I`` (in the fit's units). Cost per iteration ``O(N·p·q·(p+q) + Σ_g k_g³)``
+    (``g`` over distinct patterns) against ``O(Σ_i |O_i|³)`` for the dense likelihood.
+    Complete data never take this route.
 
     Cost per iteration ``O(N·p·q·(p+q) + p³ + q³)`` with ``method="samples"`` (products with
     ``L_A⁻¹``, ``L_B⁻ᵀ`` and rank-k updates over all observations at once, on a ``(p, N, q)``

@@ -228,7 +228,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
     df_ : float
         ``ν`` (``inf`` for the normal model).
     loglik_ : float
-        Total log-likelihood ``Σ_i log f(x_i)`` on the training data at the fit.
+        Total log-likelihood ``Σ_i log f(x_i)`` on the training data at the fit (the
+        observed-data log-likelihood when ``X`` had missing entries).
     loglik_history_ : ndarray of shape (n_iter_,)
         Log-likelihood after each iteration.
     n_iter_ : int
@@ -237,7 +238,8 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
         Whether the fit is within ``tol·N·P`` of the maximum of the log-likelihood (otherwise
         a ``kronkit.ConvergenceWarning`` was issued).
     weights_ : ndarray of shape (N,)
-        ``(ν+P)/(ν+δ_i)`` for the training observations (ones for the normal model).
+        ``(ν+P)/(ν+δ_i)`` for the training observations (ones for the normal model; NaN for
+        observations dropped because every entry was missing).
     shape_ : tuple (p, q)
         Observation shape.
     n_features_in_ : int
@@ -289,7 +291,9 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
             without it).
             A ``dask.array`` chunked along N is fitted chunk by chunk where the chunks live
             (see :func:`kronkit.separable_mle` and ``docs/dask.md``); nothing of the size of
-            ``X`` is gathered.
+            ``X`` is gathered. NaN entries of an in-memory ``X`` are missing cells, fitted by
+            EM on the observed-data likelihood (:func:`kronkit.separable_mle`, "Missing
+            entries"); Inf is a ValueError.
         y : ignored
         shape : (int, int), optional
             Deprecated (FutureWarning): give ``shape`` to the constructor.
