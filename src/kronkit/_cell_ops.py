@@ -427,18 +427,24 @@ class CellOperator:
         """``G[t][k] = scale · ∂ log det S_OO / ∂F_tk`` for the parent's terms."""
         if self.trivial:
             return self._user.logdet_grads(scale)
+        return self.logdet_grads_trace(scale)[0]
+
+    def logdet_grads_trace(self, scale: float = 1.0
+                           ) -> tuple[tuple[tuple[np.ndarray, ...], ...], float]:
+        """``(logdet_grads(scale), tr(S_OO⁻¹))`` in one pass over the cells: the trace is the
+        gradient of ``log det S_OO`` along a uniform shift ``+ s·I`` (a noise variance)."""
         s = self._s()
         T = s["T"]
         if s["route"] == "dense":
             Linv = scipy.linalg.solve_triangular(s["chol"], np.eye(self.shape[0]), lower=True)
             G = self._user.quad_grads(self.embed(Linv.T), np.full(Linv.shape[0], scale))
-        else:
-            form = self.cell_form()
-            full = s["E"].logdet_grads()
-            low, _ = form.lowrank_grams(range(T)) if form.k else ([], 0.0)
-            G = tuple(tuple(scale * (full[t][a] - (low[t][a] if low else 0.0))
-                            for a in range(len(self.dims))) for t in range(T))
-        return tuple(tuple(row) for row in G)
+            return tuple(tuple(row) for row in G), float(np.sum(Linv ** 2))
+        form = self.cell_form()
+        full = s["E"].logdet_grads()
+        low, tau = form.lowrank_grams(range(T), trace=True) if form.k else ([], 0.0)
+        G = tuple(tuple(scale * (full[t][a] - (low[t][a] if low else 0.0))
+                        for a in range(len(self.dims))) for t in range(T))
+        return G, form.inverse_trace(tau)
 
     def inverse_trace(self) -> float:
         """``tr(S_OO⁻¹)``: the gradient of ``log det S_OO`` along a uniform shift ``+ s·I``."""

@@ -211,8 +211,9 @@ class CellForm:
                     tau += float(np.einsum("j,jp,jp->", cw, Zl, T.reshape(Zl.shape)))
         return [[E.sandwich(a, row[a]) for a in range(d)] for row in acc], tau
 
-    def inverse_trace(self) -> float:
-        """``tr(S_OO⁻¹)`` (the gradient of ``log det S_OO`` along a uniform diagonal shift)."""
+    def inverse_trace(self, tau: float | None = None) -> float:
+        """``tr(S_OO⁻¹) = tr(S̄⁻¹) − tr(Z H⁻¹ Zᵀ)`` (``tau``: the second term, if known from
+        :meth:`lowrank_grams`)."""
         E = self.E
         w = 1.0 / E.lam
         for a, n in enumerate(E.dims):
@@ -220,4 +221,6 @@ class CellForm:
             shape = [1] * len(E.dims)
             shape[a] = n
             w = w * norms.reshape(shape)
-        return float(np.sum(w)) - (self.lowrank_grams([], trace=True)[1] if self.k else 0.0)
+        if tau is None:
+            tau = self.lowrank_grams([], trace=True)[1] if self.k else 0.0
+        return float(np.sum(w)) - tau
