@@ -263,7 +263,7 @@ def _flat(K: Any, result: Any) -> Any:
 # dask arrays of observations (chunked along N): per-chunk sums, reduced in a tree
 # ---------------------------------------------------------------------------------------
 def _dask_args(K: Any, y: Any, mu: Any, alpha: Any, what: str):
-    if isinstance(K, SumOfKron):
+    if isinstance(K, (SumOfKron, CellOperator)):
         if not K.is_square:
             raise ValueError(f"`{what}` needs square factors, got a SumOfKron of {K.shapes}")
     else:
@@ -287,8 +287,10 @@ def _lq_block(block, K, mu, alpha):
 
 def _lqg_block(block, K, mu, alpha):
     if block.shape[0] == 0:
-        zero: Any = (zero_factor_grads(K) if isinstance(K, SumOfKron)
+        zero: Any = (zero_factor_grads(K) if isinstance(K, (SumOfKron, CellOperator))
                      else tuple(np.zeros((f.shape[0],) * 2) for f in K.factors))
+        if isinstance(K, CellOperator) and K.flat_factors:
+            zero = zero[0]
         return 0.0, zero, np.zeros(K.shape[1]), 0.0
     g = log_quad_grad(K, block, mu, alpha, reduce="sum")
     return g.value, g.factors, g.mu, g.alpha

@@ -36,7 +36,7 @@ import scipy.linalg
 from ._errors import NotPositiveDefiniteError, SingularFactorError
 from ._sum_eig import EigenForm
 
-__all__ = ["CHUNK_BYTES", "CellForm", "cell_rows", "inverse_block", "rank_sum"]
+__all__ = ["CHUNK_BYTES", "CellForm", "cell_rows", "inverse_block", "khatri_rao_t", "rank_sum"]
 
 #: Working memory of one chunk of P-long columns (log-det gradients, capacitance blocks).
 CHUNK_BYTES = 128 * 2**20
@@ -52,28 +52,37 @@ def _chunk(E: EigenForm, k: int) -> int:
     return max(1, min(k, CHUNK_BYTES // (8 * max(1, math.prod(E.dims)))))
 
 
+def khatri_rao_t(R: Sequence[np.ndarray]) -> np.ndarray:
+    """``KRᵀ`` (P / n_d × k): the transposed Khatri–Rao product of the first d−1 row sets."""
+    k = R[0].shape[0]
+    KR = R[0]
+    for Rk in R[1:-1]:
+        KR = (KR[:, :, None] * Rk[:, None, :]).reshape(k, -1)
+    return np.ascontiguousarray(KR.T)
+
+
 def rank_sum(E: EigenForm, R: Sequence[np.ndarray], C: np.ndarray,
-             out: np.ndarray | None = None) -> np.ndarray:
+             out: np.ndarray | None = None, lead: Sequence[int] | None = None,
+             KRt: np.ndarray | None = None) -> np.ndarray:
     """``Λ⁻¹ ∘ Σ_u C[u, j] ⊗_k R_k[u]`` for every column ``j`` of ``C`` (k, c): shape (c, P).
 
     That is ``Λ⁻¹(⊗V_k)ᵀ E_U C``, the eigen coordinates of ``S̄⁻¹E_U C``: per column one GEMM
     ``(KRᵀ diag(C[:, j])) R_d`` of ``O(P·k)`` (``KR`` the Khatri–Rao product of the first d−1 row
-    sets)."""
+    sets); ``lead[j]``: only the first ``lead[j]`` rows of column ``j`` are non-zero (a
+    triangular ``C`` halves the work)."""
     k, c = C.shape
-    KR = R[0]
-    for Rk in R[1:-1]:
-        KR = (KR[:, :, None] * Rk[:, None, :]).reshape(k, -1)
     P = math.prod(E.dims)
     out = np.empty((c, P)) if out is None else out[:c]
     if len(R) == 1:
-        np.matmul(C.T, KR, out=out)
+        np.matmul(C.T, R[0], out=out)
     else:
-        KRt = np.ascontiguousarray(KR.T)
+        KRt = khatri_rao_t(R) if KRt is None else KRt
         tmp = np.empty_like(KRt)
         view = out.reshape(c, KRt.shape[0], -1)
         for j in range(c):
-            np.multiply(KRt, C[:, j], out=tmp)
-            np.matmul(tmp, R[-1], out=view[j])
+            m = k if lead is None else int(lead[j])
+            np.multiply(KRt[:, :m], C[:m, j], out=tmp[:, :m])
+            np.matmul(tmp[:, :m], R[-1][:m], out=view[j])
     out /= E.lam.reshape(1, -1)
     return out
 
@@ -192,9 +201,12 @@ class CellForm:
                 for a in range(d)]
         c = _chunk(self.E, self.k)
         buf = np.empty((c, math.prod(E.dims)))  # reused: page faults of fresh memory cost more
+        KRt = khatri_rao_t(self.R) if d > 1 else None
         for j0 in range(0, self.k, c):
             J = slice(j0, min(self.k, j0 + c))
-            Zl = rank_sum(E, self.R, self.C[:, J], buf)
+            # C = L⁻ᵀ is upper triangular on the Cholesky route: column j has j + 1 rows
+            lead = None if self.chol is None else range(J.start + 1, J.stop + 1)
+            Zl = rank_sum(E, self.R, self.C[:, J], buf, lead, KRt)
             cw = self.c[J]
             part = E.eig_grams(Zl, cw, terms)
             for row, prow in zip(acc, part, strict=True):
@@ -202,7 +214,7 @@ class CellForm:
                     row[a] += prow[a]
             if trace:
                 if orth:
-                    tau += float(np.einsum("j,jp,jp->", cw, Zl, Zl))
+                    tau += float(np.einsum("jp,jp->j", Zl, Zl) @ cw)
                 else:
                     T = Zl.reshape(Zl.shape[0], *E.dims)
                     for a, Ga in enumerate(gram):

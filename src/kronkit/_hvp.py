@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cell_ops import CellOperator
 from ._checks import as_float, check_choice, check_scalar
 from ._factor import Factorization, mode_solve
 from ._grad_results import LogQuadGrad, LogQuadHVP
@@ -143,6 +144,11 @@ def log_quad_hvp(
     """
     check_choice(reduce, "reduce", ("sum", "mean"),
                  " for log_quad_hvp (per-observation Hessians: call it once per observation)")
+    if isinstance(K, CellOperator):
+        raise TypeError(
+            f"log_quad_hvp takes a Kron or a SumOfKron, got a {type(K).__name__} (an incomplete "
+            "grid): Hessian-vector products on incomplete grids are not implemented; "
+            "log_quad_grad works on it")
     if isinstance(K, SumOfKron):
         return sum_log_quad_hvp(K, y, directions, mu, check_scalar(alpha, "alpha"), dy, reduce)
     K, W, mua, single = prepare_observations(K, y, mu, "log_quad_hvp")

@@ -314,11 +314,18 @@ class EigenForm:
             weights.append(row)
         out = [[np.zeros((n, n)) for n in self.dims] for _ in terms]
         roots = [[np.sqrt(w) if np.all(w >= 0) else None for w in row] for row in weights]
-        for i in range(N):
-            T = Zl[i].reshape(self.dims)
-            for acc, row, root in zip(out, weights, roots, strict=True):
-                for k in range(d):
-                    acc[k] += _row_gram(T, row[k][0], root[k], float(c[i]), k)
+        batch = bool(np.all(c >= 0))
+        for acc, row, root in zip(out, weights, roots, strict=True):
+            for k in range(d):
+                last = root[k] if k == d - 1 and batch else None
+                if last is not None:  # one symmetric rank update over the whole batch
+                    X = Zl.reshape(N, *self.dims) * (last * np.sqrt(c).reshape(N, *[1] * d))
+                    X2 = X.reshape(-1, self.dims[k])
+                    acc[k] += X2.T @ X2
+                    continue
+                for i in range(N):
+                    acc[k] += _row_gram(Zl[i].reshape(self.dims), row[k][0], root[k],
+                                        float(c[i]), k)
         return out
 
     def sandwich(self, k: int, G: np.ndarray) -> np.ndarray:
