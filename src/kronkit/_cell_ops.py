@@ -31,11 +31,13 @@ from ._kron import Kron
 from ._matmul import as_operand, dense_array, linear_operator, on_columns
 from ._sum_kron import SumOfKron
 
-__all__ = ["CAPACITANCE_MAX_CELLS", "LOGDET_MAX_CELLS", "CellOperator", "CellQuad", "GridDiag",
-           "KronPlusDiag", "Restricted"]
+__all__ = ["CAPACITANCE_MAX_CELLS", "CAPACITANCE_MAX_WORK", "LOGDET_MAX_CELLS", "CellOperator",
+           "CellQuad", "GridDiag", "KronPlusDiag", "Restricted"]
 
 #: Above this many missing or corrected cells, ``route="auto"`` solves by preconditioned CG.
 CAPACITANCE_MAX_CELLS = 4096
+#: ... and above this many multiply-adds to form the capacitance block of a sum (P·k²).
+CAPACITANCE_MAX_WORK = 4 * 10**12
 #: The exact (capacitance) log-determinant is refused above this many cells (k² memory).
 LOGDET_MAX_CELLS = 16384
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -60,6 +62,15 @@ def _grid_values(x: Any, name: str, dims: tuple[int, ...]) -> np.ndarray:
     if arr.shape not in (dims, (P,)):
         raise ValueError(f"`{name}` must have the grid shape {dims} or ({P},), got {arr.shape}")
     return arr.reshape(-1).copy()
+
+
+def _capacitance_pays(E: Any, k: int) -> bool:
+    """The ``"auto"`` rule: the capacitance route while ``k ≤ CAPACITANCE_MAX_CELLS`` (twice that
+    for one Kronecker term, whose block costs only ``O(k²Σn)``) and, for sums, while forming
+    the block (``P·k²`` multiply-adds) stays under ``CAPACITANCE_MAX_WORK``."""
+    if len(E.h) == 1:
+        return k <= 2 * CAPACITANCE_MAX_CELLS
+    return k <= CAPACITANCE_MAX_CELLS and math.prod(E.dims) * k * k <= CAPACITANCE_MAX_WORK
 
 
 class GridDiag:
@@ -88,7 +99,8 @@ class GridDiag:
 class CellOperator:
     """``(S + diag(d))_OO``: the common machinery of :class:`KronPlusDiag` and :class:`Restricted`.
 
-    ``route`` is ``"auto"`` (capacitance up to :data:`CAPACITANCE_MAX_CELLS` cells, else CG),
+    ``route`` is ``"auto"`` (capacitance up to :data:`CAPACITANCE_MAX_CELLS` cells and
+    :data:`CAPACITANCE_MAX_WORK` multiply-adds, else CG),
     ``"capacitance"`` or ``"cg"``; ``rtol`` and ``maxiter`` bound CG (relative residual of each
     solve; a :class:`~kronkit.ConvergenceWarning` when not reached).
     """
@@ -212,7 +224,7 @@ class CellOperator:
         state["E"] = base.eigen_form()
         k = cells.size
         cap = self._route == "capacitance" or (self._route == "auto"
-                                               and k <= CAPACITANCE_MAX_CELLS)
+                                               and _capacitance_pays(state["E"], k))
         state["route"] = "capacitance" if cap else "cg"
         if cap:
             state["form"] = CellForm(state["E"], cells, inv_delta)
