@@ -183,18 +183,19 @@ class CellOperator:
         user, dims = self._user, self.dims
         fits = diagonal_fit(self._d.reshape(dims)) if self._d is not None else [None]
         error: Exception | None = None
+        options = []  # (fit, base, route): an exact eigen form first, else the dense route
         for fit in fits:
             base = user
             if fit is not None and fit.vectors is not None:
                 base = user + Kron(*[np.diag(v) for v in fit.vectors])
             try:
-                base_route = base.route
-                break
+                options.append((fit, base, base.route))
             except UnsupportedSumError as exc:
                 error = exc
-        else:
+        if not options:
             raise UnsupportedSumError(f"S + diag(d): no exact form for S plus the Kronecker fit "
                                       f"of d ({error})")
+        fit, base, base_route = min(options, key=lambda o: o[2] != "eigen")
         missing = np.flatnonzero(~self._observed)
         corr = np.zeros(0, dtype=np.intp)
         delta = np.zeros(0)
