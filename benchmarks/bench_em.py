@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import kronkit
 from _common import fmt_ratio, fmt_time, print_table, run_with_blas_threads
 from kronkit._estimators.cholesky import factor_iterate, inverse
-from kronkit._samples import col_sandwich, layout, row_sandwich
 from kronkit._estimators.missing import MissingPatterns, conditional_step
+from kronkit._samples import col_sandwich, layout, row_sandwich
 
 LOG_2PI = float(np.log(2 * np.pi))
 
