@@ -357,7 +357,10 @@ def test_bad_input_names_the_argument(rng):
         (dict(kernels=ks, noise_bounds=(1.0, 0.1)), (axes, Y), ValueError, "`noise_bounds`"),
         (dict(kernels=ks, noise_bounds="free"), (axes, Y), ValueError, "`noise_bounds`"),
         (dict(kernels=ks, alpha=-1e-3), (axes, Y), ValueError, "`alpha`"),
-        (dict(kernels=ks, alpha=np.ones(20)), (axes, Y), TypeError, "`alpha`"),
+        (dict(kernels=ks, alpha=np.ones(20)), (axes, Y), ValueError,
+         r"`alpha` must be a scalar or an array of the grid's shape \(5, 4\)"),
+        (dict(kernels=ks, alpha=np.full((5, 4), np.nan)), (axes, Y), ValueError,
+         "`alpha` contains NaN"),
         (dict(kernels=ks, optimizer="adam"), (axes, Y), ValueError, "`optimizer`"),
         (dict(kernels=ks, n_restarts_optimizer=-1), (axes, Y), ValueError,
          "`n_restarts_optimizer`"),
@@ -367,10 +370,10 @@ def test_bad_input_names_the_argument(rng):
     for params, args, exc, match in cases:
         with pytest.raises(exc, match=match):
             KroneckerGP(**params).fit(*args)
-    Ynan = Y.copy()
-    Ynan[1, 2] = np.nan
-    with pytest.raises(ValueError, match="missing cells are not supported yet"):
+    Ynan = np.full_like(Y, np.nan)
+    with pytest.raises(ValueError, match="`Y` is NaN in all of its 20 cells"):
         KroneckerGP(ks).fit(axes, Ynan)
+    Ynan = Y.copy()
     Ynan[1, 2] = np.inf
     with pytest.raises(ValueError, match="`Y` contains NaN or Inf"):
         KroneckerGP(ks).fit(axes, Ynan)

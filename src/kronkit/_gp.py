@@ -13,6 +13,10 @@ the eigendecompositions ``K_k = V_k diag(h_k) V_kᵀ`` (:meth:`kronkit.SumOfKron
 
 — O(Σ n_k³ + P·Σ n_k) per evaluation, against O(P³) for the dense Cholesky of scikit-learn's
 ``GaussianProcessRegressor`` with the same kernel on the P grid points.
+
+Missing cells (NaN in ``Y``) and a per-cell ``alpha`` make the covariance of the observed
+values the observed block of ``K + diag(noise + alpha)``: :mod:`kronkit._gp_cells`, exact by
+the capacitance identities at O(P·k·(k + Σ n_k)) for ``k`` missing (or corrected) cells.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from ._checks import as_float, check_dense_size, check_int
 from ._errors import ConvergenceWarning, NotPositiveDefiniteError
 from ._estimators.iteration import ProgressBar
+from ._gp_cells import CellPosterior, cell_lml, fill_alpha
 from ._gp_checks import (
     check_alpha,
     check_axes,
@@ -35,7 +40,13 @@ from ._gp_checks import (
     check_noise,
     warn_at_bounds,
 )
-from ._gp_predict import grid_mean_var, grid_points, rows_contract, tensor_rows_cov
+from ._gp_predict import (
+    grid_mean_var,
+    grid_points,
+    lowrank_explained,
+    rows_contract,
+    tensor_rows_cov,
+)
 from ._kron import Kron
 from ._sum_kron import SumOfKron
 
@@ -103,13 +114,16 @@ def _cross_rows(kernels: Sequence[Any], V: Sequence[np.ndarray], train: Sequence
 class KroneckerGP(_BaseEstimator):
     r"""Exact Gaussian process regression on a grid, one scikit-learn kernel per axis.
 
-    The model of ``fit(axes, Y)``: ``Y.ravel() ~ N(0, k_1(X_1)⊗…⊗k_d(X_d) + (noise + alpha)·I)``,
+    The model of ``fit(axes, Y)``: ``Y.ravel() ~ N(0, k_1(X_1)⊗…⊗k_d(X_d) + diag(noise + alpha))``,
     exactly scikit-learn's ``GaussianProcessRegressor`` with the product kernel
-    ``Π_k k_k(x_k, x'_k)`` (plus a ``WhiteKernel(noise)``) on the full grid of points in
-    row-major order — at O(Σ n_k³ + P·Σ n_k) per likelihood-and-gradient evaluation instead of
-    O(P³), ``P = Π n_k``. The conventions are scikit-learn's: hyperparameters ``theta`` in log
-    space with bounds, the optimizer, restarts drawn from the bounds with ``random_state``,
-    ``normalize_y``, ``alpha``, ``log_marginal_likelihood``, ``predict``, ``sample_y``.
+    ``Π_k k_k(x_k, x'_k)`` (plus a ``WhiteKernel(noise)``) on the grid's points in row-major
+    order — at O(Σ n_k³ + P·Σ n_k) per likelihood-and-gradient evaluation instead of O(P³),
+    ``P = Π n_k``. NaN cells of ``Y`` are missing: the model is then that of the observed
+    cells alone (scikit-learn on the observed points), exact at
+    O(Σ n_k³ + P·k·(k + Σ n_k)) for ``k`` missing cells. The conventions are scikit-learn's:
+    hyperparameters ``theta`` in log space with bounds, the optimizer, restarts drawn from the
+    bounds with ``random_state``, ``normalize_y``, ``alpha``, ``log_marginal_likelihood``,
+    ``predict``, ``sample_y``.
 
     Parameters
     ----------
@@ -123,9 +137,12 @@ class KroneckerGP(_BaseEstimator):
     noise_bounds : (float, float) or "fixed", default=(1e-5, 1e5)
         Bounds of ``noise`` for the optimizer, like a scikit-learn kernel's bounds;
         ``"fixed"`` keeps it (then it is not part of ``theta``).
-    alpha : float, default=0.0
+    alpha : float or array_like of shape (n_1, ..., n_d), default=0.0
         Added to the diagonal, like scikit-learn's ``alpha`` (a fixed jitter or known noise
-        variance); a scalar, ``≥ 0``.
+        variances), ``≥ 0``: a scalar, or one value per grid cell (its values on missing
+        cells are ignored). A per-cell ``alpha`` is exact by the capacitance identities on the
+        cells where ``noise + alpha`` differs from its best Kronecker-structured fit (a
+        constant, or a product of per-axis vectors); their number ``k`` sets the cost.
     optimizer : "fmin_l_bfgs_b", callable or None, default="fmin_l_bfgs_b"
         ``scipy.optimize.minimize(method="L-BFGS-B")`` on ``−LML``; a callable
         ``optimizer(obj_func, initial_theta, bounds) -> (theta_opt, func_min)`` as in
@@ -133,8 +150,8 @@ class KroneckerGP(_BaseEstimator):
     n_restarts_optimizer : int, default=0
         Further optimizer runs from log-uniform draws within the (finite) bounds.
     normalize_y : bool, default=False
-        Centre and scale ``Y`` by its mean and standard deviation (over all cells) before
-        fitting; predictions are mapped back.
+        Centre and scale ``Y`` by its mean and standard deviation (over the observed cells)
+        before fitting; predictions are mapped back.
     random_state : int, RandomState instance or None, default=None
         Draws the restarts' initial values (scikit-learn's ``check_random_state``).
     verbose : bool, default=False
@@ -151,17 +168,22 @@ class KroneckerGP(_BaseEstimator):
     axes_ : tuple of ndarray
         The training axes, axis ``k`` of shape ``(n_k, d_k)``.
     y_train_ : ndarray of shape (n_1, ..., n_d)
-        The training values (normalised with ``normalize_y``).
+        The training values (normalised with ``normalize_y``), NaN on missing cells.
+    observed_ : ndarray of bool, shape (n_1, ..., n_d)
+        The observed cells (``~np.isnan(Y)``).
 
     Notes
     -----
     ``theta`` is ``np.concatenate([k.theta for k in kernels] + [[log(noise)]])`` (the last entry
     omitted when ``noise_bounds="fixed"``). Predictions at new grids or scattered points cost
-    O(P·Σ n_k) per chunk of points and never form the P×M cross-covariance. ``Y`` must be
-    complete (NaN raises ``ValueError``). Dense equivalent (for small grids):
+    O(P·Σ n_k) per chunk of points (O(P·k·(k + Σ n_k + m)) for ``m`` points with ``k`` missing
+    cells) and never form the P×M cross-covariance. Dense equivalent (for small grids):
     ``GaussianProcessRegressor(kernel, alpha=noise + alpha)`` on
-    ``X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)`` and ``Y.ravel()``,
-    with ``kernel`` the product of the axis kernels each acting on its own columns.
+    ``X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)`` and ``Y.ravel()``
+    restricted to the observed cells (``alpha`` too, when an array), with ``kernel`` the
+    product of the axis kernels each acting on its own columns. More missing cells than
+    :data:`kronkit._cell_ops.LOGDET_MAX_CELLS` (16 384) is an error: the exact log-determinant
+    needs the k×k capacitance matrix.
 
     Examples
     --------
@@ -243,8 +265,8 @@ class KroneckerGP(_BaseEstimator):
             ``d`` coordinate arrays, axis ``k`` of shape ``(n_k, d_k)`` or ``(n_k,)``.
         Y : array_like of shape (n_1, ..., n_d)
             The values on the grid: ``Y[i_1, ..., i_d]`` at the point
-            ``(axes[0][i_1], ..., axes[d-1][i_d])``. No NaN (missing cells are not supported
-            yet) or Inf.
+            ``(axes[0][i_1], ..., axes[d-1][i_d])``. NaN marks a missing cell (the model is
+            that of the observed cells); no Inf, and at least one observed cell.
 
         Returns
         -------
@@ -255,14 +277,17 @@ class KroneckerGP(_BaseEstimator):
 
         kernels = check_kernels(self.kernels)
         noise, log_bounds = check_noise(self.noise, self.noise_bounds)
-        alpha = check_alpha(self.alpha)
         n_restarts = check_int(self.n_restarts_optimizer, "n_restarts_optimizer", min_value=0)
         if not (self.optimizer is None or callable(self.optimizer)
                 or self.optimizer == "fmin_l_bfgs_b"):
             raise ValueError(f"`optimizer` must be \"fmin_l_bfgs_b\", a callable or None, got "
                              f"{self.optimizer!r}")
         ax = check_axes(axes, len(kernels), "axes", min_points=1)
-        y = check_grid_values(Y, tuple(a.shape[0] for a in ax))
+        dims = tuple(a.shape[0] for a in ax)
+        y, observed = check_grid_values(Y, dims)
+        alpha = check_alpha(self.alpha, dims)
+        if isinstance(alpha, np.ndarray):
+            alpha = fill_alpha(alpha, np.ones(dims, dtype=bool) if observed is None else observed)
         rng = check_random_state(self.random_state)
 
         self.kernels_ = [clone(k) for k in kernels]
@@ -270,13 +295,16 @@ class KroneckerGP(_BaseEstimator):
         self._log_noise_bounds = log_bounds
         self._alpha = alpha
         self.axes_ = ax
+        self._observed = observed
+        self.observed_ = np.ones(dims, dtype=bool) if observed is None else observed
         self._y_mean, self._y_std = 0.0, 1.0
         if self.normalize_y:
-            self._y_mean = float(np.mean(y))
-            std = float(np.std(y))
+            self._y_mean = float(np.nanmean(y))
+            std = float(np.nanstd(y))
             self._y_std = 1.0 if std < 10 * np.finfo(np.float64).eps else std
             y = (y - self._y_mean) / self._y_std
         self.y_train_ = y
+        self._y_fill = y if observed is None else np.where(observed, y, 0.0)
         theta0 = self._theta()
         if self.optimizer is not None and theta0.size > 0:
             self._optimize(theta0, n_restarts, rng)
@@ -338,17 +366,27 @@ class KroneckerGP(_BaseEstimator):
                 kern.theta = th
         self.noise_ = noise
 
-    def _final_posterior(self) -> _Posterior:
+    def _evaluate(self, kernels: Sequence[Any], noise: float, eval_gradient: bool,
+                  posterior: bool = False) -> tuple[float, np.ndarray, Any, Any]:
+        """``(LML, ∂LML/∂θ_kernels, ∂LML/∂noise, posterior)``: the complete-grid eigen route for
+        a full grid with a scalar ``alpha``, else the observed block (:mod:`._gp_cells`)."""
+        if self._observed is None and not isinstance(self._alpha, np.ndarray):
+            return _lml(kernels, self.axes_, self.y_train_, noise + self._alpha, eval_gradient)
+        return cell_lml(kernels, self.axes_, self._y_fill, self.observed_, noise, self._alpha,
+                        eval_gradient, posterior)
+
+    def _final_posterior(self) -> _Posterior | CellPosterior:
         """The posterior at the fitted hyperparameters; an error if ``S`` is singular."""
         try:
-            _, _, _, post = _lml(self.kernels_, self.axes_, self.y_train_,
-                                 self.noise_ + self._alpha, False)
-        except NotPositiveDefiniteError as exc:
+            _, _, _, post = self._evaluate(self.kernels_, self.noise_, False, posterior=True)
+        except np.linalg.LinAlgError as exc:
             kernels = " ⊗ ".join(str(k) for k in self.kernels_)
+            alpha = (f"{self._alpha:.6g}" if not isinstance(self._alpha, np.ndarray)
+                     else f"per cell (min {float(np.min(self._alpha)):.6g})")
             raise NotPositiveDefiniteError(
-                f"the covariance {kernels} + (noise + alpha)·I with noise={self.noise_:.6g}, "
-                f"alpha={self._alpha:.6g} is not positive definite ({exc}); give `noise` or "
-                "`alpha` a positive value") from exc
+                f"the covariance {kernels} + diag(noise + alpha) with noise={self.noise_:.6g}, "
+                f"alpha={alpha} is not positive definite on the observed cells ({exc}); give "
+                "`noise` or `alpha` a positive value") from exc
         return post
 
     # ------------------------------------------------------------------ likelihood
@@ -370,15 +408,19 @@ class KroneckerGP(_BaseEstimator):
         Returns
         -------
         log_likelihood : float
-            ``−½ yᵀS⁻¹y − ½ log det S − (P/2) log 2π``; ``-inf`` where ``S`` is not positive
-            definite (with a zero gradient), as scikit-learn.
+            ``−½ yᵀS⁻¹y − ½ log det S − (n/2) log 2π`` of the ``n`` observed cells ``y``;
+            ``-inf`` where ``S`` is not positive definite (with a zero gradient), as
+            scikit-learn.
         log_likelihood_gradient : ndarray of shape (n_hyperparameters,), optional
 
         Notes
         -----
-        O(Σ n_k³ + P·Σ n_k), never a P×P array. Dense equivalent:
-        ``scipy.stats.multivariate_normal(np.zeros(P), S).logpdf(y_train_.ravel())`` with
-        ``S = reduce(np.kron, [k(X) for k, X in zip(kernels, axes_)]) + (noise + alpha)·I``.
+        O(Σ n_k³ + P·Σ n_k) on a complete grid with a scalar ``alpha``, O(Σ n_k³ +
+        P·k·(k + Σ n_k)) with ``k`` missing (or per-cell corrected) cells; never a P×P array.
+        Dense equivalent: ``scipy.stats.multivariate_normal(np.zeros(n), S[o][:, o]).logpdf(
+        y_train_.ravel()[o])`` with ``o = observed_.ravel()`` and ``S = reduce(np.kron,
+        [k(X) for k, X in zip(kernels, axes_)]) + np.diag(noise + alpha)`` (``alpha``
+        broadcast to the grid and raveled).
         """
         from sklearn.utils.validation import check_is_fitted
 
@@ -395,9 +437,8 @@ class KroneckerGP(_BaseEstimator):
             self._set_theta(np.asarray(theta, dtype=np.float64))
             kernels = self.kernels_
         try:
-            value, grad, d_s, _ = _lml(kernels, self.axes_, self.y_train_,
-                                       noise + self._alpha, eval_gradient)
-        except NotPositiveDefiniteError:
+            value, grad, d_s, _ = self._evaluate(kernels, noise, eval_gradient)
+        except np.linalg.LinAlgError:
             return (-np.inf, np.zeros(len(theta))) if eval_gradient else -np.inf
         if not eval_gradient:
             return value
@@ -447,7 +488,10 @@ class KroneckerGP(_BaseEstimator):
 
         Notes
         -----
-        Exact; O(P·Σ n_k) per chunk of points, never a P×M cross-covariance. Dense
+        Exact, on complete and incomplete grids (the missing cells are predicted like any
+        other point); O(P·Σ n_k) per chunk of points, plus O(P·k·(k + m)) for the std with
+        ``k`` missing cells (``m = Σ m_k`` on a grid, ``M`` scattered points) and O(M·k·(P + M))
+        for the covariance; never a P×M cross-covariance. Dense
         equivalent: ``GaussianProcessRegressor.predict`` with the product kernel (its std
         includes a ``WhiteKernel``'s noise; this one does not).
         """
@@ -475,7 +519,10 @@ class KroneckerGP(_BaseEstimator):
             prior_cov = np.ones((M, M))
             for kern, x in zip(self.kernels_, new, strict=True):
                 prior_cov *= kern(x)
-            y_cov = (prior_cov - tensor_rows_cov(post.inv_lam, A)) * self._y_std**2
+            explained_cov = tensor_rows_cov(post.inv_lam, A)
+            if isinstance(post, CellPosterior):
+                explained_cov -= lowrank_explained(post.form, A, False, cov=True)
+            y_cov = (prior_cov - explained_cov) * self._y_std**2
             return y_mean, y_cov
         if not return_std:
             return y_mean
@@ -483,6 +530,8 @@ class KroneckerGP(_BaseEstimator):
             explained = rows_contract(post.inv_lam[None], [a * a for a in A])[0]
             prior = np.prod([k.diag(x) for k, x in zip(self.kernels_, new, strict=True)],
                             axis=0).reshape(mean.shape)
+        if isinstance(post, CellPosterior):
+            explained = explained - lowrank_explained(post.form, A, grid is not None)
         var = prior - explained
         if np.any(var < 0):
             warnings.warn("Predicted variances smaller than 0. Setting those variances to 0.",
@@ -509,16 +558,23 @@ class KroneckerGP(_BaseEstimator):
         return draws.reshape(*y_mean.shape, n)
 
     def score(self, X: Any, Y: Any) -> float:
-        """R² of :meth:`predict` over every cell (``X`` a grid and ``Y`` its values, or scattered
-        points and a vector), as scikit-learn regressors: ``1 − SS_res/SS_tot``."""
+        """R² of :meth:`predict` over the cells of ``Y`` that are not NaN (``X`` a grid and
+        ``Y`` its values, or scattered points and a vector), as scikit-learn regressors:
+        ``1 − SS_res/SS_tot``."""
         pred = np.asarray(self.predict(X))
-        y = as_float(Y, "Y", dtype=np.float64)
+        y = as_float(Y, "Y", dtype=np.float64, finite=False)
         if y.shape != pred.shape:
             raise ValueError(f"`Y` must have shape {pred.shape} (that of predict(X)), got "
                              f"{y.shape}")
+        keep = ~np.isnan(y)
+        if not keep.any():
+            raise ValueError("`Y` is NaN everywhere: no cell to score (NaN marks a missing "
+                             "cell)")
+        if np.isinf(y).any():
+            raise ValueError("`Y` contains Inf (NaN marks a missing cell; Inf is not a value)")
         from sklearn.metrics import r2_score
 
-        return float(r2_score(y.ravel(), pred.ravel()))
+        return float(r2_score(y[keep], pred[keep]))
 
 
 def _outer(vectors: Sequence[np.ndarray]) -> np.ndarray:

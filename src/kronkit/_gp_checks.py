@@ -36,17 +36,25 @@ def check_axes(axes: Any, n_axes: int, name: str, *, min_points: int) -> tuple[n
     return tuple(out)
 
 
-def check_grid_values(Y: Any, dims: tuple[int, ...]) -> np.ndarray:
-    """``Y`` as a float64 grid of shape ``dims`` (a copy), no NaN (missing cells) nor Inf."""
+def check_grid_values(Y: Any, dims: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(Y, observed)``: ``Y`` as a float64 grid of shape ``dims`` (a copy) and the boolean grid
+    of its observed cells (``None`` when every cell is observed). NaN marks a missing cell;
+    Inf is an error, and so is a grid with nothing observed."""
     arr = as_float(Y, "Y", dtype=np.float64, finite=False, copy=True)
     if arr.shape != dims:
         raise ValueError(f"`Y` must have the grid's shape {dims} (one entry per grid point, "
                          f"axis k of length n_k), got shape {arr.shape}")
-    if np.isnan(arr).any():
-        raise ValueError(f"`Y` has {int(np.isnan(arr).sum())} NaN entries: missing cells are "
-                         "not supported yet; KroneckerGP needs every cell of the grid")
-    check_finite(arr, "Y")
-    return arr
+    missing = np.isnan(arr)
+    if not missing.any():
+        check_finite(arr, "Y")
+        return arr, None
+    if missing.all():
+        raise ValueError(f"`Y` is NaN in all of its {arr.size} cells: nothing is observed "
+                         "(NaN marks a missing cell)")
+    if np.isinf(arr).any():
+        raise ValueError(f"`Y` contains Inf in {int(np.isinf(arr).sum())} cells (NaN marks a "
+                         "missing cell; Inf is not a value)")
+    return arr, ~missing
 
 
 def check_noise(noise: Any, noise_bounds: Any) -> tuple[float, np.ndarray | None]:
@@ -84,14 +92,22 @@ def check_kernels(kernels: Any) -> list[Any]:
     return list(kernels)
 
 
-def check_alpha(alpha: Any) -> float:
-    if np.ndim(alpha) != 0:
-        raise TypeError("`alpha` must be a scalar (a per-cell alpha would break the Kronecker "
-                        f"structure), got shape {np.shape(alpha)}")
-    value = check_scalar(alpha, "alpha")
-    if value < 0:
-        raise ValueError(f"`alpha` must be >= 0, got {value}")
-    return value
+def check_alpha(alpha: Any, dims: tuple[int, ...]) -> float | np.ndarray:
+    """``alpha`` as a float ``≥ 0``, or a grid of shape ``dims`` (a copy) of finite values ``≥ 0``
+    (known per-cell noise variances)."""
+    if np.ndim(alpha) == 0:
+        value = check_scalar(alpha, "alpha")
+        if value < 0:
+            raise ValueError(f"`alpha` must be >= 0, got {value}")
+        return value
+    arr = as_float(alpha, "alpha", dtype=np.float64, finite=False, copy=True)
+    if arr.shape != dims:
+        raise ValueError(f"`alpha` must be a scalar or an array of the grid's shape {dims} "
+                         f"(one noise variance per cell), got shape {arr.shape}")
+    check_finite(arr, "alpha")
+    if np.any(arr < 0):
+        raise ValueError(f"`alpha` must be >= 0 (variances), got min {float(arr.min()):.6g}")
+    return arr
 
 
 def warn_at_bounds(theta: np.ndarray, bounds: np.ndarray, names: Sequence[str]) -> None:

@@ -12,6 +12,12 @@ On a grid of new points the sums are mode products with the matrices ``A_k`` (ro
 their elementwise squares, O(Σ_k (Π_{j≤k} m_j)(Π_{j≥k} n_j)); at scattered points they are
 contractions of the ``λ``-tensor with the rows, batched in chunks of points so that memory stays
 below :data:`CHUNK_DOUBLES` doubles — never a P×M cross-covariance.
+
+On an incomplete grid (:mod:`kronkit._gp_cells`) the embedded ``S_OO⁻¹`` is
+``S̄⁻¹ − Σ_j c_j y_j y_jᵀ`` with ``y_j`` the columns of ``Z C`` (``Z = S̄⁻¹E_U``,
+``H⁻¹ = C diag(c) Cᵀ``), whose eigen coordinates come in chunks from
+:func:`kronkit._cells.rank_sum`; the variance gains ``Σ_j c_j (k_*ᵀy_j)²`` and the covariance
+``Σ_j c_j (k_*ᵀy_j)(k'_*ᵀy_j)`` (:func:`lowrank_explained`), never a P×P or P×M array.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._cells import CellForm, rank_sum
 from ._vec import apply_modes
 
-__all__ = ["CHUNK_DOUBLES", "grid_mean_var", "grid_points", "rows_contract", "tensor_rows_cov"]
+__all__ = ["CHUNK_DOUBLES", "grid_mean_var", "grid_points", "lowrank_explained", "rows_contract",
+           "tensor_rows_cov"]
 
 #: Scratch memory of the chunked contractions, in float64 entries (32 MiB).
 CHUNK_DOUBLES = 4 * 1024 * 1024
@@ -97,3 +105,34 @@ def grid_mean_var(alpha_hat: np.ndarray, inv_lam: np.ndarray,
     mean = apply_modes(alpha_hat, list(A))
     explained = apply_modes(inv_lam, [a * a for a in A])
     return mean, explained
+
+
+def lowrank_explained(form: CellForm, A: Sequence[np.ndarray], grid: bool,
+                      cov: bool = False) -> np.ndarray:
+    r"""``Σ_j c_j (k_*ᵀy_j)²`` at the query points (or ``Σ_j c_j (k_*ᵀy_j)(k'_*ᵀy_j)``, M×M,
+    with ``cov``): the variance that the missing and corrected cells give back.
+
+    ``A`` are the cross-kernel rows in the eigenbasis (``A_k = k_k(x*_k, X_k) V_k``); ``grid``:
+    the query points are the grid ``A_1 × … × A_d`` (mode products, result of shape
+    ``(m_1, …, m_d)``), else ``A_k[l]`` are the rows of point ``l`` (result ``(M,)``).
+    The columns ``j`` of ``Z C`` come in chunks of at most :data:`CHUNK_DOUBLES` entries.
+    """
+    E, k = form.E, form.k
+    dims = E.dims
+    M = math.prod(a.shape[0] for a in A) if grid else A[0].shape[0]
+    out = np.zeros((M, M) if cov else M)
+    if k == 0 or M == 0:
+        return out if cov or not grid else out.reshape(tuple(a.shape[0] for a in A))
+    width = max(1, CHUNK_DOUBLES // max(math.prod(dims), M))
+    for j0 in range(0, k, width):
+        J = slice(j0, min(k, j0 + width))
+        Y = rank_sum(E, form.R, form.C[:, J]).reshape(-1, *dims)
+        B = (apply_modes(Y, list(A)) if grid else rows_contract(Y, A)).reshape(Y.shape[0], M)
+        cw = form.c[J]
+        if cov:
+            out += B.T @ (cw[:, None] * B)
+        else:
+            out += cw @ (B * B)
+    if cov:
+        return 0.5 * (out + out.T)
+    return out.reshape(tuple(a.shape[0] for a in A)) if grid else out
