@@ -299,21 +299,26 @@ def test_bad_input_names_the_argument(rng):
     Yn = np.where(holes(rng, sizes, 0.3), Y, np.nan)
     Y0 = Yn.copy()
     bad_alpha = per_cell_alpha(rng, sizes)
+    big = np.full((130, 128), np.nan)  # more missing cells than the exact route takes
+    big[:, 0] = 1.0
+    big_axes = [np.arange(130.0), np.arange(128.0)]
     cases = [
-        (dict(alpha=np.where(np.eye(5, 4) > 0, np.nan, bad_alpha)), Yn,
+        (dict(alpha=np.where(np.eye(5, 4) > 0, np.nan, bad_alpha)), axes, Yn,
          "`alpha` contains NaN or Inf"),
-        (dict(alpha=np.where(np.eye(5, 4) > 0, np.inf, bad_alpha)), Yn,
+        (dict(alpha=np.where(np.eye(5, 4) > 0, np.inf, bad_alpha)), axes, Yn,
          "`alpha` contains NaN or Inf"),
-        (dict(alpha=-bad_alpha), Yn, r"`alpha` must be >= 0"),
-        (dict(alpha=bad_alpha.T), Yn, r"`alpha` must be a scalar or an array of the grid's"),
-        (dict(alpha=bad_alpha.ravel()), Yn, r"shape \(5, 4\)"),
-        (dict(), np.full(sizes, np.nan), "`Y` is NaN in all of its 20 cells"),
-        (dict(), np.where(np.isnan(Yn), np.nan, np.inf), "`Y` contains Inf"),
+        (dict(alpha=-bad_alpha), axes, Yn, r"`alpha` must be >= 0"),
+        (dict(alpha=bad_alpha.T), axes, Yn,
+         r"`alpha` must be a scalar or an array of the grid's"),
+        (dict(alpha=bad_alpha.ravel()), axes, Yn, r"shape \(5, 4\)"),
+        (dict(), axes, np.full(sizes, np.nan), "`Y` is NaN in all of its 20 cells"),
+        (dict(), axes, np.where(np.isnan(Yn), np.nan, np.inf), "`Y` contains Inf"),
+        (dict(), big_axes, big, "`Y` has 16510 missing"),
     ]
-    for params, Yarg, match in cases:
+    for params, ax, Yarg, match in cases:
         alpha0 = np.copy(params.get("alpha", 0.0))
         with pytest.raises(ValueError, match=match):
-            KroneckerGP(ks, **params).fit(axes, Yarg)
+            KroneckerGP(ks, **params).fit(ax, Yarg)
         assert np.array_equal(params.get("alpha", 0.0), alpha0, equal_nan=True)
     assert np.array_equal(Yn, Y0, equal_nan=True)
 

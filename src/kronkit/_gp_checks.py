@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._cell_ops import LOGDET_MAX_CELLS
 from ._checks import as_float, check_finite, check_scalar
 from ._errors import ConvergenceWarning
 
@@ -51,6 +52,12 @@ def check_grid_values(Y: Any, dims: tuple[int, ...]) -> tuple[np.ndarray, np.nda
     if missing.all():
         raise ValueError(f"`Y` is NaN in all of its {arr.size} cells: nothing is observed "
                          "(NaN marks a missing cell)")
+    n_missing = int(missing.sum())
+    if n_missing > LOGDET_MAX_CELLS:
+        raise ValueError(
+            f"`Y` has {n_missing} missing (NaN) cells: the exact log-marginal likelihood needs "
+            f"the k×k capacitance matrix of the missing cells, up to k = {LOGDET_MAX_CELLS}; "
+            "fit a subgrid that holds the observed cells more densely")
     if np.isinf(arr).any():
         raise ValueError(f"`Y` contains Inf in {int(np.isinf(arr).sum())} cells (NaN marks a "
                          "missing cell; Inf is not a value)")
