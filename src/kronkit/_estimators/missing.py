@@ -23,7 +23,10 @@ the observations with the same pattern; the patterns are batched, padded to the 
 and the same for the column factor with ``A⁻¹``. For the t model (ECME) the observation's
 weight is ``w_i = (ν + |O_i|)/(ν + δ_i)`` with the observed ``δ_i``, the completed residuals
 are weighted, the conditional covariances are not (``E[τ_i C_i/τ_i] = C_i``), and ``ν``
-maximises the observed-data likelihood. Every step increases ``ℓ`` (EM / ECME).
+maximises the observed-data likelihood. Every step increases ``ℓ`` (EM / ECME); the steps
+are accelerated by SQUAREM (:func:`kronkit._estimators.iteration.squarem`, as the complete-data
+t fit), which keeps the recorded history non-decreasing — the fraction of missing information
+slows plain EM (at 70 % of the cells missing: 148 steps plain, 51 with SQUAREM).
 
 Cost per iteration ``O(N·p·q·(p+q) + Σ_g k_g³ + Σ_i k_i²)`` (``g`` over distinct patterns)
 against ``O(Σ_i |O_i|³)`` for the dense observed-data likelihood.
@@ -36,15 +39,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._checks import check_dense_size
 from .._errors import SingularFactorError
 from .._samples import col_gram, layout, row_gram
 from .cholesky import IterateFactor, factor_iterate, inv_lower, inverse, logdet
 from .normal import LOG_2PI
 from .student_t import df_step, t_loglik
 
-__all__ = ["Conditional", "MissingEM", "MissingPatterns", "PatternGroup", "check_identifiable",
-           "check_not_constant_observed", "conditional_step", "drop_empty", "observed_scales",
-           "refuse_missing"]
+__all__ = ["Conditional", "MissingEM", "MissingPatterns", "MissingState", "PatternGroup",
+           "check_identifiable", "check_not_constant_observed", "conditional_step", "drop_empty",
+           "observed_scales", "refuse_missing"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,6 +94,11 @@ class MissingPatterns:
             self.groups.append(PatternGroup(
                 obs, where[inv[obs]], cells, rows[:, :, None] * p + rows[:, None, :],
                 cols[:, :, None] * q + cols[:, None, :], counts[g].astype(np.float64)))
+        # the conditional covariances (per pattern) and their copies per observation
+        need = sum((grp.counts.size + grp.obs.size) * grp.cells.shape[1] ** 2
+                   for grp in self.groups)
+        check_dense_size((need,), np.float64, "the EM for missing entries (a k×k conditional "
+                         "covariance per missing pattern and per observation, k missing cells)")
 
     def scatter(self, C: list[np.ndarray], F: np.ndarray, side: int) -> np.ndarray:
         """The missing cells' part of a flip-flop statistic, from the conditional covariances
@@ -275,15 +284,29 @@ def conditional_step(E0: np.ndarray, fA: IterateFactor, fB: IterateFactor,
 # ---------------------------------------------------------------------------------------
 # EM / ECME
 # ---------------------------------------------------------------------------------------
-class MissingEM:
-    """EM (normal) or ECME (t) for the separable model with missing cells.
+class MissingState(NamedTuple):
+    """One iterate of :class:`MissingEM`: the parameters, their E-step and ``ℓ`` there."""
 
-    ``X`` (N, p, q) in the fit's units with NaN at the missing cells (no observation empty);
-    ``nu`` is ``inf`` for the normal model, else the t's starting ``ν`` (``nu_fixed`` if
-    held). Starts from the observed cell means (zero with ``assume_centered``) and
-    ``A = I``, ``B = I``. :meth:`step` is one M-step followed by the E-step at the new
-    parameters; it returns the observed-data log-likelihood there (used by
-    :func:`kronkit._estimators.iteration.iterate`).
+    M: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    fA: IterateFactor
+    fB: IterateFactor
+    nu: float
+    cond: Conditional
+    ll: float
+
+
+class MissingEM:
+    """EM (normal) or ECME (t) for the separable model with missing cells, as a SQUAREM
+    stepper (:func:`kronkit._estimators.iteration.squarem`).
+
+    ``X`` (N, p, q) in the fit's units with NaN at the missing cells (no observation empty).
+    The start ``θ0``: the observed mean of each cell (zero with ``assume_centered``),
+    ``A = I``, ``B = I`` and, for the t model, ``ν`` from the ν-step (or ``nu_fixed``).
+    :meth:`em` is one M-step followed by the E-step (and the ν-step) at the new parameters;
+    :meth:`vector` / :meth:`at` map an iterate to and from ``(M, A/c, c·B, log ν)`` with
+    ``c = tr(A)/p`` (the gauge fixed, so that extrapolation does not wander along it).
     """
 
     def __init__(self, X: np.ndarray, assume_centered: bool, t_model: bool,
@@ -295,53 +318,83 @@ class MissingEM:
         self.obs = obs
         self.assume_centered = assume_centered
         self.t_model, self.nu_fixed, self.df_bounds = t_model, nu_fixed, df_bounds
-        if assume_centered:
-            self.M = np.zeros((self.p, self.q))
-        else:
-            self.M = self.X0.sum(axis=0) / obs.sum(axis=0)
-        self.fA = factor_iterate(np.eye(self.p), 0, 0)
-        self.fB = factor_iterate(np.eye(self.q), 1, 0)
-        self.A, self.B = np.eye(self.p), np.eye(self.q)
-        self.nu = math.inf
-        self.ll = self._estep(None)
+        M = np.zeros((self.p, self.q)) if assume_centered else self.X0.sum(0) / obs.sum(0)
+        I_p, I_q = np.eye(self.p), np.eye(self.q)
+        self.start = self._evaluate(M, I_p, I_q, factor_iterate(I_p, 0, 0),
+                                    factor_iterate(I_q, 1, 0), None, step_nu=True)
 
-    def _estep(self, nu_old: float | None) -> float:
-        """The E-step at the current ``(M, A, B)``; the ν-step (t); returns ``ℓ``."""
-        E0 = np.where(self.obs, self.X0 - self.M, 0.0)
-        self.cond = conditional_step(E0, self.fA, self.fB, self.pat)
-        delta, ld, n_obs = self.cond.delta, self.cond.ld, self.pat.n_obs
+    def _evaluate(self, M: np.ndarray, A: np.ndarray, B: np.ndarray, fA: IterateFactor,
+                  fB: IterateFactor, nu: float | None, step_nu: bool) -> MissingState:
+        """The E-step at ``(M, A, B)``, the ν-step (t, when ``step_nu``, from ``nu``) and ``ℓ``."""
+        E0 = np.where(self.obs, self.X0 - M, 0.0)
+        cond = conditional_step(E0, fA, fB, self.pat)
+        delta, ld, n_obs = cond.delta, cond.ld, self.pat.n_obs
         if not self.t_model:
-            return -0.5 * float(np.sum(n_obs * LOG_2PI + ld + delta))
+            ll = -0.5 * float(np.sum(n_obs * LOG_2PI + ld + delta))
+            return MissingState(M, A, B, fA, fB, math.inf, cond, ll)
         if self.nu_fixed is not None:
-            self.nu = self.nu_fixed
-        else:
-            self.nu = df_step(delta, ld, n_obs, self.df_bounds, nu_old)
-        return t_loglik(self.nu, delta, ld, n_obs)
+            nu = self.nu_fixed
+        elif step_nu:
+            nu = df_step(delta, ld, n_obs, self.df_bounds, nu)
+        assert nu is not None
+        return MissingState(M, A, B, fA, fB, nu, cond, t_loglik(nu, delta, ld, n_obs))
 
-    def weights(self) -> np.ndarray:
-        """``w_i = (ν + |O_i|)/(ν + δ_i)`` at the current iterate (ones for the normal model)."""
+    def weights(self, s: MissingState) -> np.ndarray:
+        """``w_i = (ν + |O_i|)/(ν + δ_i)`` at ``s`` (ones for the normal model)."""
         if not self.t_model:
             return np.ones(self.N)
-        return (self.nu + self.pat.n_obs) / (self.nu + self.cond.delta)
+        return (s.nu + self.pat.n_obs) / (s.nu + s.cond.delta)
 
-    def step(self, it: int) -> float:
-        """One M-step (mean, flip-flop sweep on the completed statistics), then the E-step."""
-        pat, cond = self.pat, self.cond
-        w = self.weights()
-        Xhat = cond.Ehat + self.M
-        if not self.assume_centered:
-            self.M = np.einsum("nab,n->ab", Xhat, w) / w.sum()
-        Et = layout(Xhat, self.M, None if not self.t_model else w)
+    def em(self, s: MissingState, it: int) -> MissingState:
+        """One M-step from ``s`` (mean, flip-flop sweep on the completed statistics), then the
+        E-step (and ν-step) at the new parameters."""
+        pat, cond = self.pat, s.cond
+        w = self.weights(s)
+        Xhat = cond.Ehat + s.M
+        M = s.M if self.assume_centered else np.einsum("nab,n->ab", Xhat, w) / w.sum()
+        Et = layout(Xhat, M, None if not self.t_model else w)
         # the conditional covariances enter unweighted (t: E[τ_i·C_i/τ_i] = C_i)
-        SA = row_gram(Et, inv_lower(self.fB)) + pat.scatter(cond.C, inverse(self.fB), 0)
-        self.A = 0.5 * (SA + SA.T) / (self.N * self.q)
-        self.fA = factor_iterate(self.A, 0, it)
-        SB = col_gram(Et, inv_lower(self.fA))[0] + pat.scatter(cond.C, inverse(self.fA), 1)
-        self.B = 0.5 * (SB + SB.T) / (self.N * self.p)
-        self.fB = factor_iterate(self.B, 1, it)
-        self.ll = self._estep(self.nu)
-        return self.ll
+        SA = row_gram(Et, inv_lower(s.fB)) + pat.scatter(cond.C, inverse(s.fB), 0)
+        A = 0.5 * (SA + SA.T) / (self.N * self.q)
+        fA = factor_iterate(A, 0, it)
+        SB = col_gram(Et, inv_lower(fA))[0] + pat.scatter(cond.C, inverse(fA), 1)
+        B = 0.5 * (SB + SB.T) / (self.N * self.p)
+        return self._evaluate(M, A, B, fA, factor_iterate(B, 1, it), s.nu, step_nu=True)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
-        """``M, A, B, ν, weights`` at the current iterate."""
-        return self.M, self.A, self.B, self.nu, self.weights()
+    def first(self, it: int) -> MissingState:
+        """The first iterate: one step from the start."""
+        return self.em(self.start, it)
+
+    def vector(self, s: MissingState) -> np.ndarray:
+        """The flat parameter vector ``(M, A/c, c·B, log ν)`` of ``s`` (``c = tr(A)/p``)."""
+        c = float(np.trace(s.A)) / self.p
+        parts = [] if self.assume_centered else [s.M.ravel()]
+        parts += [(s.A / c).ravel(), (s.B * c).ravel()]
+        if self.t_model and self.nu_fixed is None:
+            parts.append(np.array([math.log(s.nu)]))
+        return np.concatenate(parts)
+
+    def at(self, v: np.ndarray, it: int) -> MissingState | None:
+        """The iterate with parameter vector ``v`` (``ν`` clipped to ``df_bounds``); None if
+        its factors are not positive definite or ``ℓ`` is not finite there."""
+        p, q = self.p, self.q
+        i = 0 if self.assume_centered else p * q
+        M = self.start.M if self.assume_centered else v[:i].reshape(p, q)
+        A, B = v[i : i + p * p].reshape(p, p), v[i + p * p : i + p * p + q * q].reshape(q, q)
+        A, B = 0.5 * (A + A.T), 0.5 * (B + B.T)
+        nu = self.nu_fixed if self.nu_fixed is not None else math.inf
+        if self.t_model and self.nu_fixed is None:
+            lo, hi = self.df_bounds
+            nu = float(min(max(math.exp(min(float(v[-1]), 700.0)), lo), hi))
+        try:
+            fA, fB = factor_iterate(A, 0, it), factor_iterate(B, 1, it)
+            with np.errstate(all="ignore"):  # a wild extrapolation is rejected, not reported
+                s = self._evaluate(M, A, B, fA, fB, nu, step_nu=False)
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        return s if math.isfinite(s.ll) and np.all(np.isfinite(s.cond.delta)) else None
+
+    def result(self, s: MissingState) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
+                                               np.ndarray]:
+        """``M, A, B, ν, weights`` at ``s``."""
+        return s.M, s.A, s.B, s.nu, self.weights(s)
