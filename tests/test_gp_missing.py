@@ -41,6 +41,15 @@ def per_cell_alpha(rng, sizes, base=0.01, share=0.3):
     return alpha
 
 
+def separable_alpha(rng, sizes):
+    """A noise variance per level of each axis, multiplied: ``a_1⊗…⊗a_d`` (with the noise, its
+    Kronecker fit is separable, and the grid's eigen form a generalised, non-orthogonal one)."""
+    out = np.ones(())
+    for n in sizes:
+        out = np.multiply.outer(out, rng.uniform(0.2, 1.0, n))
+    return 0.1 * out
+
+
 def sklearn_on_observed(theirs_k, axes, Y, obs, noise, alpha, normalize_y=False):
     """scikit-learn on the observed points: same product kernel, alpha per observed point."""
     a = np.broadcast_to(alpha, obs.shape)[obs] if np.ndim(alpha) else alpha
@@ -81,13 +90,14 @@ def split_theta(kernels, theta):
 # log-marginal likelihood and gradient
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sizes", [(7, 5), (4, 3, 5)], ids=["d2", "d3"])
-@pytest.mark.parametrize("alpha_kind", ["zero", "scalar", "per-cell"])
+@pytest.mark.parametrize("alpha_kind", ["zero", "scalar", "per-cell", "separable"])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
 def test_lml_and_gradient_match_sklearn_and_dense(rng, sizes, alpha_kind, fraction):
     axes, Y = grid_data(rng, sizes)
     obs = holes(rng, sizes, fraction)
     Yn = np.where(obs, Y, np.nan)
-    alpha = {"zero": 0.0, "scalar": 0.03, "per-cell": per_cell_alpha(rng, sizes)}[alpha_kind]
+    alpha = {"zero": 0.0, "scalar": 0.03, "per-cell": per_cell_alpha(rng, sizes),
+             "separable": separable_alpha(rng, sizes)}[alpha_kind]
     normalize_y = alpha_kind == "scalar"
     ours_k, theirs_k = rbf_kernels(len(sizes))
     noise = 0.07
@@ -193,12 +203,13 @@ def test_per_cell_alpha_on_a_complete_grid_vs_sklearn(rng):
 # predictions: the holes filled
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sizes", [(7, 5), (4, 3, 5)], ids=["d2", "d3"])
-@pytest.mark.parametrize("per_cell", [False, True], ids=["scalar-alpha", "alpha-array"])
-def test_predict_fills_the_holes_like_sklearn(rng, sizes, per_cell):
+@pytest.mark.parametrize("alpha_kind", ["scalar", "per-cell", "separable"])
+def test_predict_fills_the_holes_like_sklearn(rng, sizes, alpha_kind):
     axes, Y = grid_data(rng, sizes)
     Y = 3.0 * Y + 10.0
     obs = holes(rng, sizes, 0.25)
-    alpha = per_cell_alpha(rng, sizes) if per_cell else 0.01
+    alpha = {"scalar": 0.01, "per-cell": per_cell_alpha(rng, sizes),
+             "separable": separable_alpha(rng, sizes)}[alpha_kind]
     ours_k, theirs_k = rbf_kernels(len(sizes))
     noise = 0.05
     gp = KroneckerGP(ours_k, noise=noise, alpha=alpha, optimizer=None,
@@ -314,6 +325,9 @@ def test_bad_input_names_the_argument(rng):
         (dict(), axes, np.full(sizes, np.nan), "`Y` is NaN in all of its 20 cells"),
         (dict(), axes, np.where(np.isnan(Yn), np.nan, np.inf), "`Y` contains Inf"),
         (dict(), big_axes, big, "`Y` has 16510 missing"),
+        (dict(alpha=np.random.default_rng(1).uniform(0, 1, big.shape)), big_axes,
+         np.zeros(big.shape), r"`alpha` .* differs from its best Kronecker-structured fit on "
+         r"1663\d observed cells"),
     ]
     for params, ax, Yarg, match in cases:
         alpha0 = np.copy(params.get("alpha", 0.0))

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._cell_ops import CellOperator, KronPlusDiag
+from ._cell_ops import LOGDET_MAX_CELLS, CellOperator, KronPlusDiag
 from ._cells import CellForm
 from ._errors import NotPositiveDefiniteError, SingularFactorError
 from ._kron import Kron
@@ -83,6 +83,14 @@ def cell_lml(kernels: Sequence[Any], axes: Sequence[np.ndarray], y: np.ndarray,
     else:
         Ks, dKs = [kern(X) for kern, X in zip(kernels, axes, strict=True)], []
     op = cell_operator(Ks, s, alpha, observed)
+    if op.n_cells > LOGDET_MAX_CELLS:
+        n_alpha = op.n_cells - int(observed.size - np.count_nonzero(observed))
+        raise ValueError(
+            f"`alpha` (plus the noise) differs from its best Kronecker-structured fit on "
+            f"{n_alpha} observed cells: with the missing ones, more than the "
+            f"{LOGDET_MAX_CELLS} cells the exact log-marginal likelihood takes (a k×k "
+            "capacitance matrix); give alpha a constant or per-axis (separable) pattern on most "
+            "cells")
     y_obs = op.select(y)
     try:
         quad = op.quad_state(y_obs[None], "lml")
