@@ -144,7 +144,8 @@ def slq_logdet(apply_h: Callable[[np.ndarray], np.ndarray], k: int, n_probes: in
             Q[j] = q
             v = apply_h(q[None, :])[0]
             alpha[j] = q @ v
-            v -= Q[: j + 1].T @ (Q[: j + 1] @ v)  # full re-orthogonalisation
+            for _ in range(2):  # full re-orthogonalisation, twice ("twice is enough")
+                v -= Q[: j + 1].T @ (Q[: j + 1] @ v)
             b = float(np.linalg.norm(v))
             if j + 1 < steps:
                 if b <= 1e-12 * abs(alpha[j]):

@@ -354,7 +354,7 @@ class CellOperator:
         """``S_OO⁻¹ y`` for every row of ``Y`` (..., n_obs)."""
         arr = self._rows(Y, "Y")
         if self.trivial:
-            return self._user.solve_rows(arr)
+            return self._parent.solve_rows(arr)
         W = arr.reshape(-1, arr.shape[-1])
         s = self._s()
         if s["route"] == "capacitance":
@@ -374,14 +374,14 @@ class CellOperator:
         """``yᵀ S_OO⁻¹ y`` for every row of ``Y`` (..., n_obs)."""
         arr = self._rows(Y, "Y")
         if self.trivial:
-            return self._user.inv_quad(arr)
+            return self._parent.inv_quad(arr)
         q = CellQuad(self, arr.reshape(-1, arr.shape[-1])).q
         return float(q[0]) if arr.ndim == 1 else q.reshape(arr.shape[:-1])
 
     def logdet(self) -> float:
         """``log det S_OO``, exact (capacitance) on every route up to LOGDET_MAX_CELLS cells."""
         if self.trivial:
-            return self._user.logdet()
+            return float(self._parent.logdet())
         s = self._s()
         if s["route"] == "dense":
             return 2.0 * float(np.sum(np.log(np.diagonal(s["chol"]))))
@@ -402,7 +402,11 @@ class CellOperator:
         """Gaussian ``log N(y; μ, S_OO)`` of observed rows ``Y`` (..., n_obs)."""
         arr = self._rows(Y, "Y")
         if mean is not None:
-            arr = arr - as_float(mean, "mean", ndim=1, dtype=np.float64)
+            m = as_float(mean, "mean", ndim=1, dtype=np.float64)
+            if m.shape != (self.shape[0],):
+                raise ValueError(f"`mean` must have length {self.shape[0]} (the observed cells), "
+                                 f"got shape {m.shape}")
+            arr = arr - m
         return -0.5 * (self.shape[0] * _LOG_2PI + self.logdet() + self.inv_quad(arr))
 
     def logdet_estimate(self, n_probes: int = 32, steps: int = 60,
@@ -450,7 +454,8 @@ class CellOperator:
         T = s["T"]
         if s["route"] == "dense":
             Linv = scipy.linalg.solve_triangular(s["chol"], np.eye(self.shape[0]), lower=True)
-            G = self._user.quad_grads(self.embed(Linv.T), np.full(Linv.shape[0], scale))
+            # S_OO⁻¹ = L⁻ᵀL⁻¹ = Σ_i r_iᵀ r_i over the rows r_i of L⁻¹
+            G = self._user.quad_grads(self.embed(Linv), np.full(Linv.shape[0], scale))
             return tuple(tuple(row) for row in G), float(np.sum(Linv ** 2))
         form = self.cell_form()
         full = s["E"].logdet_grads()

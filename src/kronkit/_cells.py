@@ -73,6 +73,8 @@ def rank_sum(E: EigenForm, R: Sequence[np.ndarray], C: np.ndarray,
     k, c = C.shape
     P = math.prod(E.dims)
     out = np.empty((c, P)) if out is None else out[:c]
+    if c == 0:
+        return out
     if len(R) == 1:
         np.matmul(C.T, R[0], out=out)
     else:
@@ -96,6 +98,8 @@ def inverse_block(E: EigenForm, R: Sequence[np.ndarray]) -> np.ndarray:
         for Rk, hk in zip(R, E.h[0], strict=True):
             H *= (Rk / hk) @ Rk.T
         return H
+    if len(R) == 1:
+        return (R[0] / E.lam.reshape(1, -1)) @ R[0].T
     rest = R[1]
     for Rk in R[2:]:  # Khatri–Rao product of the row sets of axes 2..d: (k, P / n_1)
         rest = (rest[:, :, None] * Rk[:, None, :]).reshape(k, -1)
