@@ -8,7 +8,9 @@ One module per concept:
   dask is reduced where its chunks live), :mod:`.cholesky` (factors of the iterates),
   :mod:`.normal` (the flip-flop; batched on rearranged covariances), :mod:`.student_t`
   (ECME and the ν-step), :mod:`.iteration` (the stopping rule, SQUAREM, the progress bar)
-  and :mod:`.units` (the data's scales and the gauge);
+  and :mod:`.units` (the data's scales and the gauge); with missing entries (NaN)
+  :mod:`.missing` (EM / ECME on the observed-data likelihood, and the refusal used by the
+  estimators that need complete observations);
 - :mod:`.separability_test` — :func:`separability_test`, with its null law in
   :mod:`.separability_null`;
 - :mod:`.kpca` — :func:`kronecker_pca`;
