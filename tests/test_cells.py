@@ -215,9 +215,9 @@ def test_restricted_values_match_dense(rng, parent, d, frac):
     assert_allclose(S.restrict(obs.ravel()).logdet(), R.logdet(), rtol=0)  # flat mask
 
 
-def check_grads(rng, R, D, N=3, logdet=True):
-    """log_quad_grad (reduce None/sum/mean, μ shared and per row), inv_quad_grad, and (if
-    ``logdet``) logdet_grad and logdet_grads_trace against the dense chain rule."""
+def check_grads(rng, R, D, N=3):
+    """log_quad_grad (reduce None/sum/mean, μ shared and per row), inv_quad_grad, logdet_grad
+    and logdet_grads_trace against the dense chain rule."""
     n = D.M.shape[0]
     Y = rng.standard_normal((N, n))
     mu = rng.standard_normal(n)
@@ -252,8 +252,7 @@ def check_grads(rng, R, D, N=3, logdet=True):
                 [[sum(p[1][t][k] for p in pq) for k in range(len(D.terms[t]))]
                  for t in range(len(D.terms))], what="inv_quad_grad")
     close(gi.y, np.stack([p[2] for p in pq]), CHAIN_RTOL, "inv_quad_grad y")
-    if logdet:
-        check_logdet_grads(R, D)
+    check_logdet_grads(R, D)
 
 
 def check_logdet_grads(R, D):
@@ -291,12 +290,6 @@ def test_empty_batches(rng):
     assert inv_quad_grad(R, Y0).value == 0.0
 
 
-EMPTY_BUG = ("an empty batch of rows reaches _cells.rank_sum with c = 0 columns, where "
-             "out.reshape(c, KRt.shape[0], -1) cannot infer -1 from a size-0 array "
-             "(ValueError): return `out` at once when c == 0")
-
-
-@pytest.mark.xfail(strict=True, reason=EMPTY_BUG)
 @pytest.mark.parametrize("d", [2, 3])
 def test_empty_batches_of_methods(rng, d):
     S = make_parent(rng, "kron", DIMS[d])
@@ -378,10 +371,6 @@ def test_gradients_match_finite_differences_of_the_dense_block(rng):
             close(gl[t][k], central_diff(ld, F), FD_RTOL, f"logdet term {t} factor {k}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one axis (d = 1) with a sum base (K + s²I restricted, or K + GridDiag(d) whose fit d̄ ≠ 0): "
-    "_cells.inverse_block reads R[1] (IndexError); for len(R) == 1 it is "
-    "(R[0] / E.lam.reshape(1, -1)) @ R[0].T"))
 @pytest.mark.parametrize("case", ["sum restricted", "kron plus diag"])
 def test_one_axis(rng, case):
     A = factor(rng, 6)
@@ -505,7 +494,7 @@ def test_kron_plus_diag_matches_dense(rng, parent, d, kind):
         assert KD.route == "capacitance" and KD.n_cells == k
     D = Dense(S, None, dvec)
     check_values(rng, KD, D)
-    check_grads(rng, KD, D, N=2, logdet=KD.route != "dense")  # dense: see the xfail below
+    check_grads(rng, KD, D, N=2)
 
 
 @pytest.mark.parametrize("kind", ["separable", "below", "arbitrary"])
@@ -520,12 +509,7 @@ def test_kron_plus_diag_restrict(rng, parent, kind):
         assert isinstance(R, Restricted) and R.parent is KD and R.terms == KD.terms
         D = Dense(S, obs, dvec)
         check_values(rng, R, D)
-        check_grads(rng, R, D, N=2, logdet=R.route != "dense")  # dense: see the xfail below
-
-
-DENSE_ROUTE_BUG = ("CellOperator.logdet_grads_trace on the dense route contracts the columns of "
-                   "L⁻¹ (L⁻¹L⁻ᵀ) instead of its rows (L⁻ᵀL⁻¹ = S_OO⁻¹): embed(Linv.T) should be "
-                   "embed(Linv)")
+        check_grads(rng, R, D, N=2)
 
 
 def unsupported_sum(rng, dims):
@@ -533,7 +517,6 @@ def unsupported_sum(rng, dims):
     return SumOfKron([Kron(*[factor(rng, n) for n in dims]) for _ in range(3)])
 
 
-@pytest.mark.xfail(strict=True, reason=DENSE_ROUTE_BUG)
 @pytest.mark.parametrize("case", ["restricted", "plus diag", "plus diag, restricted"])
 def test_dense_route_logdet_grads(rng, case):
     """Sums without an eigen form (small P: the observed block is factorised densely; the
@@ -597,13 +580,7 @@ def _all_observed(rng, case):
     return S, rng.standard_normal((3, P)), (np.ones(DIMS[d], dtype=bool), np.ones(P, dtype=bool))
 
 
-KRON_TRIVIAL_BUG = ("with nothing missing, CellOperator.solve_rows / inv_quad / logdet delegate to "
-                    "self._user (SumOfKron([kron]) for a Kron parent), not to the Kron itself, so "
-                    "the answers differ from the Kron's in the last bits: use self._parent")
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(
-    strict=True, reason=KRON_TRIVIAL_BUG)) if c.startswith("kron") else c for c in ALL_OBSERVED])
+@pytest.mark.parametrize("case", ALL_OBSERVED)
 def test_all_observed_methods_are_the_parent_exactly(rng, case):
     S, Y, masks = _all_observed(rng, case)
     for obs in masks:
@@ -711,12 +688,6 @@ def test_logdet_estimate(rng):
         (S + GridDiag(below)).logdet_estimate()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "slq_logdet re-orthogonalises once (classical Gram–Schmidt): when the Krylov space is "
-    "nearly exhausted (steps close to k, the default steps=60 with k ≤ 60 cells) the new "
-    "vector keeps components along the old ones, T gets a spurious eigenvalue <= 0 and "
-    "LinAlgError('the Lanczos matrix is not positive definite') is raised: repeat the "
-    "projection (twice is enough) in _cell_iter.slq_logdet"))
 @pytest.mark.parametrize("steps", [59, 60])
 def test_logdet_estimate_with_as_many_steps_as_cells(rng, steps):
     dims = (12, 10)
@@ -742,7 +713,7 @@ def test_unsupported_sums(rng):
                  ((S + GridDiag(dvec)).restrict(obs), Dense(S, obs, dvec))):
         assert R.route == "dense"
         check_values(rng, R, D)
-        check_grads(rng, R, D, N=2, logdet=False)  # see test_dense_route_logdet_grads
+        check_grads(rng, R, D, N=2)
     big = SumOfKron([Kron(factor(rng, 71), np.eye(59)) for _ in range(3)])
     obs = np.ones((71, 59), dtype=bool)
     obs[3, 4] = False
@@ -830,9 +801,6 @@ def test_bad_input(rng):
         R.logdet_estimate(n_probes=1)
 
 
-@pytest.mark.xfail(strict=True, reason="CellOperator.logpdf subtracts a `mean` of the wrong length "
-                   "unchecked (a NumPy broadcasting error that names no argument): check it "
-                   "with self._rows(mean, 'mean')")
 def test_logpdf_mean_of_the_wrong_length(rng):
     R = make_parent(rng, "kron", DIMS[2]).restrict(random_mask(rng, DIMS[2], 0.1))
     n = R.shape[0]
