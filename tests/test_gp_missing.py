@@ -17,6 +17,7 @@ from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteK
 from sklearn.metrics import r2_score
 
 import kronkit._cell_ops as cell_ops
+import kronkit._gp_cells as gp_cells
 import kronkit._gp_predict as gp_predict
 from helpers import CHAIN_RTOL, ITER_RTOL, RTOL
 from kronkit import KroneckerGP, NotPositiveDefiniteError
@@ -86,13 +87,21 @@ def split_theta(kernels, theta):
             zip(kernels, np.split(theta[:-1], cuts), strict=True)]
 
 
+@pytest.fixture(params=["capacitance", "dense"])
+def route(request, monkeypatch):
+    """Each test on both exact routes: the capacitance identities and the dense observed block
+    (chosen by cost in use: dense beyond about a third of the cells missing)."""
+    monkeypatch.setattr(gp_cells, "dense_is_cheaper", lambda P, k: request.param == "dense")
+    return request.param
+
+
 # ---------------------------------------------------------------------------------------
 # log-marginal likelihood and gradient
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sizes", [(7, 5), (4, 3, 5)], ids=["d2", "d3"])
 @pytest.mark.parametrize("alpha_kind", ["zero", "scalar", "per-cell", "separable"])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
-def test_lml_and_gradient_match_sklearn_and_dense(rng, sizes, alpha_kind, fraction):
+def test_lml_and_gradient_match_sklearn_and_dense(rng, sizes, alpha_kind, fraction, route):
     axes, Y = grid_data(rng, sizes)
     obs = holes(rng, sizes, fraction)
     Yn = np.where(obs, Y, np.nan)
@@ -121,7 +130,7 @@ def test_lml_and_gradient_match_sklearn_and_dense(rng, sizes, alpha_kind, fracti
     assert_rel(gp.log_marginal_likelihood_value_, sk.log_marginal_likelihood_value_, RTOL)
 
 
-def test_general_kernels_and_ill_conditioned_axes_vs_dense(rng):
+def test_general_kernels_and_ill_conditioned_axes_vs_dense(rng, route):
     """A Matern on a 2-D axis, long length scales (kernel matrices of condition ~1e6 and
     beyond) and a small noise, 20% missing: value and gradient against the dense block."""
     ax0 = rng.uniform(0, 2, (6, 2))
@@ -204,7 +213,7 @@ def test_per_cell_alpha_on_a_complete_grid_vs_sklearn(rng):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sizes", [(7, 5), (4, 3, 5)], ids=["d2", "d3"])
 @pytest.mark.parametrize("alpha_kind", ["scalar", "per-cell", "separable"])
-def test_predict_fills_the_holes_like_sklearn(rng, sizes, alpha_kind):
+def test_predict_fills_the_holes_like_sklearn(rng, sizes, alpha_kind, route):
     axes, Y = grid_data(rng, sizes)
     Y = 3.0 * Y + 10.0
     obs = holes(rng, sizes, 0.25)
@@ -242,7 +251,7 @@ def test_predict_fills_the_holes_like_sklearn(rng, sizes, alpha_kind):
         assert_rel(mean.ravel(), sk_mean, RTOL)
 
 
-def test_predict_in_chunks_equals_one_block(rng, monkeypatch):
+def test_predict_in_chunks_equals_one_block(rng, monkeypatch, route):
     """A scratch budget of a few entries forces the chunked low-rank loops; same numbers."""
     sizes = (5, 4, 3)
     axes, Y = grid_data(rng, sizes)
@@ -261,7 +270,7 @@ def test_predict_in_chunks_equals_one_block(rng, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-15)
 
 
-def test_predict_empty_queries_sample_y_and_score(rng):
+def test_predict_empty_queries_sample_y_and_score(rng, route):
     sizes = (6, 5)
     axes, Y = grid_data(rng, sizes)
     obs = holes(rng, sizes, 0.3)
@@ -310,9 +319,10 @@ def test_bad_input_names_the_argument(rng):
     Yn = np.where(holes(rng, sizes, 0.3), Y, np.nan)
     Y0 = Yn.copy()
     bad_alpha = per_cell_alpha(rng, sizes)
-    big = np.full((130, 128), np.nan)  # more missing cells than the exact route takes
-    big[:, 0] = 1.0
-    big_axes = [np.arange(130.0), np.arange(128.0)]
+    big = np.full((200, 150), np.nan)  # too many missing cells for the capacitance route,
+    big.flat[:13500] = 1.0  # too many observed ones for the dense route
+    big_axes = [np.arange(200.0), np.arange(150.0)]
+    wide = [np.arange(130.0), np.arange(128.0)]
     cases = [
         (dict(alpha=np.where(np.eye(5, 4) > 0, np.nan, bad_alpha)), axes, Yn,
          "`alpha` contains NaN or Inf"),
@@ -324,9 +334,9 @@ def test_bad_input_names_the_argument(rng):
         (dict(alpha=bad_alpha.ravel()), axes, Yn, r"shape \(5, 4\)"),
         (dict(), axes, np.full(sizes, np.nan), "`Y` is NaN in all of its 20 cells"),
         (dict(), axes, np.where(np.isnan(Yn), np.nan, np.inf), "`Y` contains Inf"),
-        (dict(), big_axes, big, "`Y` has 16510 missing"),
-        (dict(alpha=np.random.default_rng(1).uniform(0, 1, big.shape)), big_axes,
-         np.zeros(big.shape), r"`alpha` .* differs from its best Kronecker-structured fit on "
+        (dict(), big_axes, big, "`Y` has 16500 missing .* and 13500 observed"),
+        (dict(alpha=np.random.default_rng(1).uniform(0, 1, (130, 128))), wide,
+         np.zeros((130, 128)), r"`alpha` .* differs from its best Kronecker-structured fit on "
          r"1663\d observed cells"),
     ]
     for params, ax, Yarg, match in cases:
@@ -337,7 +347,7 @@ def test_bad_input_names_the_argument(rng):
     assert np.array_equal(Yn, Y0, equal_nan=True)
 
 
-def test_singular_observed_covariance(rng):
+def test_singular_observed_covariance(rng, route):
     """Noise 0 (fixed) with repeated coordinates: the observed block is singular — an error
     naming noise and alpha at fit; the likelihood is -inf there, as scikit-learn's."""
     x = np.array([0.0, 0.5, 0.5, 1.0])
@@ -351,3 +361,14 @@ def test_singular_observed_covariance(rng):
     value, grad = gp.log_marginal_likelihood(np.r_[np.log([0.5, 0.5]), -800.0],
                                              eval_gradient=True)
     assert value == -np.inf and np.array_equal(grad, np.zeros(3))
+
+
+def test_route_choice_by_cost():
+    """Capacitance (≈ 1.5·P·k²) while few cells are missing, the dense block (≈ n³) beyond
+    about a third of the grid, and never a dense block above DENSE_MAX_OBS cells."""
+    from kronkit._gp_dense import DENSE_MAX_OBS, dense_is_cheaper
+
+    assert not dense_is_cheaper(5307, 531) and dense_is_cheaper(5307, 2654)
+    assert not dense_is_cheaper(5307, 0)
+    P = 4 * DENSE_MAX_OBS
+    assert not dense_is_cheaper(P, P - DENSE_MAX_OBS - 1) and dense_is_cheaper(P, P - 100)

@@ -31,7 +31,7 @@ import numpy as np
 from ._checks import as_float, check_dense_size, check_int
 from ._errors import ConvergenceWarning, NotPositiveDefiniteError
 from ._estimators.iteration import ProgressBar
-from ._gp_cells import CellPosterior, cell_lml, fill_alpha
+from ._gp_cells import cell_lml, explained_correction, fill_alpha
 from ._gp_checks import (
     check_alpha,
     check_axes,
@@ -40,13 +40,7 @@ from ._gp_checks import (
     check_noise,
     warn_at_bounds,
 )
-from ._gp_predict import (
-    grid_mean_var,
-    grid_points,
-    lowrank_explained,
-    rows_contract,
-    tensor_rows_cov,
-)
+from ._gp_predict import grid_mean_var, grid_points, rows_contract, tensor_rows_cov
 from ._kron import Kron
 from ._sum_kron import SumOfKron
 
@@ -375,7 +369,7 @@ class KroneckerGP(_BaseEstimator):
         return cell_lml(kernels, self.axes_, self._y_fill, self.observed_, noise, self._alpha,
                         eval_gradient, posterior)
 
-    def _final_posterior(self) -> _Posterior | CellPosterior:
+    def _final_posterior(self) -> Any:
         """The posterior at the fitted hyperparameters; an error if ``S`` is singular."""
         try:
             _, _, _, post = self._evaluate(self.kernels_, self.noise_, False, posterior=True)
@@ -520,8 +514,8 @@ class KroneckerGP(_BaseEstimator):
             for kern, x in zip(self.kernels_, new, strict=True):
                 prior_cov *= kern(x)
             explained_cov = tensor_rows_cov(post.inv_lam, A)
-            if isinstance(post, CellPosterior):
-                explained_cov -= lowrank_explained(post.form, A, False, cov=True)
+            if not isinstance(post, _Posterior):  # an incomplete grid
+                explained_cov -= explained_correction(post, A, False, cov=True)
             y_cov = (prior_cov - explained_cov) * self._y_std**2
             return y_mean, y_cov
         if not return_std:
@@ -530,8 +524,8 @@ class KroneckerGP(_BaseEstimator):
             explained = rows_contract(post.inv_lam[None], [a * a for a in A])[0]
             prior = np.prod([k.diag(x) for k, x in zip(self.kernels_, new, strict=True)],
                             axis=0).reshape(mean.shape)
-        if isinstance(post, CellPosterior):
-            explained = explained - lowrank_explained(post.form, A, grid is not None)
+        if not isinstance(post, _Posterior):  # an incomplete grid
+            explained = explained - explained_correction(post, A, grid is not None)
         var = prior - explained
         if np.any(var < 0):
             warnings.warn("Predicted variances smaller than 0. Setting those variances to 0.",

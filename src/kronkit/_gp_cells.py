@@ -18,7 +18,9 @@ The posterior keeps the capacitance form: ``x̂ = S_OO⁻¹y_O`` embedded on the
 missing cells) has eigen coordinates ``Z̃`` (:meth:`~kronkit._cells.CellForm.whiten`), so the
 mean at new points is ``k_*ᵀx̂`` exactly as on a complete grid, and the variance gains the
 low-rank term of the embedded ``S_OO⁻¹ = S̄⁻¹ − Z C diag(c) Cᵀ Zᵀ``
-(:func:`kronkit._gp_predict.lowrank_explained`).
+(:func:`kronkit._gp_predict.lowrank_explained`). When the dense observed block is cheaper
+(many missing cells), :mod:`kronkit._gp_dense` computes the same quantities from its Cholesky
+factor.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ import numpy as np
 from ._cell_ops import LOGDET_MAX_CELLS, CellOperator, KronPlusDiag
 from ._cells import CellForm
 from ._errors import NotPositiveDefiniteError, SingularFactorError
+from ._gp_dense import DensePosterior, dense_explained, dense_is_cheaper, dense_lml
+from ._gp_predict import lowrank_explained
 from ._kron import Kron
 
-__all__ = ["CellPosterior", "cell_lml", "cell_operator", "fill_alpha"]
+__all__ = ["CellPosterior", "cell_lml", "cell_operator", "explained_correction", "fill_alpha"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -73,18 +77,25 @@ def cell_operator(Ks: Sequence[np.ndarray], s: float, alpha: float | np.ndarray,
 
 def cell_lml(kernels: Sequence[Any], axes: Sequence[np.ndarray], y: np.ndarray,
              observed: np.ndarray, s: float, alpha: float | np.ndarray, eval_gradient: bool,
-             posterior: bool = False) -> tuple[float, np.ndarray, Any, CellPosterior | None]:
+             posterior: bool = False
+             ) -> tuple[float, np.ndarray, Any, CellPosterior | DensePosterior | None]:
     """``(LML, ∂LML/∂θ_kernels, ∂LML/∂s, posterior or None)`` of the observed cells of ``y``
-    (grid, any value on the missing cells) under ``⊗k_k(X_k) + diag(s + alpha)``;
+    (grid, any value on the missing cells) under ``⊗k_k(X_k) + diag(s + alpha)``, by the
+    capacitance route or, when cheaper, the dense observed block (:mod:`._gp_dense`);
     ``NotPositiveDefiniteError`` where the observed covariance is not positive definite."""
     if eval_gradient:
         pairs = [kern(X, eval_gradient=True) for kern, X in zip(kernels, axes, strict=True)]
         Ks, dKs = [K for K, _ in pairs], [dK for _, dK in pairs]
     else:
         Ks, dKs = [kern(X) for kern, X in zip(kernels, axes, strict=True)], []
+    n_missing = int(observed.size - np.count_nonzero(observed))
+    if dense_is_cheaper(observed.size, n_missing):
+        d_obs = np.broadcast_to(np.asarray(s + alpha, dtype=np.float64), observed.shape)
+        return dense_lml(Ks, dKs, d_obs[observed], observed, y[observed], eval_gradient,
+                         posterior)
     op = cell_operator(Ks, s, alpha, observed)
     if op.n_cells > LOGDET_MAX_CELLS:
-        n_alpha = op.n_cells - int(observed.size - np.count_nonzero(observed))
+        n_alpha = op.n_cells - n_missing
         raise ValueError(
             f"`alpha` (plus the noise) differs from its best Kronecker-structured fit on "
             f"{n_alpha} observed cells: with the missing ones, more than the "
@@ -113,3 +124,13 @@ def cell_lml(kernels: Sequence[Any], axes: Sequence[np.ndarray], y: np.ndarray,
     x = 0.5 * two_x[0]
     d_s = 0.5 * (float(np.dot(x, x)) - trace)
     return value, np.concatenate(grads), d_s, post
+
+
+def explained_correction(post: CellPosterior | DensePosterior, A: Sequence[np.ndarray],
+                         grid: bool, cov: bool = False) -> np.ndarray:
+    """What to subtract from the eigen-form part ``Σ (Π a_k)²/λ`` of the explained variance
+    (covariance with ``cov``) at the query points: the low-rank term that the missing cells
+    give back (capacitance route), or minus ``‖L⁻¹k_{*O}‖²`` (dense route, no eigen part)."""
+    if isinstance(post, DensePosterior):
+        return -dense_explained(post, A, grid, cov)
+    return lowrank_explained(post.form, A, grid, cov)

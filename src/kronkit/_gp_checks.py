@@ -13,6 +13,7 @@ import numpy as np
 from ._cell_ops import LOGDET_MAX_CELLS
 from ._checks import as_float, check_finite, check_scalar
 from ._errors import ConvergenceWarning
+from ._gp_dense import DENSE_MAX_OBS
 
 __all__ = ["check_alpha", "check_axes", "check_grid_values", "check_kernels", "check_noise",
            "warn_at_bounds"]
@@ -53,11 +54,13 @@ def check_grid_values(Y: Any, dims: tuple[int, ...]) -> tuple[np.ndarray, np.nda
         raise ValueError(f"`Y` is NaN in all of its {arr.size} cells: nothing is observed "
                          "(NaN marks a missing cell)")
     n_missing = int(missing.sum())
-    if n_missing > LOGDET_MAX_CELLS:
+    n_obs = arr.size - n_missing
+    if n_missing > LOGDET_MAX_CELLS and n_obs > DENSE_MAX_OBS:
         raise ValueError(
-            f"`Y` has {n_missing} missing (NaN) cells: the exact log-marginal likelihood needs "
-            f"the k×k capacitance matrix of the missing cells, up to k = {LOGDET_MAX_CELLS}; "
-            "fit a subgrid that holds the observed cells more densely")
+            f"`Y` has {n_missing} missing (NaN) cells and {n_obs} observed ones: the exact "
+            f"log-marginal likelihood needs the k×k capacitance matrix of the missing cells (up "
+            f"to k = {LOGDET_MAX_CELLS}) or the dense n×n block of the observed ones (up to "
+            f"n = {DENSE_MAX_OBS}); fit a subgrid that holds the observed cells more densely")
     if np.isinf(arr).any():
         raise ValueError(f"`Y` contains Inf in {int(np.isinf(arr).sum())} cells (NaN marks a "
                          "missing cell; Inf is not a value)")
