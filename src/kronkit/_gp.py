@@ -114,10 +114,10 @@ class KroneckerGP(_BaseEstimator):
     order — at O(Σ n_k³ + P·Σ n_k) per likelihood-and-gradient evaluation instead of O(P³),
     ``P = Π n_k``. NaN cells of ``Y`` are missing: the model is then that of the observed
     cells alone (scikit-learn on the observed points), exact at
-    O(Σ n_k³ + P·k·(k + Σ n_k)) for ``k`` missing cells. The conventions are scikit-learn's:
-    hyperparameters ``theta`` in log space with bounds, the optimizer, restarts drawn from the
-    bounds with ``random_state``, ``normalize_y``, ``alpha``, ``log_marginal_likelihood``,
-    ``predict``, ``sample_y``.
+    O(Σ n_k³ + P·k·(k + Σ n_k)) for ``k`` missing cells (see Notes for many). The conventions
+    are scikit-learn's: hyperparameters ``theta`` in log space with bounds, the optimizer,
+    restarts drawn from the bounds with ``random_state``, ``normalize_y``, ``alpha``,
+    ``log_marginal_likelihood``, ``predict``, ``sample_y``.
 
     Parameters
     ----------
@@ -175,9 +175,10 @@ class KroneckerGP(_BaseEstimator):
     ``GaussianProcessRegressor(kernel, alpha=noise + alpha)`` on
     ``X = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)`` and ``Y.ravel()``
     restricted to the observed cells (``alpha`` too, when an array), with ``kernel`` the
-    product of the axis kernels each acting on its own columns. More missing cells than
-    :data:`kronkit._cell_ops.LOGDET_MAX_CELLS` (16 384) is an error: the exact log-determinant
-    needs the k×k capacitance matrix.
+    product of the axis kernels each acting on its own columns. Beyond about a third of the
+    grid missing, the dense Cholesky factor of the observed block is the cheaper exact route
+    and is used (up to 12 000 observed cells); more than 16 384 missing cells and more than
+    12 000 observed ones is an error (neither exact route fits).
 
     Examples
     --------
