@@ -497,7 +497,7 @@ def test_kron_plus_diag_matches_dense(rng, parent, d, kind):
     check_grads(rng, KD, D, N=2)
 
 
-@pytest.mark.parametrize("kind", ["separable", "below", "arbitrary"])
+@pytest.mark.parametrize("kind", ["separable", "below", "zeros", "arbitrary"])
 @pytest.mark.parametrize("parent", ["kron", "a", "c"])
 def test_kron_plus_diag_restrict(rng, parent, kind):
     for dims in DIMS.values():
@@ -507,6 +507,8 @@ def test_kron_plus_diag_restrict(rng, parent, kind):
         KD = S + GridDiag(dvec)
         R = KD.restrict(obs)
         assert isinstance(R, Restricted) and R.parent is KD and R.terms == KD.terms
+        if kind == "zeros" and parent == "kron":  # the fit is 0: k = missing + observed non-zeros
+            assert R.n_cells == np.count_nonzero(~obs) + np.count_nonzero((dvec != 0) & obs)
         D = Dense(S, obs, dvec)
         check_values(rng, R, D)
         check_grads(rng, R, D, N=2)
@@ -686,6 +688,14 @@ def test_logdet_estimate(rng):
     below, _ = diagonal(rng, "below", dims)
     with pytest.raises(ValueError, match="at least its Kronecker fit"):
         (S + GridDiag(below)).logdet_estimate()
+    above = np.full(dims, 0.2)  # per-cell noise above the fit on 40 cells, 30 of them observed
+    above.flat[rng.choice(above.size, 40, replace=False)] = rng.uniform(0.5, 3.0, 40)
+    R = KronPlusDiag(S, above, route="cg").restrict(obs)  # the route is the KronPlusDiag's
+    exact = np.linalg.slogdet(Dense(S, obs, above).M)[1]
+    close(R.logdet(), exact)
+    for seed in range(3):
+        est = R.logdet_estimate(n_probes=32, random_state=seed)
+        assert abs(est.value - exact) < 4 * est.stderr, (est, exact)
 
 
 @pytest.mark.parametrize("steps", [59, 60])
@@ -723,9 +733,10 @@ def test_unsupported_sums(rng):
         (big + GridDiag(np.ones((71, 59)))).solve(np.ones(71 * 59))
 
 
-def test_shared_operator_under_threads(rng):
+@pytest.mark.parametrize("route", ["auto", "cg"])
+def test_shared_operator_under_threads(rng, route):
     """One fresh operator (nothing built yet) shared by 8 threads: the serial answers, bit for
-    bit (the threads race to build the capacitance form)."""
+    bit (the threads race to build the capacitance form; on the CG route, lazily, for log det)."""
     from concurrent.futures import ThreadPoolExecutor
 
     dims = DIMS[3]
@@ -741,7 +752,7 @@ def test_shared_operator_under_threads(rng):
         return (R.solve(y), R.inv_quad(y), R.logdet(), g.value, g.factors, g.y, G, tr)
 
     def make():
-        return (S + GridDiag(dvec)).restrict(obs)
+        return KronPlusDiag(S, dvec, route=route).restrict(obs)
 
     serial = [call(make(), y) for y in Y]
     R = make()
