@@ -43,6 +43,7 @@ from kronkit import (
     inv_quad_grad,
     log_quad,
     log_quad_grad,
+    log_quad_hvp,
     logdet_grad,
 )
 from sum_forms import FORMS, sum_forms
@@ -810,6 +811,13 @@ def test_bad_input(rng):
         Kron(factor(rng, 4), np.ones((3, 2))).restrict(np.ones((4, 3), dtype=bool))
     with pytest.raises(ValueError, match="`n_probes`"):
         R.logdet_estimate(n_probes=1)
+    with pytest.raises(TypeError, match="log_quad_hvp takes a Kron or a SumOfKron"):
+        log_quad_hvp(R, np.ones(n), (None, None))
+    indefinite = Kron(factor(rng, dims[0], "indefinite"), factor(rng, dims[1]))
+    for f in (lambda: indefinite.restrict(obs).logdet(),
+              lambda: log_quad_grad(indefinite.restrict(obs), np.ones(n))):
+        with pytest.raises(NotPositiveDefiniteError):
+            f()
 
 
 def test_logpdf_mean_of_the_wrong_length(rng):
@@ -817,6 +825,31 @@ def test_logpdf_mean_of_the_wrong_length(rng):
     n = R.shape[0]
     with pytest.raises(ValueError, match="`mean`"):
         R.logpdf(np.ones(n), np.ones(n + 1))
+
+
+@pytest.mark.parametrize("parent", ["kron", "a"])
+def test_dask_observations(rng, parent):
+    """A dask batch (chunks along N, one of them empty) gives the NumPy batch's answers."""
+    da = pytest.importorskip("dask.array")
+    dims = DIMS[2]
+    S = make_parent(rng, parent, dims)
+    dvec, _ = diagonal(rng, "separable", dims)
+    obs = random_mask(rng, dims, 0.2)
+    for R in (S.restrict(obs), (S + GridDiag(dvec)).restrict(obs)):
+        n = R.shape[0]
+        Y = rng.standard_normal((10, n))
+        mu = rng.standard_normal(n)
+        Yd = da.concatenate([da.from_array(Y[:3], chunks=(3, n)), da.zeros((0, n), chunks=(0, n)),
+                             da.from_array(Y[3:], chunks=(4, n))])
+        close(log_quad(R, Yd, mu, 0.5).compute(), log_quad(R, Y, mu, 0.5))
+        for reduce in ("sum", "mean"):
+            g, want = log_quad_grad(R, Yd, mu, 0.5, reduce=reduce), log_quad_grad(R, Y, mu, 0.5,
+                                                                               reduce=reduce)
+            close(g.value, want.value)
+            close_grads(nested(R, g.factors), nested(R, want.factors), RTOL, "dask")
+            close(g.y.compute(), want.y)
+            close(g.mu, want.mu)
+            close(g.alpha, want.alpha)
 
 
 @pytest.mark.xfail(strict=True, reason=(
