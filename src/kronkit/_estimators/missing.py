@@ -334,9 +334,8 @@ class MissingEM:
             return MissingState(M, A, B, fA, fB, math.inf, cond, ll)
         if self.nu_fixed is not None:
             nu = self.nu_fixed
-        elif step_nu:
+        elif step_nu or nu is None:
             nu = df_step(delta, ld, n_obs, self.df_bounds, nu)
-        assert nu is not None
         return MissingState(M, A, B, fA, fB, nu, cond, t_loglik(nu, delta, ld, n_obs))
 
     def weights(self, s: MissingState) -> np.ndarray:
