@@ -136,6 +136,16 @@ class CellOperator:
         self._lock = threading.Lock()
         self._state: dict[str, Any] | None = None
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_lock"] = None  # a lock cannot be pickled; the cache is rebuilt on demand
+        state["_state"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- shape and structure ----------------------------------------------------------------
     @property
     def parent(self) -> Any:
