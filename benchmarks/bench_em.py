@@ -72,6 +72,7 @@ class Objective:
         self.ia, self.ib = np.tril_indices(self.p), np.tril_indices(self.q)
         self.n_seen = int(self.obs.sum())
         self.evals = 0
+        self.trace: list[tuple[float, float]] = []  # (time, ℓ) of every evaluation
 
     def unpack(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         LA = np.zeros((self.p, self.p))
@@ -103,6 +104,7 @@ class Objective:
         GB = -0.5 * (self.N * self.p * Bi - Bi @ SB @ Bi)
         gLA, gLB = 2.0 * (0.5 * (GA + GA.T)) @ LA, 2.0 * (0.5 * (GB + GB.T)) @ LB
         grad = np.concatenate([gLA[self.ia][1:], gLB[self.ib]])
+        self.trace.append((time.perf_counter(), ll))
         return -ll, -grad
 
 
@@ -185,6 +187,9 @@ def run(args: argparse.Namespace) -> None:
                       options={"maxiter": 20000, "maxfun": 40000, "ftol": 1e-15,
                                "gtol": 1e-8 * N, "maxcor": 20})
     t_opt = time.perf_counter() - t0
+    # the optimiser's time to the EM's log-likelihood (as both compute it: same E-step code)
+    hit = [t for t, ll in obj.trace if ll >= fit.loglik]
+    t_match = hit[0] - t0 if hit else None
     LA, LB = obj.unpack(res.x)
     A_opt, B_opt = LA @ LA.T, LB @ LB.T
 
@@ -207,12 +212,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"L-BFGS-B: {res.message}")
     print(f"(ℓ_EM − ℓ_opt)/|ℓ_opt| = {rel_ll:.2e}  (must be > −1e-6)")
     print(f"‖K_EM − K_opt‖_F/‖K_opt‖_F = {np.linalg.norm(K_em - K_opt) / np.linalg.norm(K_opt):.2e}")
-    print(f"time ratio optimiser / EM = {fmt_ratio(t_opt / t_em)}")
+    print(f"time ratio optimiser / EM = {fmt_ratio(t_opt / t_em)} to convergence; "
+          + (f"{fmt_ratio(t_match / t_em)} to the EM's ℓ ({fmt_time(t_match)})"
+             if t_match is not None else "the optimiser never reached the EM's ℓ"))
     print(f"one dense evaluation of ℓ (Cholesky of each Σ_OO, no gradient): {fmt_time(t_dense)}"
           f" — {obj.evals} of them would take {fmt_time(t_dense * obj.evals)}")
     if md is not None:
         md.append(f"\n(ℓ_EM − ℓ_opt)/|ℓ_opt| = {rel_ll:.2e}; time ratio optimiser/EM = "
-                  f"{t_opt / t_em:.1f}×; one dense ℓ evaluation {fmt_time(t_dense)}")
+                  f"{t_opt / t_em:.1f}× (to the EM's ℓ: "
+                  + (f"{t_match / t_em:.1f}×" if t_match is not None else "never") + "); "
+                  f"one dense ℓ evaluation {fmt_time(t_dense)}")
         print("\n".join(md))
     ok = rel_ll > -1e-6
     print("verdict:", "EM at least as good as the optimiser (within 1e-6)" if ok else "FAILED")
