@@ -177,8 +177,8 @@ class KroneckerGP(_BaseEstimator):
     restricted to the observed cells (``alpha`` too, when an array), with ``kernel`` the
     product of the axis kernels each acting on its own columns. Beyond about a third of the
     grid missing, the dense Cholesky factor of the observed block is the cheaper exact route
-    and is used (up to 12 000 observed cells); more than 16 384 missing cells and more than
-    12 000 observed ones is an error (neither exact route fits).
+    and is used (up to 8 000 observed cells); more than 16 384 missing cells and more than
+    8 000 observed ones is an error (neither exact route fits).
 
     Examples
     --------
