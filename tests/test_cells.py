@@ -852,11 +852,6 @@ def test_dask_observations(rng, parent):
             close(g.alpha, want.alpha)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CellOperator holds a threading.Lock, so Restricted / KronPlusDiag cannot be pickled or "
-    "deep-copied (TypeError: cannot pickle '_thread.lock'), unlike Kron and SumOfKron: add "
-    "__getstate__ (drop _lock and the cached _state) and __setstate__ (a fresh lock, _state "
-    "None), as SumOfKron does"))
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 def test_pickle_and_deepcopy(rng, how):
     import copy
