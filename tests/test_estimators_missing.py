@@ -352,9 +352,26 @@ def test_estimator_fits_missing_entries_like_the_function(rng, model):
     np.testing.assert_array_equal(est.loglik_history_, fit.loglik_history)
     assert est.loglik_ == fit.loglik and est.df_ == fit.df
     assert est.get_tags().input_tags.allow_nan if hasattr(est, "get_tags") else True
-    with pytest.raises(ValueError, match=r"missing entr.*SeparableCovariance's scoring"):
-        est.score(X)
     assert np.isfinite(est.score(np.nan_to_num(X)))
+
+
+@pytest.mark.parametrize("model", ["normal", "t"])
+def test_estimator_scores_incomplete_observations_by_their_observed_entries(rng, model):
+    A, B = factors(rng, (3, 4))
+    X = hide(rng, simulate(rng, 60, A, B, mean=1.0), 0.2)
+    est = SeparableCovariance(distribution=model).fit(X)
+    Y = hide(rng, simulate(rng, 7, A, B, mean=1.0), 0.3)
+    Y[0] = np.nan  # nothing observed: log-density 0, distance 0
+    Y[1] = simulate(rng, 1, A, B)[0]  # complete
+    S = dense_kron(est.row_covariance_, est.column_covariance_)
+    want = [dense_observed_loglik(y[None], est.location_, est.row_covariance_,
+                                  est.column_covariance_, df=est.df_) for y in Y]
+    np.testing.assert_allclose(est.score_samples(Y), want, rtol=RTOL, atol=RTOL)
+    np.testing.assert_allclose(est.score_samples(Y)[1], est.score_samples(Y[1:2])[0],
+                               rtol=RTOL)
+    np.testing.assert_allclose(est.score(Y), np.mean(want), rtol=RTOL)
+    np.testing.assert_allclose(est.mahalanobis(Y.reshape(7, 12)),
+                               _dense_delta(Y, est.location_, S), rtol=RTOL, atol=RTOL)
 
 
 def test_not_converged_warns(rng):
@@ -431,6 +448,9 @@ def test_separability_test_and_kronecker_pca_refuse_missing_entries(rng):
             call()
         msg = str(info.value)
         assert who in msg and "SeparableCovariance" in msg and "impute" in msg
+    kp = KroneckerPCA().fit(np.nan_to_num(X))
+    with pytest.raises(ValueError, match=r"missing entries \(NaN\), but KroneckerPCA's scoring"):
+        kp.score(X)
     Y = X.copy()
     Y[np.isnan(Y)] = np.inf
     with pytest.raises(ValueError, match="`X` contains NaN or Inf"):

@@ -49,7 +49,8 @@ from .student_t import df_step, t_loglik
 
 __all__ = ["SQUAREM_MISSING_FRACTION", "Conditional", "MissingEM", "MissingPatterns",
            "MissingState", "PatternGroup", "check_identifiable", "check_not_constant_observed",
-           "conditional_step", "drop_empty", "observed_scales", "refuse_missing"]
+           "conditional_step", "drop_empty", "observed_logpdf", "observed_scales",
+           "refuse_missing"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,6 +281,24 @@ def conditional_step(E0: np.ndarray, fA: IterateFactor, fB: IterateFactor,
     H = np.matmul(np.matmul(inv_lower(fA), Ehat.reshape(N, p, q)), inv_lower(fB).T)
     delta = np.einsum("nab,nab->n", H, H)
     return Conditional(Ehat.reshape(N, p, q), delta, ld, Cs)
+
+
+def observed_logpdf(X: np.ndarray, M: np.ndarray, A: np.ndarray, B: np.ndarray,
+                    nu: float) -> tuple[np.ndarray, np.ndarray]:
+    """``log f(x_{i,O_i})`` and ``δ_i = x_Oᵀ Σ_OO⁻¹ x_O`` (both (n,)) of observations ``X``
+    (n, p, q) with NaN at missing cells, under location ``M`` and scale ``A⊗B``: normal
+    (``nu = inf``) or the vec-form t with ``ν = nu`` on the observed entries. An observation
+    with nothing observed has log-density 0 and ``δ = 0``. Cost as one E-step."""
+    from .._special import t_log_kernel, t_log_normalizer
+
+    n, p, q = X.shape
+    obs = ~np.isnan(X)
+    pat = MissingPatterns(~obs.reshape(n, -1), p, q)
+    cond = conditional_step(np.where(obs, X - M, 0.0), factor_iterate(A, 0, 0),
+                            factor_iterate(B, 1, 0), pat)
+    P = pat.n_obs.astype(np.float64)
+    lp = t_log_normalizer(nu, P) - 0.5 * cond.ld + t_log_kernel(nu, P, cond.delta)
+    return np.asarray(lp, dtype=np.float64).reshape(n), cond.delta
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from .._kron import Kron
 from .._samples import as_dask_samples, sample_shape
 from .._sum_kron import SumOfKron
 from .kpca import KroneckerPCAResult, kronecker_pca
-from .missing import refuse_missing
+from .missing import observed_logpdf, refuse_missing
 from .separable import DEFAULT_MAX_ITER, DEFAULT_TOL, separable_mle
 
 try:  # scikit-learn is optional for kronkit as a whole, required for these classes
@@ -372,10 +372,27 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
 
         ``X`` of shape (n, p, q) or (n, P). Normal: ``−½(P log 2π + log det(A⊗B) + δ)``; t:
         the vec-form t log-density (see :class:`kronkit.KronT`). Cost O(n·P·(p+q)). A dask
-        ``X`` gives a lazy dask array (n,).
+        ``X`` gives a lazy dask array (n,). NaN entries of an in-memory ``X`` are missing
+        cells: the log-density of the observed entries ``x_{i,O}`` under the observed block
+        of the fitted model (0 for an observation with nothing observed), from the same
+        complementary-block identities as the fit.
         """
-        X3 = self._samples(X, None, reset=False)
+        X3 = self._samples(X, None, reset=False, nan="allow")
+        if self._incomplete(X3):
+            return self._observed(X3)[0]
         return self._distribution().logpdf(X3.reshape(X3.shape[0], -1))
+
+    @staticmethod
+    def _incomplete(X3: Any) -> bool:
+        """Whether in-memory observations hold NaN (missing entries)."""
+        return not is_dask_array(X3) and bool(np.isnan(X3).any())
+
+    def _observed(self, X3: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Observed-data log-densities and squared distances of observations with NaN."""
+        return observed_logpdf(X3, np.asarray(self.location_, dtype=np.float64),
+                               np.asarray(self.row_covariance_, dtype=np.float64),
+                               np.asarray(self.column_covariance_, dtype=np.float64),
+                               float(self.df_))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Same as :meth:`logpdf` (the scikit-learn name)."""
@@ -390,9 +407,12 @@ class SeparableCovariance(_MatrixSamplesMixin, _BaseEstimator):
 
         Squared, like ``sklearn.covariance.EmpiricalCovariance.mahalanobis`` and every
         ``mahalanobis`` in kronkit (:meth:`kronkit.KronNormal.mahalanobis`); measured against
-        ``covariance_`` (the scale matrix for the t model). Cost O(n·P·(p+q)).
+        ``covariance_`` (the scale matrix for the t model). Cost O(n·P·(p+q)). With NaN
+        entries (missing cells): ``x_Oᵀ (A⊗B)_OO⁻¹ x_O`` over the observed entries.
         """
-        X3 = self._samples(X, None, reset=False)
+        X3 = self._samples(X, None, reset=False, nan="allow")
+        if self._incomplete(X3):
+            return self._observed(X3)[1]
         d = self._distribution().mahalanobis(X3.reshape(X3.shape[0], -1))
         return d if is_dask_array(d) else np.asarray(d)
 
