@@ -17,8 +17,8 @@ The complementary-block identities make every quantity cheap for a Kronecker ``�
   factors).
 
 E-step: those, per distinct missing pattern (``Λ_MM`` and its Cholesky factor are shared by
-the observations with the same pattern; the patterns are batched, padded to the largest
-``k``). M-step: the flip-flop sweep on the completed statistics,
+the observations with the same pattern; patterns with the same ``k`` are batched, nothing
+padded). M-step: the flip-flop sweep on the completed statistics,
 ``E[E_i B⁻¹ E_iᵀ] = Ê_i B⁻¹ Ê_iᵀ + Σ_{m,m'∈M_i} C_i[m, m'] B⁻¹[b_m, b_m'] e_{a_m} e_{a_m'}ᵀ``
 and the same for the column factor with ``A⁻¹``. For the t model (ECME) the observation's
 weight is ``w_i = (ν + |O_i|)/(ν + δ_i)`` with the observed ``δ_i``, the completed residuals
