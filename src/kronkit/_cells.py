@@ -158,7 +158,9 @@ class CellForm:
                     f"{n_neg} (one per negative correction δ) are allowed")
             logdet_h = float(np.sum(np.log(np.abs(e))))
             self.C, self.c = Q, 1.0 / e
-            cond_ok = float(np.min(np.abs(e))) > k * np.finfo(float).eps * float(np.max(np.abs(e)))
+            # relative to the largest term that cancels in H = Δ̃⁻¹ + (S̄⁻¹)_UU, not just to |e|
+            size = max(float(np.max(np.abs(e))), float(np.max(np.abs(self.inv_delta))))
+            cond_ok = float(np.min(np.abs(e))) > k * np.finfo(float).eps * size
         if not cond_ok:
             raise SingularFactorError(
                 f"the capacitance matrix of the {k} missing or corrected cells is singular to "
