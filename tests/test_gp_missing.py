@@ -4,7 +4,9 @@ np.kron (log-marginal likelihood, gradient, predictions at the hidden cells and 
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 
 import numpy as np
 import pytest
@@ -290,6 +292,10 @@ def test_predict_empty_queries_sample_y_and_score(rng, route):
     pred = gp.predict(axes)
     assert gp.score(axes, Yn) == pytest.approx(r2_score(Y[obs], pred[obs]), rel=1e-15)
     assert gp.score(axes, Y) == pytest.approx(r2_score(Y.ravel(), pred.ravel()), rel=1e-15)
+    # a fitted model pickles and deep-copies with its posterior (no lock, no operator kept)
+    for copied in (pickle.loads(pickle.dumps(gp)), copy.deepcopy(gp)):
+        assert np.array_equal(copied.predict(axes, return_std=True),
+                              gp.predict(axes, return_std=True))
     with pytest.raises(ValueError, match="`Y` is NaN everywhere"):
         gp.score(axes, np.full(sizes, np.nan))
     with pytest.raises(ValueError, match="`Y` contains Inf"):
