@@ -297,35 +297,30 @@ class EigenForm:
                   terms: Sequence[int]) -> list[list[np.ndarray]]:
         r"""``Σ_i c_i Z̃_i(k) diag(⊗_{j≠k} h_tj) Z̃_i(k)ᵀ`` for the terms ``t`` in ``terms`` and
         every axis ``k``, in the eigenbasis (rows ``Zl`` (N, P)): :meth:`quad_grads` without
-        the mode products, one symmetric rank-k update per row (no batch-sized transposes);
-        :meth:`sandwich` maps a sum of them to ``∂/∂F_tk``."""
+        the mode products. Weights of either sign (kernels' tiny negative eigenvalues, signed
+        ``c``) are symmetric rank updates with ``|w|`` minus twice the few negative ones; the
+        last axis in one update over the batch, the others one per row (views, no transposes
+        of the batch); :meth:`sandwich` maps a sum of them to ``∂/∂F_tk``."""
         d, N = len(self.dims), Zl.shape[0]
-        weights = []
-        for t in terms:
-            row = []
+        out = [[np.zeros((n, n)) for n in self.dims] for _ in terms]
+        rc, sc = np.sqrt(np.abs(c)), np.sign(c)
+        for acc, t in zip(out, terms, strict=True):
             for k in range(d):
-                w = np.ones([1] * (d + 1))
+                w = np.ones(())  # ⊗_{j≠k} h_tj over the other axes, in order
                 for j in range(d):
                     if j != k:
-                        shape = [1] * (d + 1)
-                        shape[j + 1] = self.dims[j]
-                        w = w * self.h[t][j].reshape(shape)
-                row.append(w)
-            weights.append(row)
-        out = [[np.zeros((n, n)) for n in self.dims] for _ in terms]
-        roots = [[np.sqrt(w) if np.all(w >= 0) else None for w in row] for row in weights]
-        batch = bool(np.all(c >= 0))
-        for acc, row, root in zip(out, weights, roots, strict=True):
-            for k in range(d):
-                last = root[k] if k == d - 1 and batch else None
-                if last is not None:  # one symmetric rank update over the whole batch
-                    X = Zl.reshape(N, *self.dims) * (last * np.sqrt(c).reshape(N, *[1] * d))
-                    X2 = X.reshape(-1, self.dims[k])
-                    acc[k] += X2.T @ X2
+                        w = np.multiply.outer(w, self.h[t][j])
+                w = w.reshape(-1)
+                rw, sw = np.sqrt(np.abs(w)), np.sign(w)
+                if k == d - 1:  # rows of Zl.reshape(N·rest, n_k): one update for the batch
+                    A = Zl.reshape(-1, self.dims[k])
+                    acc[k] += _signed_gram(A, np.outer(rc, rw).reshape(-1),
+                                           np.outer(sc, sw).reshape(-1), rows=True)
                     continue
                 for i in range(N):
-                    acc[k] += _row_gram(Zl[i].reshape(self.dims), row[k][0], root[k],
-                                        float(c[i]), k)
+                    A = (Zl[i].reshape(self.dims[0], -1) if k == 0
+                         else unfold(Zl[i].reshape(1, *self.dims), k, d))
+                    acc[k] += _signed_gram(A, rc[i] * rw, sc[i] * sw, rows=False)
         return out
 
     def sandwich(self, k: int, G: np.ndarray) -> np.ndarray:
@@ -370,22 +365,20 @@ def _weighted_gram(B: np.ndarray, w: np.ndarray, k: int, d: int, per_obs: bool) 
     return unfold(B * w, k, d) @ unfold(B, k, d).T
 
 
-def _row_gram(T: np.ndarray, w: np.ndarray, root: np.ndarray | None, c: float,
-              k: int) -> np.ndarray:
-    """``c · T_(k) diag(w) T_(k)ᵀ`` for one tensor ``T`` (``w`` broadcasts, size 1 at mode
-    ``k``): a symmetric rank update on a view of ``T`` for the first and last modes."""
-    d = T.ndim
-    if root is not None and c >= 0:
-        X = T * (root * math.sqrt(c))
-        if k == d - 1:
-            X2 = X.reshape(-1, T.shape[k])
-            return X2.T @ X2
-        X2 = X.reshape(T.shape[0], -1) if k == 0 else unfold(X[None], k, d)
-        return X2 @ X2.T
-    Xw = T * (w * c)
-    if k == d - 1:
-        return Xw.reshape(-1, T.shape[k]).T @ T.reshape(-1, T.shape[k])
-    return unfold(Xw[None], k, d) @ unfold(T[None], k, d).T
+def _signed_gram(A: np.ndarray, root: np.ndarray, sign: np.ndarray, rows: bool) -> np.ndarray:
+    """``Σ_m sign_m root_m² a_m a_mᵀ`` over the columns (``rows=False``) or rows of ``A``: one
+    symmetric rank update with ``|w|``, minus twice the update of the negative ones (those
+    above rounding)."""
+    X = A * (root[:, None] if rows else root[None, :])
+    G = X.T @ X if rows else X @ X.T
+    # negative weights below 64 ulps of the largest (a kernel's rounding-level eigenvalues)
+    # change G by less than the rounding of the update itself: no correction for them
+    w2 = root * root
+    neg = np.flatnonzero((sign < 0) & (w2 > 64 * np.finfo(np.float64).eps * float(np.max(w2))))
+    if neg.size:
+        Xn = X[neg] if rows else X[:, neg]
+        G -= 2.0 * (Xn.T @ Xn if rows else Xn @ Xn.T)
+    return G
 
 
 def build_eigen_form(kinds: Sequence[Sequence[FactorKind]],
