@@ -317,6 +317,11 @@ class EigenForm:
                     acc[k] += _signed_gram(A, np.outer(rc, rw).reshape(-1),
                                            np.outer(sc, sw).reshape(-1), rows=True)
                     continue
+                if Zl[0].size <= _ROW_GRAM_MIN:  # small grids: one update on a transposed copy
+                    A = unfold(Zl.reshape(N, *self.dims), k, d)  # (n_k, N·rest)
+                    acc[k] += _signed_gram(A, np.outer(rc, rw).reshape(-1),
+                                           np.outer(sc, sw).reshape(-1), rows=False)
+                    continue
                 for i in range(N):
                     A = (Zl[i].reshape(self.dims[0], -1) if k == 0
                          else unfold(Zl[i].reshape(1, *self.dims), k, d))
@@ -363,6 +368,11 @@ def _weighted_gram(B: np.ndarray, w: np.ndarray, k: int, d: int, per_obs: bool) 
         X = unfold(B * np.sqrt(w), k, d)
         return X @ X.T
     return unfold(B * w, k, d) @ unfold(B, k, d).T
+
+
+#: Grids up to this size take the batched Gram through a transposed copy (a row at a time is
+#: call overhead there); larger ones a symmetric update per row on views.
+_ROW_GRAM_MIN = 2**16
 
 
 def _signed_gram(A: np.ndarray, root: np.ndarray, sign: np.ndarray, rows: bool) -> np.ndarray:
