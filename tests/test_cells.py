@@ -785,7 +785,7 @@ def test_bad_input(rng):
     R = S.restrict(obs)
     with pytest.raises(TypeError, match="combined mask"):
         Restricted(R, obs)
-    with pytest.raises(AttributeError):  # a Restricted has no restrict (see the TypeError above)
+    with pytest.raises(TypeError, match="combined mask"):  # R.restrict refuses, as Restricted(R) does
         R.restrict(obs)
     n = R.shape[0]
     for f in (R.solve, R.inv_quad, R.solve_rows, R.logpdf, R.matvec,

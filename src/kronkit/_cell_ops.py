@@ -203,8 +203,8 @@ class CellOperator:
             except UnsupportedSumError as exc:
                 error = exc
         if not options:
-            raise UnsupportedSumError(f"S + diag(d): no exact form for S plus the Kronecker fit "
-                                      f"of d ({error})")
+            what = "S" if self._d is None else "S + diag(d): S plus the Kronecker fit of d"
+            raise UnsupportedSumError(f"{what} has no exact form ({error})")
         fit, base, base_route = min(options, key=lambda o: o[2] != "eigen")
         missing = np.flatnonzero(~self._observed)
         corr = np.zeros(0, dtype=np.intp)
@@ -412,10 +412,10 @@ class CellOperator:
         """Gaussian ``log N(y; μ, S_OO)`` of observed rows ``Y`` (..., n_obs)."""
         arr = self._rows(Y, "Y")
         if mean is not None:
-            m = as_float(mean, "mean", ndim=1, dtype=np.float64)
-            if m.shape != (self.shape[0],):
-                raise ValueError(f"`mean` must have length {self.shape[0]} (the observed cells), "
-                                 f"got shape {m.shape}")
+            m = as_float(mean, "mean", ndim=(1, 2), dtype=np.float64)
+            if m.shape not in ((self.shape[0],), arr.shape):
+                raise ValueError(f"`mean` must have length {self.shape[0]} (the observed cells) "
+                                 f"or the shape of `Y` {arr.shape}, got shape {m.shape}")
             arr = arr - m
         return -0.5 * (self.shape[0] * _LOG_2PI + self.logdet() + self.inv_quad(arr))
 
@@ -531,10 +531,11 @@ class KronPlusDiag(CellOperator):
         assert self._d is not None
         return self._d.reshape(self.dims).copy()
 
-    def restrict(self, observed: Any) -> Restricted:
-        """The block on the ``observed`` cells (boolean, grid-shaped)."""
-        return Restricted(self, observed, route=self._route, rtol=self._rtol,
-                          maxiter=self._maxiter)
+    def restrict(self, observed: Any, **options: Any) -> Restricted:
+        """The block on the ``observed`` cells (boolean, grid-shaped); ``options`` (``route``,
+        ``rtol``, ``maxiter``) default to this operator's."""
+        kw = {"route": self._route, "rtol": self._rtol, "maxiter": self._maxiter, **options}
+        return Restricted(self, observed, **kw)
 
 
 class Restricted(CellOperator):
@@ -554,3 +555,8 @@ class Restricted(CellOperator):
     @property
     def parent(self) -> Any:
         return self._outer
+
+    def restrict(self, observed: Any, **options: Any) -> Restricted:
+        """Refused: restrict the original operator with the combined mask."""
+        raise TypeError("restrict the original operator with the combined mask "
+                        "(S.restrict(a & b)) rather than a Restricted again")

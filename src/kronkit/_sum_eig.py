@@ -306,7 +306,7 @@ class EigenForm:
         rc, sc = np.sqrt(np.abs(c)), np.sign(c)
         for acc, t in zip(out, terms, strict=True):
             for k in range(d):
-                w = np.ones(())  # ⊗_{j≠k} h_tj over the other axes, in order
+                w: np.ndarray = np.ones(())  # ⊗_{j≠k} h_tj over the other axes, in order
                 for j in range(d):
                     if j != k:
                         w = np.multiply.outer(w, self.h[t][j])
