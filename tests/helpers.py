@@ -231,3 +231,19 @@ def dense_log_quad_grad(factors, Y, mu=None, alpha=1.0):
     return (np.array(lam).reshape(N), [np.array(g).reshape(N, *A.shape) for g, A in
                                        zip(gfac, factors, strict=True)],
             np.array(gy).reshape(N, P), np.array(ga).reshape(N))
+
+
+def dense_chain(G, facs):
+    """``∂f/∂F_k = Σ_ab G_ab ∂(⊗F)_ab/∂F_k`` for the P×P matrix derivative ``G`` of a
+    Kronecker product ``⊗F`` (the dense chain rule: an oracle for factor gradients)."""
+    dims = [F.shape[0] for F in facs]
+    d = len(dims)
+    T = G.reshape(*dims, *dims)
+    rows, cols = "abcdef"[:d], "ABCDEF"[:d]
+    out = []
+    for k in range(d):
+        others = [j for j in range(d) if j != k]
+        spec = f"{rows}{cols}" + "".join(f",{rows[j]}{cols[j]}" for j in others)
+        out.append(np.einsum(f"{spec}->{rows[k]}{cols[k]}", T, *[facs[j] for j in others],
+                             optimize=True))
+    return out

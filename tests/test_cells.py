@@ -26,6 +26,7 @@ from helpers import (
     assert_close_cond,
     central_diff,
     conditioned,
+    dense_chain,
     dense_kron,
     factor,
 )
@@ -85,19 +86,6 @@ def random_mask(rng, dims, frac):
     return obs.reshape(dims)
 
 
-def chain(G, facs):
-    """``∂f/∂F_k = Σ_ab G_ab ∂(⊗F)_ab/∂F_k`` for the P×P matrix derivative ``G``, densely."""
-    dims = [F.shape[0] for F in facs]
-    d = len(dims)
-    T = G.reshape(*dims, *dims)
-    rows, cols = "abcdef"[:d], "ABCDEF"[:d]
-    out = []
-    for k in range(d):
-        others = [l for l in range(d) if l != k]
-        spec = f"{rows}{cols}" + "".join(f",{rows[l]}{cols[l]}" for l in others)
-        spec += f"->{rows[k]}{cols[k]}"
-        out.append(np.einsum(spec, T, *[facs[l] for l in others], optimize=True))
-    return out
 
 
 class Dense:
@@ -123,7 +111,7 @@ class Dense:
     def grads(self, G_small):
         """``∂f/∂F_tk`` nested [t][k] for ``G_small = ∂f/∂D`` (n_obs × n_obs)."""
         G = self.embed(G_small)
-        return [chain(G, t) for t in self.terms]
+        return [dense_chain(G, t) for t in self.terms]
 
     def logdet_grads(self):
         return self.grads(self.inv.T)

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import CHAIN_RTOL, COND_TOL, EPS, RTOL, assert_close_cond, conditioned, dense_kron
+from helpers import CHAIN_RTOL, COND_TOL, EPS, RTOL, assert_close_cond, conditioned, dense_chain, dense_kron
 from kronkit import GridDiag, Kron, SumOfKron, log_quad_grad, logdet_grad
 
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None)
@@ -85,17 +85,6 @@ def check(got, want, block, what, scale=None, rtol=RTOL):
     assert_close_cond(got, want, max(e[-1] / e[0], floor), scale=scale, what=what)
 
 
-def chain(G, facs):
-    dims = [F.shape[0] for F in facs]
-    d = len(dims)
-    T = G.reshape(*dims, *dims)
-    rows, cols = "abc"[:d], "ABC"[:d]
-    out = []
-    for k in range(d):
-        others = [j for j in range(d) if j != k]
-        spec = f"{rows}{cols}" + "".join(f",{rows[j]}{cols[j]}" for j in others)
-        out.append(np.einsum(f"{spec}->{rows[k]}{cols[k]}", T, *[facs[j] for j in others]))
-    return out
 
 
 def operator(S, dvec, observed):
@@ -130,7 +119,7 @@ def test_gradients_match_the_dense_chain_rule(problem):
     got = logdet_grad(R)
     got = [got] if R.flat_factors else got
     for t, facs in enumerate(terms):
-        for k, want in enumerate(chain(G, facs)):
+        for k, want in enumerate(dense_chain(G, facs)):
             check(got[t][k], want, M, f"logdet_grad {t} {k}", rtol=CHAIN_RTOL)
     X = Y @ Minv  # rows x_i = S_OO⁻¹ y_i
     beta = 1.0 + np.einsum("ij,ij->i", Y, X)
@@ -139,6 +128,6 @@ def test_gradients_match_the_dense_chain_rule(problem):
     g = log_quad_grad(R, Y)
     gf = [g.factors] if R.flat_factors else g.factors
     for t, facs in enumerate(terms):
-        for k, want in enumerate(chain(G, facs)):
+        for k, want in enumerate(dense_chain(G, facs)):
             check(gf[t][k], want, M, f"log_quad_grad {t} {k}", rtol=CHAIN_RTOL)
     check(g.y, 2 * X / beta[:, None], M, "∂/∂y", rtol=CHAIN_RTOL)
