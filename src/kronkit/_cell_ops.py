@@ -463,7 +463,7 @@ class CellOperator:
         s = self._s()
         T = s["T"]
         if s["route"] == "dense":
-            Linv = scipy.linalg.solve_triangular(s["chol"], np.eye(self.shape[0]), lower=True)
+            Linv = self._dense_inverse_factor()
             # S_OO⁻¹ = L⁻ᵀL⁻¹ = Σ_i r_iᵀ r_i over the rows r_i of L⁻¹
             G = self._user.quad_grads(self.embed(Linv), np.full(Linv.shape[0], scale))
             return tuple(tuple(row) for row in G), float(np.sum(Linv ** 2))
@@ -478,9 +478,13 @@ class CellOperator:
         """``tr(S_OO⁻¹)``: the gradient of ``log det S_OO`` along a uniform shift ``+ s·I``."""
         s = self._s()
         if s["route"] == "dense":
-            Linv = scipy.linalg.solve_triangular(s["chol"], np.eye(self.shape[0]), lower=True)
-            return float(np.sum(Linv ** 2))
+            return float(np.sum(self._dense_inverse_factor() ** 2))
         return self.cell_form().inverse_trace()
+
+    def _dense_inverse_factor(self) -> np.ndarray:
+        """``L⁻¹`` of the dense route's ``S_OO = LLᵀ`` (so ``S_OO⁻¹ = L⁻ᵀL⁻¹``)."""
+        chol = self._s()["chol"]
+        return scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(grid={self.dims}, observed={self.shape[0]}, "

@@ -52,11 +52,12 @@ def _chunk(E: EigenForm, k: int) -> int:
     return max(1, min(k, CHUNK_BYTES // (8 * max(1, math.prod(E.dims)))))
 
 
-def khatri_rao_t(R: Sequence[np.ndarray]) -> np.ndarray:
-    """``KRᵀ`` (P / n_d × k): the transposed Khatri–Rao product of the first d−1 row sets."""
-    k = R[0].shape[0]
-    KR = R[0]
-    for Rk in R[1:-1]:
+def khatri_rao_t(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """``KRᵀ`` (Π n × k): the transposed row-wise Khatri–Rao product of the row sets ``rows``
+    (each k × n), ``KR[u] = rows[0][u] ⊗ rows[1][u] ⊗ …``."""
+    k = rows[0].shape[0]
+    KR = rows[0]
+    for Rk in rows[1:]:
         KR = (KR[:, :, None] * Rk[:, None, :]).reshape(k, -1)
     return np.ascontiguousarray(KR.T)
 
@@ -78,7 +79,7 @@ def rank_sum(E: EigenForm, R: Sequence[np.ndarray], C: np.ndarray,
     if len(R) == 1:
         np.matmul(C.T, R[0], out=out)
     else:
-        KRt = khatri_rao_t(R) if KRt is None else KRt
+        KRt = khatri_rao_t(R[:-1]) if KRt is None else KRt
         tmp = np.empty_like(KRt)
         view = out.reshape(c, KRt.shape[0], -1)
         for j in range(c):
@@ -100,10 +101,7 @@ def inverse_block(E: EigenForm, R: Sequence[np.ndarray]) -> np.ndarray:
         return H
     if len(R) == 1:
         return (R[0] / E.lam.reshape(1, -1)) @ R[0].T
-    rest = R[1]
-    for Rk in R[2:]:  # Khatri–Rao product of the row sets of axes 2..d: (k, P / n_1)
-        rest = (rest[:, :, None] * Rk[:, None, :]).reshape(k, -1)
-    restT = np.ascontiguousarray(rest.T)
+    restT = khatri_rao_t(R[1:])  # the row sets of axes 2..d: (P / n_1, k)
     R0T = np.ascontiguousarray(R[0].T)
     inv_sqrt = 1.0 / np.sqrt(E.lam.reshape(E.dims[0], -1))
     H = np.zeros((k, k))
@@ -207,7 +205,7 @@ class CellForm:
                 for a in range(d)]
         c = _chunk(self.E, self.k)
         buf = np.empty((c, math.prod(E.dims)))  # reused: page faults of fresh memory cost more
-        KRt = khatri_rao_t(self.R) if d > 1 else None
+        KRt = khatri_rao_t(self.R[:-1]) if d > 1 else None
         for j0 in range(0, self.k, c):
             J = slice(j0, min(self.k, j0 + c))
             # C = L⁻ᵀ is upper triangular on the Cholesky route: column j has j + 1 rows
