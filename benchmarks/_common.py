@@ -1,13 +1,54 @@
-"""Shared helpers for the benchmark scripts: timing, peak memory, tables."""
+"""Shared helpers for the benchmark scripts: timing, peak memory, tables, BLAS hygiene."""
 
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import shutil
 import sys
 import time
 from collections.abc import Callable
+
+# Variables that pin OpenBLAS to a kernel family chosen by hand (some machines set them
+# globally; with a current NumPy they select slower kernels than OpenBLAS's own detection).
+BLAS_PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+NATIVE_BLAS_FLAG = "--native-blas"
+
+
+def native_blas_reexec(argv: list[str] | None = None) -> None:
+    """With ``--native-blas`` on the command line, run this benchmark again without
+    ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` (both together), so that OpenBLAS picks its
+    kernels by itself. Call before NumPy is imported (OpenBLAS reads them when it loads).
+
+    For benchmark runs only: the tests and CI never change these variables.
+    """
+    argv = sys.argv if argv is None else argv
+    if NATIVE_BLAS_FLAG not in argv:
+        return
+    if "numpy" in sys.modules:
+        raise RuntimeError("native_blas_reexec() must run before NumPy is imported")
+    if not any(v in os.environ for v in BLAS_PIN_VARS):
+        return
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_PIN_VARS}
+    os.execve(sys.executable, [sys.executable, *argv], env)
+
+
+def blas_report() -> str:
+    """One line naming the BLAS that runs (threadpoolctl: library, kernel family, threads,
+    version) and the pinning variables as they are in this process."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return "BLAS: threadpoolctl not installed"
+    import numpy  # noqa: F401  (loads numpy's OpenBLAS, so threadpoolctl sees it)
+    import scipy.linalg  # noqa: F401
+
+    libs = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture', '?')} "
+            f"threads={i.get('num_threads')} ({os.path.basename(i.get('filepath', ''))})"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    pins = ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in BLAS_PIN_VARS)
+    return "BLAS: " + ("; ".join(libs) or "none found") + f" | {pins}"
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5, target: float = 0.05) -> float:
