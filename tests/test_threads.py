@@ -116,10 +116,10 @@ def test_caches_are_built_once(monkeypatch, rng, one_blas_thread):
     built = []
     orig = _factor.Factorization.__init__
 
-    def slow_init(self, A, index):
+    def slow_init(self, A, index, *args, **kwargs):
         built.append(index)
         threading.Event().wait(0.01)  # widen the window for a race
-        orig(self, A, index)
+        orig(self, A, index, *args, **kwargs)
 
     monkeypatch.setattr(_factor.Factorization, "__init__", slow_init)
     K = kronkit.Kron(spd(rng, 5), general(rng, 4))
@@ -128,10 +128,11 @@ def test_caches_are_built_once(monkeypatch, rng, one_blas_thread):
     def work(_):
         barrier.wait()
         facs = factorizations(K, "test")
-        return [f.inverse_view() for f in facs], facs
+        return [f.inverse_view() for f in facs] + [facs[0].tri_inverse()], facs
 
     out = _threaded(work, range(N_THREADS))
     assert sorted(built) == [0, 1]
+    assert out[0][1][0].kind == "cholesky"
     for invs, facs in out:
         assert all(f is g for f, g in zip(facs, out[0][1], strict=True))
         assert all(a is b for a, b in zip(invs, out[0][0], strict=True))

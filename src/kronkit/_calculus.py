@@ -15,6 +15,7 @@ symmetric rank-k update per factor. Batches of observations are folded into the 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,10 @@ from ._cell_ops import CellOperator
 from ._checks import as_float, check_choice, check_scalar, overflow_error
 from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
+from ._factor import warn_ill_conditioned
 from ._grad_results import InvQuadGrad, LogQuadGrad
-from ._kron import as_kron, factorizations, overflow_checked, require_square, slogdet_with
+from ._hot import TwoSPD, finite_sum
+from ._kron import Kron, as_kron, factorizations, overflow_checked, require_square, slogdet_with
 from ._quad import (
     QuadState,
     assemble_grads,
@@ -155,6 +158,11 @@ def log_quad_grad(
     >>> g.A.shape, g.B.shape, g.y.shape
     ((2, 2), (3, 3), (6,))
     """
+    if type(method) is str and method == "closed" and (
+            reduce is None or (type(reduce) is str and reduce in _SUMS)):
+        fast = _two_spd_fast(K, y, mu, alpha, reduce)
+        if fast is not None:
+            return fast
     check_reduce(reduce)
     check_choice(method, "method", ("closed", "kpsvd"))
     if is_dask_array(y):
@@ -244,6 +252,63 @@ def logdet_grad(K: KronLike) -> tuple[np.ndarray, ...]:
             raise overflow_error(f"the gradient of log det with respect to factor {k}",
                                  factors=K.factors)
     return out
+
+
+_FAST_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+_SUMS = frozenset(("sum", "mean"))
+
+
+def _two_spd_fast(K: Any, y: Any, mu: Any, alpha: Any, reduce: Any) -> LogQuadGrad | None:
+    """:func:`log_quad_grad` for the common case — two SPD factors, a NumPy ``y`` of one or a
+    few rows (or a batch), the quadratic forms in range — straight on BLAS (:mod:`._hot`).
+
+    Checks only what it relies on; anything else (other operators or inputs, a non-SPD factor,
+    ``q`` out of range, ``β ≤ 0``, a non-finite gradient, ``reduce=None`` on a batch) returns
+    ``None`` and the general path answers, with its errors and rescaling.
+    """
+    if type(K) is not Kron:
+        if type(K) not in (list, tuple) or len(K) != 2:
+            return None
+        K = as_kron(K)
+    if K.n_factors != 2 or type(y) is not np.ndarray or y.dtype != K.dtype:
+        return None
+    P = K.shape[1]
+    single = y.ndim == 1
+    if K.dtype not in _FAST_DTYPES or y.shape[-1] != P or y.ndim > 2 or not y.size:
+        return None
+    if type(alpha) not in (float, int) or not math.isfinite(alpha):
+        return None
+    if mu is not None and (type(mu) is not np.ndarray or mu.dtype != y.dtype
+                           or mu.shape not in ((P,), y.shape)):
+        return None
+    if reduce is None and not single:
+        return None
+    facs = factorizations(K, "log_quad_grad", warn=False)
+    if facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
+        return None  # the general path warns and answers
+    W = (y if mu is None else y - mu).reshape(-1, P)
+    with overflow_checked():
+        two = TwoSPD(facs[0], facs[1], W)
+        q = two.q
+        beta = alpha + q
+    if not (q.min() >= _TINY[q.dtype.char] and math.isfinite(q.max()) and beta.min() > 0):
+        return None  # q over/underflows (rescaled there) or β ≤ 0 (raised there)
+    warn_ill_conditioned(facs, "log_quad_grad")
+    N = W.shape[0]
+    scale = 1.0 / N if (reduce == "mean" and not single) else 1.0
+    c = scale / beta
+    with overflow_checked():
+        (gA, gB), gy = two.grads(c)
+    if not (finite_sum(gA) and finite_sum(gB) and finite_sum(gy)):
+        return None  # the general path names the overflow
+    lam = np.log(beta)
+    if single:
+        return LogQuadGrad(float(lam[0]), (gA, gB), gy[0], -gy[0], float(c[0]))
+    g_mu = -gy if (mu is not None and mu.ndim == 2) else -gy.sum(axis=0)
+    return LogQuadGrad(float(lam.sum() * scale), (gA, gB), gy, g_mu, float(c.sum()))
+
+
+_TINY = {t.char: float(np.finfo(t).tiny) for t in _FAST_DTYPES}
 
 
 def _uncell(K: Any) -> Any:

@@ -6,6 +6,7 @@ Error messages name the argument and show what was expected and what was given.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -111,7 +112,9 @@ def non_finite_error(name: str, bad: int) -> ValueError:
 
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or Inf."""
-    if arr.size and not np.isfinite(arr).all():
+    # one reduction and no temporary in the common case: the sum of finite entries is finite
+    # unless it overflows, and only then (or with a NaN/Inf present) is each entry looked at
+    if arr.size and not (math.isfinite(np.add.reduce(arr, axis=None)) or np.isfinite(arr).all()):
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise non_finite_error(name, bad)
 

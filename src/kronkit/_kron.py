@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import as_float, check_dense_size, check_multiplier, float_dtype, overflow_error
+from ._checks import as_float, check_dense_size, check_finite, check_multiplier, float_dtype, overflow_error
 from ._errors import DomainError
 from ._factor import (
     Factorization,
@@ -27,6 +27,8 @@ __all__ = ["Kron", "as_kron"]
 
 
 _MAG_LO, _MAG_HI = 2.0**-200, 2.0**200  # magnitudes beyond which products may over/underflow
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+_CACHE_ATTRS = ("_facts", "_lock", "_extreme", "_mags")  # rebuilt, never pickled
 
 
 def overflow_checked():
@@ -79,12 +81,15 @@ class Kron:
             else:
                 flat.append(f)
         arrs = []
-        for k, f in enumerate(flat):
-            a = as_float(f, f"factors[{k}]", ndim=2)
+        for k, f in enumerate(flat):  # NaN/Inf: checked on the copy, with the magnitude
+            fast = type(f) is np.ndarray and f.dtype in _FLOATS and f.ndim == 2
+            a = f if fast else as_float(f, f"factors[{k}]", ndim=2, finite=False)
             if a.size == 0:
                 raise ValueError(f"`factors[{k}]` is empty (shape {a.shape}); factors must be non-empty")
             arrs.append(a)
-        dt = float_dtype(*arrs)
+        dt = arrs[0].dtype
+        if dt not in _FLOATS or any(a.dtype != dt for a in arrs):
+            dt = float_dtype(*arrs)
         stored = []
         for a in arrs:
             a = np.array(a, dtype=dt, copy=True, order="C")
@@ -96,15 +101,18 @@ class Kron:
     def _init_cache(self) -> None:
         self._facts: list[Factorization | None] = [None] * len(self._factors)
         self._lock = threading.Lock()
-        self._extreme = any(not _MAG_LO <= float(np.max(np.abs(a))) <= _MAG_HI
-                            for a in self._factors)
+        # max|A_k| by two reductions (no temporary); NaN or Inf in a factor shows here
+        self._mags = mags = tuple(max(float(a.max()), -float(a.min())) for a in self._factors)
+        for k in (k for k, mag in enumerate(mags) if not math.isfinite(mag)):
+            check_finite(self._factors[k], f"factors[{k}]")
+        self._extreme = any(not _MAG_LO <= mag <= _MAG_HI for mag in mags)
 
     # -- copies and pickles ---------------------------------------------------------------
     # The state is the factors alone: a copy or an unpickled Kron starts with an empty cache
     # (it can never hold a factorisation of other factors) and read-only factors. Works for
     # every pickle protocol and for copy.copy / copy.deepcopy.
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_facts", "_lock", "_extreme")}
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHE_ATTRS}
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
@@ -175,7 +183,7 @@ class Kron:
             with self._lock:
                 fac = self._facts[k]
                 if fac is None:
-                    fac = Factorization(self._factors[k], k)
+                    fac = Factorization(self._factors[k], k, scale=self._mags[k])
                     self._facts[k] = fac
         return fac
 
@@ -560,8 +568,7 @@ def as_kron(K: Any, name: str = "K") -> Kron:
     raise TypeError(f"`{name}` must be a Kron or a sequence of factor matrices, got {type(K).__name__}")
 
 
-# -- the package's access to a Kron's factorisations (other modules use these, not the
-#    methods' private names) ----------------------------------------------------------------
+# -- the package's access to a Kron's factorisations (not the methods' private names) ------
 def require_square(K: Kron, what: str) -> None:
     """Raise ``ValueError`` naming the first non-square factor of ``K`` (for ``what``)."""
     K._require_square(what)

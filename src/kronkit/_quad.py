@@ -20,11 +20,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg.blas import get_blas_funcs
 
 from ._checks import as_float, check_choice, overflow_error
 from ._errors import DomainError
 from ._factor import Factorization, mode_solve
+from ._hot import TwoSPD
 from ._kron import (
     Kron,
     as_kron,
@@ -277,120 +277,6 @@ def _per_obs_gram(t: np.ndarray, k: int, d: int) -> np.ndarray:
     return M @ M.transpose(0, 2, 1)
 
 
-# ---------------------------------------------------------------------------------------
-# Two SPD factors: the hot path, written directly on BLAS (trsm / syrk) with few copies
-# ---------------------------------------------------------------------------------------
-def _rmul_tri(M: np.ndarray, f: Factorization, inverse_transpose: bool) -> np.ndarray:
-    """``M L⁻ᵀ`` (``inverse_transpose``) or ``M L⁻¹`` for a C-contiguous 2-D ``M`` (new array).
-
-    Works on the Fortran view ``Mᵀ``: ``(M L⁻ᵀ)ᵀ = L⁻¹ Mᵀ``, one left ``trsm``, no transpose copy.
-    """
-    (trsm,) = get_blas_funcs(("trsm",), (M,))
-    out = trsm(1.0, f.factor, M.T, side=0, lower=1, trans_a=0 if inverse_transpose else 1)
-    return out.T
-
-
-def _lmul_tri(M: np.ndarray, f: Factorization, transpose: bool) -> np.ndarray:
-    """``L⁻ᵀ M`` (``transpose``) or ``L⁻¹ M`` for a C-contiguous 2-D ``M`` (new array)."""
-    (trsm,) = get_blas_funcs(("trsm",), (M,))
-    # (L⁻¹ M)ᵀ = Mᵀ L⁻ᵀ ; (L⁻ᵀ M)ᵀ = Mᵀ L⁻¹  — a right trsm on the Fortran view Mᵀ
-    out = trsm(1.0, f.factor, M.T, side=1, lower=1, trans_a=0 if transpose else 1)
-    return out.T
-
-
-def _syrk_rows(M: np.ndarray) -> np.ndarray:
-    """``M Mᵀ`` for a C-contiguous 2-D ``M`` (full symmetric result)."""
-    (syrk,) = get_blas_funcs(("syrk",), (M,))
-    G = syrk(1.0, M.T, trans=1, lower=0)  # (Mᵀ)ᵀ(Mᵀ) = M Mᵀ, upper triangle
-    return np.triu(G) + np.triu(G, 1).T
-
-
-def _syrk_cols(M: np.ndarray) -> np.ndarray:
-    """``Mᵀ M`` for a C-contiguous 2-D ``M`` (full symmetric result)."""
-    (syrk,) = get_blas_funcs(("syrk",), (M,))
-    G = syrk(1.0, M.T, trans=0, lower=0)  # (Mᵀ)(Mᵀ)ᵀ = Mᵀ M, upper triangle
-    return np.triu(G) + np.triu(G, 1).T
-
-
-class _TwoFactorSPD:
-    """Two SPD factors, a batch of N observations: q_i and the gradients of Σ c_i q_i.
-
-    Few observations (N < 4): with ``X_i = L_A⁻¹ W_i L_B⁻ᵀ`` (two triangular solves),
-    ``q_i = ‖X_i‖²``, ``∂/∂A = −Σ c_i (L_A⁻ᵀX_i)(L_A⁻ᵀX_i)ᵀ`` (a solve and a symmetric rank-k
-    update), and ``Z_i = (L_A⁻ᵀ X_i) L_B⁻¹`` reuses the first solve: about 7.7 m³ flops for m = n,
-    on square BLAS-3 calls where triangular solves run as fast as GEMM.
-
-    Many observations: triangular solves with a very wide right-hand side run far below GEMM
-    speed, so the batch uses the cached inverses and GEMM only (8·N·p·q·(p+q)/2 flops):
-    ``Z_i = A⁻¹ (W_i B⁻¹)``, ``q_i = W_i : Z_i``, and, because ``A Z_i = W_i B⁻¹``,
-    ``Σ c_i Z_i B Z_iᵀ = (Σ c_i Z_i W_iᵀ) A⁻¹`` and ``Σ c_i Z_iᵀ A Z_i = (Σ c_i Z_iᵀ W_i) B⁻¹``.
-    The input ``W`` is never modified.
-    """
-
-    BATCH_MIN = 4
-
-    def __init__(self, fa: Factorization, fb: Factorization, W: np.ndarray):
-        self.fa, self.fb = fa, fb
-        self.N = N = W.shape[0]
-        self.p, self.q_dim = p, q = fa.n, fb.n
-        self.W3 = W3 = np.ascontiguousarray(W).reshape(N, p, q)
-        self.batched = N >= self.BATCH_MIN
-        if self.batched:
-            # Blocks of a few observations: the temporaries stay small and in cache, and each
-            # block is a handful of large GEMM calls (no Python loop over observations).
-            self.step = max(1, (1 << 19) // (p * q))
-            Ainv, Binv = fa.inverse_view(), fb.inverse_view()
-            self.Z: np.ndarray | None = np.empty_like(W3)
-            self.q = np.empty(N, dtype=W3.dtype)
-            for s in range(0, N, self.step):
-                Wb = W3[s : s + self.step]
-                Vb = (Wb.reshape(-1, q) @ Binv).reshape(Wb.shape)  # W_i B⁻¹
-                Zb = np.matmul(Ainv, Vb, out=self.Z[s : s + self.step])  # A⁻¹ W_i B⁻¹
-                self.q[s : s + self.step] = np.einsum("nij,nij->n", Wb, Zb)
-        else:
-            X1 = _rmul_tri(W3.reshape(N * p, q), fb, inverse_transpose=True)  # W_i L_B⁻ᵀ
-            T = np.ascontiguousarray(X1.reshape(N, p, q).transpose(1, 0, 2))  # (p, N, q)
-            self.T = np.ascontiguousarray(
-                _lmul_tri(T.reshape(p, N * q), fa, transpose=False).reshape(p, N, q)
-            )
-            self.q = np.einsum("aib,aib->i", self.T, self.T)
-
-    def grads(self, c: np.ndarray):
-        if self.batched:
-            return self._grads_batched(c)
-        return self._grads_few(c)
-
-    def _grads_batched(self, c: np.ndarray):
-        N, p, q, W3 = self.N, self.p, self.q_dim, self.W3
-        Z2c, self.Z = self.Z, None  # scaled in place (a fresh array costs page faults)
-        if Z2c is None:
-            raise RuntimeError("the gradients of a batch are computed once")
-        GA = np.zeros((p, p), dtype=Z2c.dtype)
-        GB = np.zeros((q, q), dtype=Z2c.dtype)
-        for s in range(0, N, self.step):
-            Zb, Wb = Z2c[s : s + self.step], W3[s : s + self.step]
-            Zb *= (2.0 * c[s : s + self.step])[:, None, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
-            GB += Zb.reshape(-1, q).T @ Wb.reshape(-1, q)  # 2 Σ c_i Z_iᵀ W_i
-            GA += np.matmul(Zb, Wb.transpose(0, 2, 1)).sum(axis=0)  # 2 Σ c_i Z_i W_iᵀ
-        gA = GA @ self.fa.inverse_view()
-        gB = GB @ self.fb.inverse_view()
-        gA = -0.25 * (gA + gA.T)
-        gB = -0.25 * (gB + gB.T)
-        return (gA, gB), Z2c.reshape(N, p * q)
-
-    def _grads_few(self, c: np.ndarray):
-        p, q, N, T = self.p, self.q_dim, self.N, self.T
-        s = np.sqrt(c)[None, :, None]
-        YA = _lmul_tri(T.reshape(p, N * q), self.fa, transpose=True)  # L_A⁻ᵀ X_i
-        YB = _rmul_tri(T.reshape(p * N, q), self.fb, inverse_transpose=False)  # X_i L_B⁻¹
-        gA = -_syrk_rows(np.ascontiguousarray(YA.reshape(p, N, q) * s).reshape(p, N * q))
-        gB = -_syrk_cols(np.ascontiguousarray(YB.reshape(p, N, q) * s).reshape(p * N, q))
-        YA = YA.reshape(p, N, q) * (s * s)  # L_A⁻ᵀ c_i X_i
-        Zc = np.ascontiguousarray(YA.transpose(1, 0, 2))  # (N, p, q)
-        Zc = _rmul_tri(Zc.reshape(N * p, q), self.fb, inverse_transpose=False)  # c_i Z_i
-        return (gA, gB), 2.0 * np.ascontiguousarray(Zc).reshape(N, p * q)
-
-
 class QuadState:
     """q_i = w_iᵀ S⁻¹ w_i for a batch, and the gradient of Σ_i c_i q_i in closed form."""
 
@@ -405,7 +291,7 @@ class QuadState:
         self._two = None
         self._X: np.ndarray | None = None
         if self.spd and self.d == 2:
-            self._two = _TwoFactorSPD(self.facs[0], self.facs[1], W)
+            self._two = TwoSPD(self.facs[0], self.facs[1], W)
             self.q = self._two.q
         elif self.spd:
             self._X = half_solve(K, W, self.facs)  # (N, p1, ..., pd)
