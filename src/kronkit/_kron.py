@@ -90,12 +90,8 @@ class Kron:
         dt = arrs[0].dtype
         if dt not in _FLOATS or any(a.dtype != dt for a in arrs):
             dt = float_dtype(*arrs)
-        stored = []
-        for a in arrs:
-            a = np.array(a, dtype=dt, copy=True, order="C")
-            a.setflags(write=False)
-            stored.append(a)
-        self._factors: tuple[np.ndarray, ...] = tuple(stored)
+        self._factors: tuple[np.ndarray, ...] = tuple(
+            frozen(np.array(a, dtype=dt, copy=True, order="C")) for a in arrs)
         self._init_cache()
 
     def _init_cache(self) -> None:
