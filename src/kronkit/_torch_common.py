@@ -12,7 +12,7 @@ import torch
 from ._backend import beta_error
 from ._checks import check_scalar, non_finite_error
 
-__all__ = ["FLOATS", "StructuredSolve", "as_tensor", "check_finite", "log_beta", "prepare"]
+__all__ = ["FLOATS", "StructuredSolve", "as_tensor", "check_finite", "host_view", "log_beta", "prepare"]
 
 FLOATS = (torch.float32, torch.float64)
 
@@ -38,10 +38,28 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
     return x
 
 
+def host_view(x: torch.Tensor) -> np.ndarray | torch.Tensor:
+    """``x`` (detached) as a zero-copy NumPy array if it lives on the CPU, else the tensor.
+
+    For the O(n²) checks of a call (finiteness, symmetry): NumPy runs them on the calling
+    thread, where a small PyTorch op would wake its thread pool (on a busy machine each such
+    wake-up can cost milliseconds)."""
+    x = x.detach()
+    return x.numpy() if x.device.type == "cpu" else x
+
+
 def check_finite(x: torch.Tensor, name: str) -> None:
-    """``ValueError`` naming ``name`` (and counting the entries), as ``Kron`` raises."""
-    if x.numel() and not bool(torch.isfinite(x.detach()).all()):
-        bad = int(x.numel() - torch.isfinite(x.detach()).sum())
+    """``ValueError`` naming ``name`` (and counting the entries), as ``Kron`` raises.
+
+    One pass: the sum of the entries is finite unless some entry is not (or the sum
+    overflows, which the exact count below then clears)."""
+    if not x.numel():
+        return
+    total = host_view(x).sum()
+    if bool(np.isfinite(total) if isinstance(total, np.generic) else torch.isfinite(total)):
+        return
+    bad = int(x.numel() - torch.isfinite(x.detach()).sum())
+    if bad:
         raise non_finite_error(name, bad)
 
 

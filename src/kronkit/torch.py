@@ -49,10 +49,11 @@ from . import _torch_sum
 from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
 from ._kron import Kron
 from ._sum_spec import is_sum
-from ._torch_common import StructuredSolve, log_beta, prepare
+from ._torch_chol import half_solve, spd_backward, sum_squares
+from ._torch_common import StructuredSolve, host_view, log_beta, prepare
 from ._torch_common import as_tensor as _as_tensor
 from ._torch_common import check_finite as _check_finite
-from ._vec import along_mode, apply_modes, mode_apply, to_tensor, to_vec, unfold
+from ._vec import apply_modes, mode_apply, to_tensor, to_vec, unfold
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
@@ -124,7 +125,7 @@ class _Factor(_backend.BackendFactor):
         A = A.detach()
         self.index = index
         self.n = A.shape[0]
-        self.symmetric = bool(is_symmetric(A, torch.finfo(A.dtype).eps))
+        self.symmetric = bool(is_symmetric(host_view(A), torch.finfo(A.dtype).eps))
         chol: list[Tensor] = []
 
         def cholesky_ok() -> bool:
@@ -250,9 +251,9 @@ class _InvQuad(torch.autograd.Function):
         ctx.facs = facs
         ctx.spd = all(f.kind == "cholesky" for f in facs)
         if ctx.spd:
-            h = _solve(w, facs, False, tri=True)
+            h = half_solve(w, [f.factor for f in facs])
             ctx.save_for_backward(w, h, *factors)
-            return (h * h).sum(-1)
+            return sum_squares(h, len(facs))
         z = _solve(w, facs, False)
         ctx.save_for_backward(w, z, *factors)
         return (w * z).sum(-1)
@@ -261,41 +262,20 @@ class _InvQuad(torch.autograd.Function):
     def backward(ctx, gq):
         w, saved, *factors = ctx.saved_tensors  # saved: H (ctx.spd) or Z
         facs, needs = ctx.facs, ctx.needs_input_grad[2:]
+        if ctx.spd and not torch.is_grad_enabled():
+            gw, grads = spd_backward(gq, saved, [f.factor for f in facs], needs,
+                                     ctx.needs_input_grad[0])
+            return (gw, None, *grads)
         gq = gq.unsqueeze(-1)
         if torch.is_grad_enabled():  # differentiable backward
             z = _kron_solve(w, facs, False, *factors)
             u = _kron_solve(w, facs, True, *factors)
-        elif ctx.spd:
-            gw = None
-            if ctx.needs_input_grad[0]:
-                gw = 2.0 * gq * _solve(saved, facs, True, tri=True)
-            return (gw, None, *_spd_factor_grads(gq, saved, facs, needs))
         else:
             z = saved
             u = z if all(f.symmetric for f in facs) else _solve(w, facs, True)
         gw = gq * (z + u) if ctx.needs_input_grad[0] else None
         grads = _factor_grads(gq * u, z, factors, needs)
         return (gw, None, *[None if G is None else -G for G in grads])
-
-
-def _spd_factor_grads(gq: Tensor, h: Tensor, facs: Sequence[_Factor],
-                      needs: Sequence[bool]) -> list[Tensor | None]:
-    """``−Σ_rows ḡq X_k X_kᵀ`` with ``X_k = L_k⁻ᵀ H_(k)`` (see :class:`_InvQuad`)."""
-    d = len(facs)
-    ht = to_tensor(h, [f.n for f in facs])
-    grads: list[Tensor | None] = []
-    for k, f in enumerate(facs):
-        if not needs[k]:
-            grads.append(None)
-            continue
-        x = along_mode(ht, k, d, f.tri_solve, True)
-        if h.ndim == 1:  # one row: scale the p_k×p_k result, not the P-vector
-            X = unfold(x, k, d)
-            grads.append((X @ X.T) * -gq)
-        else:
-            weights = -gq.reshape(*gq.shape[:-1], *[1] * d)
-            grads.append(unfold(weights * x, k, d) @ unfold(x, k, d).T)
-    return grads
 
 
 class _LogDet(torch.autograd.Function):
