@@ -37,9 +37,13 @@ GRAM_BLOCK = 256
 
 def _tri(X: Tensor, L: Tensor, trans: bool, overwrite: bool = False) -> Tensor:
     """``L⁻¹ X`` (``trans``: ``L⁻ᵀ X``) for a lower-triangular ``L``; ``overwrite``: in
-    ``X``'s storage (LAPACK's in-place solve, saving the copy of ``X``)."""
-    return torch.linalg.solve_triangular(L.mT if trans else L, X, upper=trans,
-                                         out=X if overwrite else None)
+    ``X``'s storage (LAPACK's in-place solve, saving the copy of ``X``).
+
+    Otherwise in a copy of ``X`` that keeps its layout: PyTorch's own output would be
+    column-major, so a row-major ``X`` would be transposed on the way in, and LAPACK's solve
+    from the right (what a row-major ``X`` gets in place) is the faster one in MKL."""
+    out = X if overwrite else X.clone()
+    return torch.linalg.solve_triangular(L.mT if trans else L, out, upper=trans, out=out)
 
 
 def _modes(t: Tensor, Ls: Sequence[Tensor], trans: bool, start: int = 0,
