@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ._factor import Factorization, blas_fn
 
-__all__ = ["BATCH_MIN", "WORKSPACE", "TwoSPD", "Workspace", "finite_sum"]
+__all__ = ["BATCH_MIN", "WORKSPACE", "TwoSPD", "Workspace", "batch_grads", "finite_sum", "spd_rows"]
 
 BATCH_MIN = 4  # from this many observations on, the GEMM batch path
 TINY = 1024  # up to this many cells per observation, plain NumPy products
+BLOCK_CELLS = 1 << 18  # cells per block of a batch (2 MiB of float64)
 
 
 class Workspace(threading.local):
@@ -178,6 +180,77 @@ class TwoSPD:
         gA = -0.25 * (gA + gA.T)
         gB = -0.25 * (gB + gB.T)
         return (gA, gB), Z2c.reshape(N, p * q)
+
+
+def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.ndarray | None:
+    """``A⁻¹ Y_i B⁻¹`` (``half``: ``L_A⁻¹ Y_i L_B⁻ᵀ``) for a few rows ``y`` (..., p·q) and two
+    Cholesky factorisations, as a tensor (..., p, q): four (two) triangular products per row on
+    its column-major view, written in place. ``None`` where this is not the better route (other
+    factors, tiny grids, many rows: the mode-wise solves batch those)."""
+    if len(facs) != 2 or facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
+        return None
+    fa, fb = facs
+    p, q = fa.n, fb.n
+    rows = y.reshape(-1, p * q)
+    if p * q <= TINY or rows.shape[0] >= BATCH_MIN or y.dtype != fa.factor.dtype:
+        return None
+    trmm = blas_fn("trmm", y.dtype)
+    Ma, Mb = fa.tri_inverse(), fb.tri_inverse()
+    out = np.empty((rows.shape[0], p, q), dtype=y.dtype)
+    for i in range(rows.shape[0]):
+        Xt = out[i].T  # column-major (q, p): BLAS writes into out itself
+        np.copyto(Xt, rows[i].reshape(p, q).T)
+        trmm(1.0, Mb, Xt, side=0, lower=1, overwrite_b=1)  # M_B Yᵀ
+        trmm(1.0, Ma, Xt, side=1, lower=1, trans_a=1, overwrite_b=1)  # (M_A Y M_Bᵀ)ᵀ
+        if not half:
+            trmm(1.0, Mb, Xt, side=0, lower=1, trans_a=1, overwrite_b=1)  # B⁻¹ Yᵀ M_Aᵀ
+            trmm(1.0, Ma, Xt, side=1, lower=1, overwrite_b=1)  # B⁻¹ Yᵀ A⁻¹ = (A⁻¹ Y B⁻¹)ᵀ
+    return out.reshape(*y.shape[:-1], p, q)
+
+
+def batch_grads(fa: Factorization, fb: Factorization, W: np.ndarray,
+                weights: Callable[[np.ndarray], np.ndarray]):
+    """One pass over a batch: ``q_i``, ``c_i = weights(q_i)`` and the gradients of ``Σ c_i q_i``.
+
+    Returns ``(q, c, (∂/∂A, ∂/∂B), rows c_i ∂q_i/∂w_i)``. Blocks of n observations are laid out
+    as p×(n·q) (one transposing copy), so that every product is one large GEMM:
+    ``V = [W_i]ᵀ B⁻¹`` (rows (a, i)), ``Z = A⁻¹ V`` (p × n·q), ``Σ c_i Z_i W_iᵀ`` (contraction
+    over n·q) and ``Σ c_i Z_iᵀ W_i`` (over p·n), 8·p·q·(p+q)/2 flops per observation; the
+    block buffers are reused (no page faults), and nothing of size N·P is kept but the output.
+    """
+    N, p, q = W.shape[0], fa.n, fb.n
+    W3 = np.ascontiguousarray(W).reshape(N, p, q)
+    dt = W3.dtype
+    Ainv, Binv = fa.inverse_view(), fb.inverse_view()
+    step = max(1, min(N, BLOCK_CELLS // (p * q)))
+    qv, cv = np.empty(N, dtype=dt), np.empty(N, dtype=dt)
+    gy = np.empty((N, p * q), dtype=dt)
+    GA, GB = np.zeros((p, p), dtype=dt), np.zeros((q, q), dtype=dt)
+    tA, tB = np.empty((p, p), dtype=dt), np.empty((q, q), dtype=dt)
+    bufs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for s in range(0, N, step):
+        n = min(step, N - s)
+        if n not in bufs:
+            bufs[n] = (np.empty((p, n, q), dt), np.empty((p * n, q), dt), np.empty((p, n * q), dt))
+        Wt, V, Z = bufs[n]
+        np.copyto(Wt, W3[s : s + n].transpose(1, 0, 2))  # (p, n, q)
+        np.matmul(Wt.reshape(p * n, q), Binv, out=V)  # W_i B⁻¹, rows (a, i)
+        np.matmul(Ainv, V.reshape(p, n * q), out=Z)  # Z_i = A⁻¹ W_i B⁻¹, as (p, n, q)
+        Z3 = Z.reshape(p, n, q)
+        qb = np.einsum("anb,anb->n", Wt, Z3)
+        cb = weights(qb)
+        qv[s : s + n], cv[s : s + n] = qb, cb
+        Z3 *= (2.0 * cb)[None, :, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
+        GA += np.matmul(Z, Wt.reshape(p, n * q).T, out=tA)  # 2 Σ c_i Z_i W_iᵀ
+        GB += np.matmul(Z.reshape(p * n, q).T, Wt.reshape(p * n, q), out=tB)  # 2 Σ c_i Z_iᵀ W_i
+        np.copyto(gy[s : s + n].reshape(n, p, q), Z3.transpose(1, 0, 2))
+    gA = GA @ Ainv
+    gB = GB @ Binv
+    gA += gA.T
+    gB += gB.T
+    gA *= -0.25
+    gB *= -0.25
+    return qv, cv, (gA, gB), gy
 
 
 def finite_sum(a: np.ndarray) -> bool:

@@ -20,6 +20,7 @@ from ._factor import (
     mode_solve,
     warn_ill_conditioned,
 )
+from ._hot import spd_rows
 from ._matmul import as_operand, dense_array, linear_operator, on_columns
 from ._vec import apply_modes, mode_apply, to_tensor, to_vec
 
@@ -284,11 +285,8 @@ class Kron:
         return np.ldexp(to_vec(t, d), total[..., None])
 
     def _check_overflow(self, out: Any, what: str, y: np.ndarray | None = None) -> None:
-        """Raise ``OverflowError`` (naming the inputs' magnitudes) if ``out`` is not finite.
-
-        Every input was checked finite on entry, so a NaN or Inf here is an overflow of the
-        computation, not bad data.
-        """
+        """Raise ``OverflowError`` (naming the inputs' magnitudes) if ``out`` is not finite:
+        the inputs were checked finite on entry, so this is an overflow of the computation."""
         if np.all(np.isfinite(out)):
             return
         raise overflow_error(what, y=y, factors=self._factors)
@@ -455,6 +453,8 @@ class Kron:
         return out
 
     def _solve(self, y: np.ndarray, facs: Sequence[Factorization], trans: bool = False):
+        if (t := spd_rows(y, facs, half=False)) is not None:  # two SPD factors, a few rows
+            return t.reshape(y.shape)
         d = self.n_factors
         t = to_tensor(y, self.col_dims)
         for k, f in enumerate(facs):
@@ -535,6 +535,8 @@ class Kron:
 
     def _half_solve(self, y: np.ndarray, facs: Sequence[Factorization]) -> np.ndarray:
         """``(L1⁻¹ ⊗ ... ⊗ Ld⁻¹) y`` as a tensor ``(..., n1, ..., nd)`` (Cholesky factors)."""
+        if (t := spd_rows(y, facs, half=True)) is not None:
+            return t
         d = self.n_factors
         t = to_tensor(y, self.col_dims)
         for k, f in enumerate(facs):
