@@ -98,6 +98,24 @@ def test_batch_blocks_with_a_partial_last_block(rng, monkeypatch):
     check(kronkit.log_quad_grad([A, B], Y, alpha=1.5), dense_oracle(A, B, Y, alpha=1.5))
 
 
+@pytest.mark.parametrize("block", [None, 2])
+def test_two_phase_batch(rng, monkeypatch, block):
+    """inv_quad_grad (q first, then the gradients: the general engine's order) on a batch."""
+    p, q = 12, 10
+    if block:
+        monkeypatch.setattr(_hot, "BLOCK_CELLS", block * p * q)
+    A, B = spd(rng, p), spd(rng, q)
+    Y = rng.standard_normal((7, p * q))
+    g = kronkit.inv_quad_grad([A, B], Y)
+    S = np.kron(A, B)
+    Z = np.linalg.solve(S, Y.T).T
+    gA, gB = dense_chain(-Z.T @ Z, [A, B])
+    assert_allclose(g.value, np.einsum("ij,ij->", Y, Z), rtol=RTOL)
+    assert_allclose(g.A, gA, rtol=RTOL, atol=ATOL * np.abs(gA).max())
+    assert_allclose(g.B, gB, rtol=RTOL, atol=ATOL * np.abs(gB).max())
+    assert_allclose(g.y, 2 * Z, rtol=RTOL, atol=ATOL * np.abs(Z).max())
+
+
 def test_per_observation_reduce_is_unchanged(rng):
     """``reduce=None`` takes the general path: per-row gradients as before."""
     A, B = spd(rng, 40), spd(rng, 30)

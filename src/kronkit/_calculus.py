@@ -26,7 +26,7 @@ from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._factor import warn_ill_conditioned
 from ._grad_results import InvQuadGrad, LogQuadGrad
-from ._hot import TwoSPD, finite_sum
+from ._hot import BATCH_MIN, SPDBatch, TwoSPD, finite_sum
 from ._kron import Kron, as_kron, factorizations, overflow_checked, require_square, slogdet_with
 from ._quad import (
     QuadState,
@@ -287,18 +287,26 @@ def _two_spd_fast(K: Any, y: Any, mu: Any, alpha: Any, reduce: Any) -> LogQuadGr
     if facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
         return None  # the general path warns and answers
     W = (y if mu is None else y - mu).reshape(-1, P)
-    with overflow_checked():
-        two = TwoSPD(facs[0], facs[1], W)
-        q = two.q
-        beta = alpha + q
-    if not (q.min() >= _TINY[q.dtype.char] and math.isfinite(q.max()) and beta.min() > 0):
-        return None  # q over/underflows (rescaled there) or β ≤ 0 (raised there)
-    warn_ill_conditioned(facs, "log_quad_grad")
     N = W.shape[0]
     scale = 1.0 / N if (reduce == "mean" and not single) else 1.0
-    c = scale / beta
-    with overflow_checked():
-        (gA, gB), gy = two.grads(c)
+    if N >= BATCH_MIN:  # one pass; checked afterwards (a bad q makes a bad c or gradient)
+        with overflow_checked():
+            q, c, (gA, gB), gy = SPDBatch(facs[0], facs[1], W).fused(lambda q: scale / (alpha + q))
+            beta = alpha + q
+        if not _q_in_range(q, beta):
+            return None
+        warn_ill_conditioned(facs, "log_quad_grad")
+    else:
+        with overflow_checked():
+            two = TwoSPD(facs[0], facs[1], W)
+            q = two.q
+            beta = alpha + q
+        if not _q_in_range(q, beta):
+            return None  # q over/underflows (rescaled there) or β ≤ 0 (raised there)
+        warn_ill_conditioned(facs, "log_quad_grad")
+        c = scale / beta
+        with overflow_checked():
+            (gA, gB), gy = two.grads(c)
     if not (finite_sum(gA) and finite_sum(gB) and finite_sum(gy)):
         return None  # the general path names the overflow
     lam = np.log(beta)
@@ -309,6 +317,11 @@ def _two_spd_fast(K: Any, y: Any, mu: Any, alpha: Any, reduce: Any) -> LogQuadGr
 
 
 _TINY = {t.char: float(np.finfo(t).tiny) for t in _FAST_DTYPES}
+
+
+def _q_in_range(q: np.ndarray, beta: np.ndarray) -> bool:
+    """Every ``q_i`` finite and not underflowing, every ``β_i > 0`` (the fast path's domain)."""
+    return bool(q.min() >= _TINY[q.dtype.char] and math.isfinite(q.max()) and beta.min() > 0)
 
 
 def _uncell(K: Any) -> Any:

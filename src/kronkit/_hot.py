@@ -37,7 +37,7 @@ import numpy as np
 
 from ._factor import Factorization, blas_fn
 
-__all__ = ["BATCH_MIN", "WORKSPACE", "TwoSPD", "Workspace", "batch_grads", "finite_sum", "spd_rows"]
+__all__ = ["BATCH_MIN", "WORKSPACE", "SPDBatch", "TwoSPD", "Workspace", "finite_sum", "spd_rows"]
 
 BATCH_MIN = 4  # from this many observations on, the GEMM batch path
 TINY = 1024  # up to this many cells per observation, plain NumPy products
@@ -76,7 +76,7 @@ class TwoSPD:
     """Two SPD factors, a batch of N observations (rows of ``W``): ``q_i`` and the gradients
     of ``Σ c_i q_i``. ``W`` is never modified."""
 
-    __slots__ = ("N", "W3", "X", "Z", "batched", "fa", "fb", "p", "q", "q_dim", "step")
+    __slots__ = ("N", "W3", "X", "batch", "batched", "fa", "fb", "p", "q", "q_dim")
 
     def __init__(self, fa: Factorization, fb: Factorization, W: np.ndarray):
         self.fa, self.fb = fa, fb
@@ -84,10 +84,10 @@ class TwoSPD:
         self.p, self.q_dim = p, q = fa.n, fb.n
         self.W3 = W3 = np.ascontiguousarray(W).reshape(N, p, q)
         self.batched = N >= BATCH_MIN
-        self.Z: np.ndarray | None = None
         self.X: list[np.ndarray] = []
         if self.batched:
-            self._quad_batched()
+            self.batch: SPDBatch | None = SPDBatch(fa, fb, W3)
+            self.q = self.batch.quad()
             return
         Ma, Mb = fa.tri_inverse(), fb.tri_inverse()
         if p * q <= TINY:  # a few NumPy products: the cost is per call, not per flop
@@ -105,24 +105,13 @@ class TwoSPD:
             self.q[i] = np.dot(x, x)
             self.X.append(Xt)
 
-    def _quad_batched(self) -> None:
-        """``Z_i = A⁻¹ W_i B⁻¹`` and ``q_i = W_i : Z_i``, in blocks of a few observations (the
-        temporaries stay small; each block is a handful of large GEMMs)."""
-        N, p, q, W3 = self.N, self.p, self.q_dim, self.W3
-        self.step = max(1, (1 << 19) // (p * q))
-        Ainv, Binv = self.fa.inverse_view(), self.fb.inverse_view()
-        self.Z = Z = np.empty_like(W3)
-        self.q = np.empty(N, dtype=W3.dtype)
-        for s in range(0, N, self.step):
-            Wb = W3[s : s + self.step]
-            Vb = (Wb.reshape(-1, q) @ Binv).reshape(Wb.shape)  # W_i B⁻¹
-            Zb = np.matmul(Ainv, Vb, out=Z[s : s + self.step])  # A⁻¹ W_i B⁻¹
-            self.q[s : s + self.step] = np.einsum("nij,nij->n", Wb, Zb)
-
     def grads(self, c: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         """``(∂/∂A, ∂/∂B)`` of ``Σ c_i q_i`` and the rows ``c_i ∂q_i/∂w_i`` (N, P). Once."""
         if self.batched:
-            return self._grads_batched(c)
+            batch, self.batch = self.batch, None
+            if batch is None:
+                raise RuntimeError("the gradients of a batch are computed once")
+            return batch.grads(c)
         N, p, q = self.N, self.p, self.q_dim
         X, self.X = self.X, []
         if len(X) != N:
@@ -163,24 +152,6 @@ class TwoSPD:
             rows.append((2.0 * ci) * (YA @ Mb).reshape(-1))
         return (gA, gB), np.array(rows)
 
-    def _grads_batched(self, c: np.ndarray):
-        N, p, q, W3 = self.N, self.p, self.q_dim, self.W3
-        Z2c, self.Z = self.Z, None  # scaled in place (a fresh array costs page faults)
-        if Z2c is None:
-            raise RuntimeError("the gradients of a batch are computed once")
-        GA = np.zeros((p, p), dtype=Z2c.dtype)
-        GB = np.zeros((q, q), dtype=Z2c.dtype)
-        for s in range(0, N, self.step):
-            Zb, Wb = Z2c[s : s + self.step], W3[s : s + self.step]
-            Zb *= (2.0 * c[s : s + self.step])[:, None, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
-            GB += Zb.reshape(-1, q).T @ Wb.reshape(-1, q)  # 2 Σ c_i Z_iᵀ W_i
-            GA += np.matmul(Zb, Wb.transpose(0, 2, 1)).sum(axis=0)  # 2 Σ c_i Z_i W_iᵀ
-        gA = GA @ self.fa.inverse_view()
-        gB = GB @ self.fb.inverse_view()
-        gA = -0.25 * (gA + gA.T)
-        gB = -0.25 * (gB + gB.T)
-        return (gA, gB), Z2c.reshape(N, p * q)
-
 
 def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.ndarray | None:
     """``A⁻¹ Y_i B⁻¹`` (``half``: ``L_A⁻¹ Y_i L_B⁻ᵀ``) for a few rows ``y`` (..., p·q) and two
@@ -208,49 +179,96 @@ def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.nda
     return out.reshape(*y.shape[:-1], p, q)
 
 
-def batch_grads(fa: Factorization, fb: Factorization, W: np.ndarray,
-                weights: Callable[[np.ndarray], np.ndarray]):
-    """One pass over a batch: ``q_i``, ``c_i = weights(q_i)`` and the gradients of ``Σ c_i q_i``.
+class SPDBatch:
+    """A batch of N observations with two SPD factors, on cached inverses and GEMM alone.
 
-    Returns ``(q, c, (∂/∂A, ∂/∂B), rows c_i ∂q_i/∂w_i)``. Blocks of n observations are laid out
-    as p×(n·q) (one transposing copy), so that every product is one large GEMM:
-    ``V = [W_i]ᵀ B⁻¹`` (rows (a, i)), ``Z = A⁻¹ V`` (p × n·q), ``Σ c_i Z_i W_iᵀ`` (contraction
-    over n·q) and ``Σ c_i Z_iᵀ W_i`` (over p·n), 8·p·q·(p+q)/2 flops per observation; the
-    block buffers are reused (no page faults), and nothing of size N·P is kept but the output.
+    Blocks of n observations are laid out as p×(n·q) (one transposing copy), so that every
+    product is one large GEMM: ``V = [W_i] B⁻¹`` (rows (a, i)), ``Z = A⁻¹ V`` (p × n·q),
+    ``Σ c_i Z_i W_iᵀ`` (a contraction over n·q) and ``Σ c_i Z_iᵀ W_i`` (over p·n) — 8·p·q·(p+q)/2
+    flops per observation. Because ``A Z_i = W_i B⁻¹``: ``Σ c_i Z_i B Z_iᵀ = (Σ c_i Z_i W_iᵀ) A⁻¹``
+    and ``Σ c_i Z_iᵀ A Z_i = (Σ c_i Z_iᵀ W_i) B⁻¹``. Block buffers are reused (no page faults);
+    nothing of size N·P is allocated but the rows ``c_i ∂q_i/∂w_i`` returned.
     """
-    N, p, q = W.shape[0], fa.n, fb.n
-    W3 = np.ascontiguousarray(W).reshape(N, p, q)
-    dt = W3.dtype
-    Ainv, Binv = fa.inverse_view(), fb.inverse_view()
-    step = max(1, min(N, BLOCK_CELLS // (p * q)))
-    qv, cv = np.empty(N, dtype=dt), np.empty(N, dtype=dt)
-    gy = np.empty((N, p * q), dtype=dt)
-    GA, GB = np.zeros((p, p), dtype=dt), np.zeros((q, q), dtype=dt)
-    tA, tB = np.empty((p, p), dtype=dt), np.empty((q, q), dtype=dt)
-    bufs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for s in range(0, N, step):
-        n = min(step, N - s)
-        if n not in bufs:
-            bufs[n] = (np.empty((p, n, q), dt), np.empty((p * n, q), dt), np.empty((p, n * q), dt))
-        Wt, V, Z = bufs[n]
-        np.copyto(Wt, W3[s : s + n].transpose(1, 0, 2))  # (p, n, q)
-        np.matmul(Wt.reshape(p * n, q), Binv, out=V)  # W_i B⁻¹, rows (a, i)
-        np.matmul(Ainv, V.reshape(p, n * q), out=Z)  # Z_i = A⁻¹ W_i B⁻¹, as (p, n, q)
-        Z3 = Z.reshape(p, n, q)
-        qb = np.einsum("anb,anb->n", Wt, Z3)
-        cb = weights(qb)
-        qv[s : s + n], cv[s : s + n] = qb, cb
-        Z3 *= (2.0 * cb)[None, :, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
-        GA += np.matmul(Z, Wt.reshape(p, n * q).T, out=tA)  # 2 Σ c_i Z_i W_iᵀ
-        GB += np.matmul(Z.reshape(p * n, q).T, Wt.reshape(p * n, q), out=tB)  # 2 Σ c_i Z_iᵀ W_i
-        np.copyto(gy[s : s + n].reshape(n, p, q), Z3.transpose(1, 0, 2))
-    gA = GA @ Ainv
-    gB = GB @ Binv
-    gA += gA.T
-    gB += gB.T
-    gA *= -0.25
-    gB *= -0.25
-    return qv, cv, (gA, gB), gy
+
+    def __init__(self, fa: Factorization, fb: Factorization, W: np.ndarray):
+        self.N, self.p, self.q_dim = N, p, q = W.shape[0], fa.n, fb.n
+        self.W3 = np.ascontiguousarray(W).reshape(N, p, q)
+        self.dt = dt = self.W3.dtype
+        self.Ainv, self.Binv = fa.inverse_view(), fb.inverse_view()
+        self.step = max(1, min(N, BLOCK_CELLS // (p * q)))
+        self.GA, self.GB = np.zeros((p, p), dtype=dt), np.zeros((q, q), dtype=dt)
+        self.tA, self.tB = np.empty((p, p), dtype=dt), np.empty((q, q), dtype=dt)
+        self.rows = np.empty((N, p * q), dtype=dt)  # Z_i, then c_i ∂q_i/∂w_i
+        self._bufs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if n not in self._bufs:
+            p, q, dt = self.p, self.q_dim, self.dt
+            self._bufs[n] = (np.empty((p, n, q), dt), np.empty((p * n, q), dt),
+                             np.empty((p, n * q), dt))
+        return self._bufs[n]
+
+    def _solve(self, s: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Block ``s:s+n``: ``W_i`` as (p, n, q), ``Z_i = A⁻¹ W_i B⁻¹`` as (p, n·q), and ``q_i``."""
+        p, q = self.p, self.q_dim
+        Wt, V, Z = self._buffers(n)
+        np.copyto(Wt, self.W3[s : s + n].transpose(1, 0, 2))
+        np.matmul(Wt.reshape(p * n, q), self.Binv, out=V)  # W_i B⁻¹, rows (a, i)
+        np.matmul(self.Ainv, V.reshape(p, n * q), out=Z)  # A⁻¹ W_i B⁻¹, as (p, n, q)
+        return Wt, Z, np.einsum("anb,anb->n", Wt, Z.reshape(p, n, q))
+
+    def _accumulate(self, Wt: np.ndarray, Z: np.ndarray, n: int) -> None:
+        """Add ``Σ Z_i W_iᵀ`` and ``Σ Z_iᵀ W_i`` of a block (Z already weighted)."""
+        p, q = self.p, self.q_dim
+        self.GA += np.matmul(Z, Wt.reshape(p, n * q).T, out=self.tA)
+        self.GB += np.matmul(Z.reshape(p * n, q).T, Wt.reshape(p * n, q), out=self.tB)
+
+    def _finish(self) -> tuple[np.ndarray, np.ndarray]:
+        gA = self.GA @ self.Ainv  # 2 Σ c_i Z_i B Z_iᵀ
+        gB = self.GB @ self.Binv
+        gA += gA.T
+        gB += gB.T
+        gA *= -0.25
+        gB *= -0.25
+        return gA, gB
+
+    def fused(self, weights: Callable[[np.ndarray], np.ndarray]):
+        """One pass: ``(q, c, (∂/∂A, ∂/∂B), rows)`` of ``Σ c_i q_i`` with ``c_i = weights(q_i)``."""
+        N, p, q = self.N, self.p, self.q_dim
+        qv, cv = np.empty(N, dtype=self.dt), np.empty(N, dtype=self.dt)
+        for s in range(0, N, self.step):
+            n = min(self.step, N - s)
+            Wt, Z, qb = self._solve(s, n)
+            cb = weights(qb)
+            qv[s : s + n], cv[s : s + n] = qb, cb
+            Z3 = Z.reshape(p, n, q)
+            Z3 *= (2.0 * cb)[None, :, None]  # 2 c_i Z_i = c_i ∂q_i/∂w_i
+            self._accumulate(Wt, Z, n)
+            np.copyto(self.rows[s : s + n].reshape(n, p, q), Z3.transpose(1, 0, 2))
+        return qv, cv, self._finish(), self.rows
+
+    def quad(self) -> np.ndarray:
+        """``q_i`` for every row (keeps ``Z_i`` for :meth:`grads`)."""
+        N, p, q = self.N, self.p, self.q_dim
+        qv = np.empty(N, dtype=self.dt)
+        for s in range(0, N, self.step):
+            n = min(self.step, N - s)
+            _, Z, qv[s : s + n] = self._solve(s, n)
+            np.copyto(self.rows[s : s + n].reshape(n, p, q), Z.reshape(p, n, q).transpose(1, 0, 2))
+        return qv
+
+    def grads(self, c: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """After :meth:`quad`: the gradients of ``Σ c_i q_i`` and the rows ``c_i ∂q_i/∂w_i``."""
+        N, p, q = self.N, self.p, self.q_dim
+        for s in range(0, N, self.step):
+            n = min(self.step, N - s)
+            Wt, _, Z = self._buffers(n)
+            rows = self.rows[s : s + n].reshape(n, p, q)
+            rows *= (2.0 * c[s : s + n])[:, None, None]
+            np.copyto(Wt, self.W3[s : s + n].transpose(1, 0, 2))
+            np.copyto(Z.reshape(p, n, q), rows.transpose(1, 0, 2))
+            self._accumulate(Wt, Z, n)
+        return self._finish(), self.rows
 
 
 def finite_sum(a: np.ndarray) -> bool:
