@@ -28,7 +28,7 @@ from . import _backend
 from . import _sum_rules as rules
 from ._factor import is_symmetric
 from ._sum_spec import SumSpec, parse_sum, slot_name
-from ._torch_common import StructuredSolve, as_tensor, check_finite, log_beta, prepare
+from ._torch_common import StructuredSolve, as_tensor, check_finite, host_view, log_beta, prepare
 
 __all__ = ["inv_quad", "log_quad", "logdet", "solve"]
 
@@ -36,7 +36,7 @@ Tensor = torch.Tensor
 
 
 def _symmetric(F: Tensor, name: str) -> Tensor:
-    if not bool(is_symmetric(F, torch.finfo(F.dtype).eps)):
+    if not bool(is_symmetric(host_view(F), torch.finfo(F.dtype).eps)):
         raise rules.not_symmetric_error(name)
     return F
 
