@@ -111,8 +111,8 @@ def test_two_phase_batch(rng, monkeypatch, block):
     Z = np.linalg.solve(S, Y.T).T
     gA, gB = dense_chain(-Z.T @ Z, [A, B])
     assert_allclose(g.value, np.einsum("ij,ij->", Y, Z), rtol=RTOL)
-    assert_allclose(g.A, gA, rtol=RTOL, atol=ATOL * np.abs(gA).max())
-    assert_allclose(g.B, gB, rtol=RTOL, atol=ATOL * np.abs(gB).max())
+    assert_allclose(g.factors[0], gA, rtol=RTOL, atol=ATOL * np.abs(gA).max())
+    assert_allclose(g.factors[1], gB, rtol=RTOL, atol=ATOL * np.abs(gB).max())
     assert_allclose(g.y, 2 * Z, rtol=RTOL, atol=ATOL * np.abs(Z).max())
 
 
