@@ -240,7 +240,9 @@ class _InvQuad(torch.autograd.Function):
     the half solve ``H = (L1⁻¹ ⊗ ... ⊗ Ld⁻¹) w`` (``q = ‖H‖²``) and, since
     ``Z ×_{j≠k} A_j = H ×_{j≠k} L_j ×_k L_k⁻ᵀ`` while ``Z = H ×_j L_j⁻ᵀ``, the modes ``j ≠ k``
     cancel in the contraction: ``ḡA_k = −ḡq X_k X_kᵀ`` with ``X_k = L_k⁻ᵀ H_(k)`` — one
-    triangular solve and one product per factor — and ``ḡw = 2 ḡq (L1⁻ᵀ ⊗ ... ⊗ Ld⁻ᵀ) H``.
+    triangular solve and one product per factor — and ``ḡw = 2 ḡq (L1⁻ᵀ ⊗ ... ⊗ Ld⁻ᵀ) H``
+    (:mod:`kronkit._torch_chol`: the backward reuses the forward's ``H`` and ``L_k``, no
+    refactorisation and no second solve of ``w``).
 
     For second derivatives (``create_graph=True``) ``Z`` and ``U`` are rebuilt as ``_kron_solve``
     outputs so that the backward graph reaches ``w`` and the factors.
