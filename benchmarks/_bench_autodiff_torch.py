@@ -17,7 +17,7 @@ gradients.
 ``benchmarks/bench_autodiff.py`` imports :func:`torch_rows`; run this file alone for a table
 with the speed-ups against issue 14's targets (≥ 3× at m = 200, ≥ 2× at m = 1000):
 ``python benchmarks/_bench_autodiff_torch.py [--quick] [--sizes 64,200,1000] [--threads N]
-[--native-blas]``. It prints the BLAS report (``_common.blas_report``: NumPy/SciPy's OpenBLAS;
+[--native-blas] [--breakdown]``. It prints the BLAS report (``_common.blas_report``: NumPy/SciPy's OpenBLAS;
 PyTorch's own MKL is named in the title) and PyTorch's thread count. On a busy machine, small
 sizes with several threads are dominated by the OpenMP/MKL thread wake-up (~10 ms per threaded
 LAPACK call, for both libraries); ``--threads 1`` gives steadier numbers there.
@@ -128,15 +128,59 @@ def torch_rows(sizes: list[int], quick: bool) -> list[dict]:
     return rows
 
 
+def breakdown(m: int, quick: bool) -> None:
+    """Print the time of each kernel call the Cholesky route makes at size m (in the layouts
+    it uses), against its flops, next to one m×m product: where the time of a call goes."""
+    import torch
+
+    from kronkit._factor import is_symmetric, rcond_from_factor
+    from kronkit._torch_chol import gram
+
+    A, B, y = (torch.from_numpy(x) for x in _problem(m))
+    L = torch.linalg.cholesky(A)
+    W = y.view(m, m)
+
+    def tri(X, trans, copy=True):  # the route's solve: in place on a layout-keeping copy
+        out = X.clone() if copy else X
+        return torch.linalg.solve_triangular(L.mT if trans else L, out, upper=trans, out=out)
+
+    X = tri(W, False)
+    calls = {  # name: (function, flops, calls per forward + backward)
+        "potrf (cholesky_ex)": (lambda: torch.linalg.cholesky_ex(A), m**3 / 3, 2),
+        "trsm, forward mode 0 (copy + in place)": (lambda: tri(W, False), m**3, 1),
+        "trsm, forward mode 1 (in place)": (lambda: tri(X.clone().mT, False, False), m**3, 1),
+        "trsm, backward mode 0": (lambda: tri(X, True), m**3, 1),
+        "trsm, backward mode 1": (lambda: tri(X.mT, True), m**3, 1),
+        "X Xᵀ (gram, syrk role)": (lambda: gram(X, -0.5), m**3, 2),
+        "symmetry check (host)": (lambda: is_symmetric(A.numpy(), 2.2e-16), 0, 2),
+        "rcond (pocon, host)": (lambda: rcond_from_factor(A.numpy(), L.numpy(), True), 0, 2),
+        "m×m product (reference)": (lambda: A @ B, 2 * m**3, 0),
+    }
+    names = list(calls)
+    best = _best_alternating([calls[k][0] for k in names], _repeats(m, quick))
+    t = dict(zip(names, best, strict=True))
+    total = sum(t[k] * calls[k][2] for k in names)
+    print(f"breakdown m = {m} ({torch.get_num_threads()} threads): time per call, GF/s on its flops")
+    for k in names:
+        fl, n = calls[k][1], calls[k][2]
+        rate = f"{fl / t[k] / 1e9:6.1f} GF/s" if fl else " " * 11
+        print(f"  {k:40s} {t[k] * 1e3:9.3f} ms ×{n} {rate}")
+    floor = 8.67 * m**3 / (2 * m**3 / t["m×m product (reference)"])
+    print(f"  sum of the route's calls {total * 1e3:.3f} ms; 8.67 m³ flops at the product's rate "
+          f"{floor * 1e3:.3f} ms")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     parser.add_argument("--sizes", type=str, default=None,
-                        help="comma-separated m = n values (default 50,200,1000)")
+                        help="comma-separated m = n values (default 64,200,1000)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch.set_num_threads for this run (default 0: leave torch's default)")
     parser.add_argument("--native-blas", action="store_true",
                         help="run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (re-executes)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time every kernel call of kronkit.torch's route against its flops")
     args = parser.parse_args(argv)
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -182,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         for b in body:
             table.add_row(*b)
         Console(width=140).print(table)
+    if args.breakdown:
+        for m in sizes:
+            breakdown(m, args.quick)
     for m in sizes:
         lo = sec.get((m, CASE_LINOP))
         if m in TARGETS and lo is not None:
