@@ -193,3 +193,18 @@ def test_no_warning_on_well_conditioned(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.autograd.grad(kt.log_quad(Fs, _t(rng.standard_normal(20))), Fs)
+
+
+def test_strided_inputs(rng):
+    """Rows taken from a transposed or stepped tensor (the solves copy them in their layout)."""
+    A, B = spd(rng, 4), spd(rng, 5)
+    base = torch.tensor(rng.standard_normal((20, 6)))
+    flat = torch.tensor(rng.standard_normal(40))
+    for view in (base.T, flat[::2], base.T[::2]):
+        ys = view.detach().requires_grad_(True)
+        Fs = [_t(A, True), _t(B, True)]
+        got = torch.autograd.grad(kt.log_quad(Fs, ys).sum(), [*Fs, ys])
+        Fd, yd = [_t(A, True), _t(B, True)], view.contiguous().requires_grad_(True)
+        want = torch.autograd.grad(_dense_log_quad(Fd, yd, 0.0, 1.0).sum(), [*Fd, yd])
+        for g, h in zip(got, want, strict=True):
+            _close(g, h, rtol=CHAIN_RTOL)
