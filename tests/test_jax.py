@@ -37,6 +37,7 @@ from jax.extend import core as jex_core  # noqa: E402
 
 import kronkit  # noqa: E402
 import kronkit.jax as kj  # noqa: E402
+from kronkit._jax_factor import JaxFactor, traced_rcond  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread_module")
 
@@ -335,13 +336,13 @@ def test_auto_cholesky_when_values_are_known_lu_when_traced(rng):
     outside jit, a constant under jit), LU for a non-symmetric one and for any traced factor
     (jit, vmap); "spd" is Cholesky everywhere. Results agree with "general" in every case."""
     S, G = jnp.asarray(spd(rng, 3)), jnp.asarray(general(rng, 3))
-    assert kj._Factor(S, 0, "auto").kind == "cholesky"
-    assert kj._Factor(G, 0, "auto").kind == "lu"
-    assert kj._Factor(S, 0, "general").kind == "lu"
+    assert JaxFactor(S, 0, "auto").kind == "cholesky"
+    assert JaxFactor(G, 0, "auto").kind == "lu"
+    assert JaxFactor(S, 0, "general").kind == "lu"
     kinds = []
 
     def kind_of(A, assume):
-        kinds.append(kj._Factor(A, 0, assume).kind)
+        kinds.append(JaxFactor(A, 0, assume).kind)
         return A
 
     jax.jit(lambda A: kind_of(A, "auto"))(S)
@@ -356,6 +357,66 @@ def test_auto_cholesky_when_values_are_known_lu_when_traced(rng):
         close(fn(S), jax.jit(fn)(S))
         grad = jax.grad(lambda A, fn=fn: jnp.sum(fn(A)))
         tree_close(grad(S), jax.jit(grad)(S))
+
+
+def _jaxpr_has(fn, name, *args) -> bool:
+    """Whether the traced program of ``fn(*args)`` (sub-programs included) holds ``name``."""
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == name:
+                return True
+            if any(walk(sub) for p in eqn.params.values() for sub in _sub_jaxprs(p)):
+                return True
+        return False
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("dims", [(3, 4), (2, 3, 4)])
+def test_auto_under_jit_chooses_at_run_time(rng, dims):
+    """assume="auto" with factors traced by jit: one compiled program runs the Cholesky route
+    where every factor is SPD and LU otherwise (a symmetric indefinite factor, a
+    non-symmetric one); values and gradients in every argument match the dense oracle
+    either way (batch of rows, d = 2 and 3)."""
+    spd_mats, Y, mu, _, _ = problem(rng, "spd", dims, batch=(3,))
+    gen_mats = [jnp.asarray(A) for A in factors(rng, "general", dims)]
+    D = np.diag(np.linspace(-2.0, 3.0, dims[0]))
+    D[np.diag_indices(dims[0])] += 0.25 * (D.diagonal() == 0)  # no zero eigenvalue
+    Q, _ = np.linalg.qr(rng.standard_normal((dims[0], dims[0])))
+    indefinite = [jnp.asarray(Q @ D @ Q.T), *spd_mats[1:]]
+
+    def lam(m, y, mu, a, ours):
+        return jnp.sum(kj.log_quad(m, y, mu, a) if ours else dense_lq(m, y, mu, a))
+
+    run = jax.jit(lambda m, y, mu, a: {
+        ours: jax.value_and_grad(functools.partial(lam, ours=ours), argnums=(0, 1, 2, 3))(
+            m, y, mu, a)
+        for ours in (True, False)})
+    assert _jaxpr_has(lambda m: kj.log_quad(m, Y), "cholesky", spd_mats)  # both compiled
+    assert _jaxpr_has(lambda m: kj.log_quad(m, Y), "lu", spd_mats)
+    assert not _jaxpr_has(lambda m: kj.log_quad(m, Y, assume="general"), "cholesky", spd_mats)
+    for mats in (spd_mats, gen_mats, indefinite):
+        a = safe_alpha(mats, Y - mu)
+        out = run(mats, Y, mu, a)
+        tree_close(out[True], out[False])
+
+
+def test_auto_under_jit_second_derivatives_every_direction(rng):
+    """Under an outer derivative (jit of jvp-of-grad, of grad-of-grad, of jax.hessian) "auto"
+    keeps LU for traced factors, so second derivatives of SPD factors stay exact along
+    non-symmetric directions too; a gradient with respect to one factor only agrees too."""
+    mats, y, mu, alpha, _ = problem(rng, "spd", (3, 2), batch=())
+    V = [jnp.asarray(rng.standard_normal(M.shape)) for M in mats]
+    fns = {"ours": lambda m: kj.log_quad(m, y, mu, alpha),
+           "dense": lambda m: dense_lq(m, y, mu, alpha)}
+
+    def second(f):
+        g = jax.grad(f)
+        rev = jax.grad(lambda m: sum(jnp.vdot(a, b) for a, b in zip(g(m), V, strict=True)))
+        one = jax.grad(lambda A, m: f([A, m[1]]))
+        return lambda m: (jax.jvp(g, (m,), (V,))[1], rev(m), jax.hessian(f)(m), one(m[0], m))
+
+    out = jit_all(second, fns)(mats)
+    tree_close(out["ours"], out["dense"], rtol=CHAIN_RTOL)
 
 
 # ---------------------------------------------------------------------------------------
@@ -591,9 +652,12 @@ def test_edge_contract_under_jit(rng):
                 kj.log_quad([B, A], y, assume=assume), kj.logdet([B, A], assume=assume),
                 jax.grad(lambda A: kj.logdet([B, A], assume=assume))(A))
 
-    for A, assume in [(nonsym, "spd"), (numsing, "spd"), (TRIANGULAR, "general")]:
+    for A, assume in [(nonsym, "spd"), (numsing, "spd"), (TRIANGULAR, "general"),
+                      (TRIANGULAR, "auto")]:
         for out in run(A, y, assume):
             assert np.all(np.isnan(out)), (assume, out)  # was finite and wrong
+    # "auto"'s run-time choice: NaN whichever route it takes
+    assert np.all(np.isnan(run(numsing, y, "auto")[1:3]))
     exact = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
     x, q, lam, ld, _ = run(exact, y, "general")
     assert ld == -np.inf and np.all(np.isnan(x)) and np.isnan(q) and np.isnan(lam)
@@ -611,8 +675,8 @@ def test_edge_contract_under_jit(rng):
 @pytest.mark.parametrize("n", [5, 70])  # exact rcond up to 64, the Hager–Higham estimate above
 def test_traced_rcond_against_dense_condition_number(rng, n):
     Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
-    rcond = jax.jit(lambda A, L: (kj._traced_rcond(A, L, "cholesky"),
-                                  kj._traced_rcond(A, jax.scipy.linalg.lu_factor(A)[0], "lu")))
+    rcond = jax.jit(lambda A, L: (traced_rcond(A, L, "cholesky"),
+                                  traced_rcond(A, jax.scipy.linalg.lu_factor(A)[0], "lu")))
     for smallest in (1e-3, 1e-12):
         A = (Q * np.logspace(0, np.log10(smallest), n)) @ Q.T
         A = (A + A.T) / 2

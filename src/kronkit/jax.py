@@ -19,11 +19,14 @@ Every function is a :func:`jax.custom_jvp` whose rule is the closed form (``S = 
 
 * ``d(S y) = S dy + dS y`` (multilinear);
 * ``d(S⁻¹y) = S⁻¹(dy − dS S⁻¹y)``;
-* ``d(yᵀS⁻¹y) = (z + u)ᵀ dy − uᵀ dS z`` with ``z = S⁻¹y``, ``u = S⁻ᵀy``;
+* ``d(yᵀS⁻¹y) = (z + u)ᵀ dy − uᵀ dS z`` with ``z = S⁻¹y``, ``u = S⁻ᵀy`` (Cholesky factors,
+  ``A_k = C_kC_kᵀ``: ``−Σ_k ⟨P_k, P_k ×_k dA_k⟩ + 2zᵀdy`` with ``P_k = X ×_k C_k⁻ᵀ`` and the
+  half solve ``X = (C_1⁻¹⊗…⊗C_d⁻¹)y``, so ``∂q/∂A_k = −P_(k)P_(k)ᵀ``: see
+  :mod:`kronkit._jax_quad`);
 * ``d log det S = Σ_k (P/p_k) tr(A_k⁻¹ dA_k)``.
 
 The rules are written with the same two structured building blocks as the values — mode
-products (:func:`kronkit._vec.mode_apply`) and per-factor solves (:meth:`_Factor.solve`) — so
+products (:func:`kronkit._vec.mode_apply`) and per-factor solves (:class:`kronkit._jax_factor.JaxFactor`) — so
 ``jax.grad``, ``jax.jvp``, ``jax.vmap``, ``jax.jit`` and second derivatives
 (``jax.hessian``, jvp-of-grad) all run in O(Σ p_k³ + P·Σ p_k) per vector and never build a
 P×P array. ``log_quad`` is ``log(α + inv_quad(factors, y − μ))``; its derivatives are the
@@ -37,12 +40,16 @@ working precision (LAPACK's ``rcond <= eps``) raises :class:`~kronkit.SingularFa
 (``logdet`` too, except that an exact zero pivot gives ``-inf``); ``rcond < sqrt(eps)`` gives
 an :class:`~kronkit.IllConditionedWarning`. Under ``jit`` (and for ``vmap``-ped arguments)
 nothing can be raised: where an eager call raises, the result is NaN (the factorisation of an
-offending factor is replaced by NaN, judged by the ``rcond`` of :func:`_traced_rcond`),
+offending factor is replaced by NaN, judged by the ``rcond`` of :func:`~kronkit._jax_factor.traced_rcond`),
 and there is no warning.
 
 ``assume`` is ``kronkit.torch``'s: ``"auto"`` (default; per factor, Cholesky where it is
 symmetric positive definite, else LU), ``"general"`` (LU), ``"spd"`` (Cholesky). A traced
-factor's values cannot be inspected, so under ``jit`` / ``vmap`` ``"auto"`` uses LU for it.
+factor's values cannot be inspected: under ``jit``, ``inv_quad`` and ``log_quad`` compile both
+routes and choose at run time (``lax.cond``: Cholesky where every traced factor is symmetric
+positive definite, LU otherwise); ``solve`` and ``logdet``, and every function under ``vmap``
+of the factors or under an outer derivative (jvp-of-grad, ``jax.hessian``), use LU for it
+(second derivatives then exact in every direction).
 
 **Sums.** ``solve``, ``inv_quad``, ``logdet`` and ``log_quad`` also take a sum of
 Kronecker products ``S = Σ_t F_t1⊗…⊗F_td`` as first argument: a :class:`kronkit.SumOfKron`
@@ -73,232 +80,37 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from . import _backend
 
 try:
     import jax
     import jax.numpy as jnp
-    import jax.scipy.linalg as jsl
+    from jax.custom_derivatives import SymbolicZero
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise _backend.missing_extra("jax", "JAX") from exc
 
 from . import _jax_sum
-from ._factor import is_symmetric, kron_logdet, kron_sign, rcond_from_factor
+from ._factor import kron_logdet, kron_sign
 from ._jax_common import check_finite as _check_finite
 from ._jax_common import concrete as _concrete
 from ._jax_common import log_beta
 from ._jax_common import real_array as _real_array
+from ._jax_factor import factorize_all, spd_test
+from ._jax_quad import QuadParts, chol_parts, general_parts, quad_tangent
 from ._kron import Kron
 from ._sum_spec import is_sum
 from ._vec import apply_modes, d_apply_modes, to_tensor, to_vec
 
 __all__ = ["inv_quad", "log_quad", "logdet", "matvec", "solve"]
 
-_JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
-
-
-# ---------------------------------------------------------------------------------------
-# Structured products on tensors (..., p1, ..., pd): mode products from kronkit._vec
-# ---------------------------------------------------------------------------------------
-def _inner(a: jax.Array, b: jax.Array, d: int) -> jax.Array:
-    """``Σ a·b`` over the last ``d`` axes (one value per batch row)."""
-    return jnp.sum(a * b, axis=tuple(range(-d, 0)))
-
-
-# ---------------------------------------------------------------------------------------
-# Per-factor factorisations and solves (the one place)
-# ---------------------------------------------------------------------------------------
-class _Factor(_backend.BackendFactor):
-    """Cholesky or LU factorisation of one square factor: the JAX mirror of
-    :class:`kronkit._factor.Factorization` (``kind``, ``factor``, ``piv``, ``n``, ``index``,
-    ``symmetric``, ``rcond``, ``exact_zero``, :meth:`solve`, :meth:`tri_solve`,
-    :meth:`slogdet`, ``check``, ``singular``, ``ill_conditioned``).
-
-    Concrete ``A`` (see :func:`_concrete`): the kind follows ``assume`` as in
-    :func:`kronkit._backend.choose_kind`; ``rcond`` is LAPACK's estimate. Abstract ``A``
-    (``jit``, ``vmap``): nothing can be inspected or raised; ``"spd"`` uses Cholesky (NaN
-    factors where ``A`` is not symmetric, as a failed Cholesky gives), ``"auto"`` and
-    ``"general"`` use LU; ``rcond`` (:func:`_traced_rcond`) and ``exact_zero`` are traced,
-    and ``check`` is a no-op (:func:`_factorize_all` turns a singular factor into NaN).
-    """
-
-    __slots__ = ("concrete", "exact_zero", "factor", "index", "kind", "n", "piv", "rcond",
-                 "symmetric")
-
-    def __init__(self, A: jax.Array, index: int, assume: str):
-        self.index = index
-        self.n = A.shape[0]
-        a = _concrete(A)
-        self.concrete = a is not None
-        if a is None:  # abstract: nothing can be raised, and LAPACK is out of reach
-            self.symmetric = is_symmetric(A, float(jnp.finfo(A.dtype).eps))
-            if assume == "spd":
-                L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
-                self.kind, self.piv = "cholesky", None
-                self.factor = jnp.where(self.symmetric, L, jnp.nan)
-                self.exact_zero = jnp.zeros((), bool)
-            else:
-                self.kind = "lu"
-                self.factor, self.piv = jsl.lu_factor(A)
-                self.exact_zero = jnp.any(jnp.diagonal(self.factor) == 0)
-            self.rcond = _traced_rcond(A, self.factor, self.kind)
-            return
-        with jax.ensure_compile_time_eval():  # a constant under jit is factored now, once
-            self._factor_concrete(a, assume)
-        if isinstance(A, jax.core.Tracer):  # an outer derivative (jvp of grad): factor A
-            # itself, so that the factors carry its tangent (the checks used the values); LU
-            # unless "spd", whose Cholesky is exact along symmetric directions only
-            if assume == "spd":
-                self.factor = jax.lax.linalg.cholesky(A, symmetrize_input=False)
-            else:
-                self.kind = "lu"
-                self.factor, self.piv = jsl.lu_factor(A)
-
-    def _factor_concrete(self, a: jax.Array, assume: str) -> None:
-        self.symmetric = bool(is_symmetric(a, float(jnp.finfo(a.dtype).eps)))
-        chol: list[jax.Array] = []
-
-        def cholesky_ok() -> bool:
-            chol.append(jax.lax.linalg.cholesky(a, symmetrize_input=False))
-            return bool(jnp.all(jnp.isfinite(chol[0])))
-
-        self.kind = _backend.choose_kind(assume, self.symmetric, cholesky_ok, self.index)
-        if self.kind == "cholesky":
-            self.factor, self.piv, self.exact_zero = chol[0], None, False
-        else:
-            self.factor, self.piv = jsl.lu_factor(a)
-            self.exact_zero = bool(jnp.any(jnp.diagonal(self.factor) == 0))
-        self.rcond = 0.0 if self.exact_zero else rcond_from_factor(
-            np.asarray(a), np.asarray(self.factor), self.kind == "cholesky")
-
-    @property
-    def eps(self) -> float:
-        return float(jnp.finfo(self.factor.dtype).eps)
-
-    @property
-    def singular(self) -> Any:
-        """``rcond <= eps`` (a traced boolean for abstract values)."""
-        return super().singular if self.concrete else ~(self.rcond > self.eps)
-
-    def check(self) -> None:
-        if self.concrete:
-            super().check()
-
-    def solve(self, b: jax.Array, trans: bool = False) -> jax.Array:
-        """``A⁻¹ b`` (``trans``: ``A⁻ᵀ b``) for ``b`` of shape ``(p, n)``; O(p²n)."""
-        if self.kind == "cholesky":
-            return jsl.cho_solve((self.factor, True), b)
-        return jsl.lu_solve((self.factor, self.piv), b, trans=1 if trans else 0)
-
-    def tri_solve(self, b: jax.Array, trans: bool = False) -> jax.Array:
-        """``L⁻¹ b`` (``trans``: ``L⁻ᵀ b``) with the Cholesky factor ``L`` (Cholesky only)."""
-        return jsl.solve_triangular(self.factor, b, lower=True, trans=1 if trans else 0)
-
-    def slogdet(self) -> tuple[jax.Array, jax.Array]:
-        """``(sign, log|det A|)`` from the factorisation."""
-        diag = jnp.diagonal(self.factor)
-        if self.piv is None:
-            return jnp.ones((), diag.dtype), 2.0 * jnp.sum(jnp.log(diag))
-        swaps = jnp.sum(self.piv != jnp.arange(self.piv.shape[0], dtype=self.piv.dtype))
-        sign = jnp.where(swaps % 2 == 0, 1.0, -1.0).astype(diag.dtype) * jnp.prod(jnp.sign(diag))
-        return sign, jnp.sum(jnp.log(jnp.abs(diag)))
-
-
-_EXACT_RCOND_MAX_N = 64  # up to this size the traced rcond is exact, above it estimated
-
-
-def _traced_rcond(A: jax.Array, c: jax.Array, kind: str) -> jax.Array:
-    """``1/(‖A‖₁‖A⁻¹‖₁)`` in the traced program (JAX has no LAPACK ``gecon``).
-
-    ``‖A⁻¹‖₁ = ‖(LU)⁻¹‖₁`` (the row permutation does not change it; Cholesky: ``U = Lᵀ``).
-    For ``p ≤ 64`` it is computed exactly, from two triangular solves with the identity
-    (O(p³), cheap at that size, and two operations to compile); above, by the Hager–Higham
-    estimate of :func:`_inv_norm1_estimate` (O(p²), the method of LAPACK's ``gecon``).
-    ``c`` is the lower Cholesky factor (``kind="cholesky"``) or the packed LU factors.
-    Nothing is differentiated (``stop_gradient``). NaN or Inf (a zero pivot, a failed
-    Cholesky) gives ``rcond = 0``.
-    """
-    A, c = jax.lax.stop_gradient(A), jax.lax.stop_gradient(c)
-    tri = jax.lax.linalg.triangular_solve
-    unit = kind == "lu"  # LU: unit lower L and upper U in ``c``; Cholesky: L, U = Lᵀ
-
-    def inv(V):  # (LU)⁻¹ V for V of shape (p, k)
-        V = tri(c, V, left_side=True, lower=True, unit_diagonal=unit)
-        return tri(c, V, left_side=True, lower=not unit, transpose_a=not unit)
-
-    def inv_t(V):  # (LU)⁻ᵀ V
-        V = tri(c, V, left_side=True, lower=not unit, transpose_a=unit)
-        return tri(c, V, left_side=True, lower=True, transpose_a=True, unit_diagonal=unit)
-
-    n = A.shape[0]
-    if n <= _EXACT_RCOND_MAX_N:
-        inv_norm = jnp.max(jnp.sum(jnp.abs(inv(jnp.eye(n, dtype=A.dtype))), axis=0))
-    else:
-        inv_norm = _inv_norm1_estimate(inv, inv_t, n, A.dtype)
-    rcond = 1.0 / (jnp.max(jnp.sum(jnp.abs(A), axis=0)) * inv_norm)
-    return jnp.where(jnp.isfinite(rcond) & jnp.isfinite(inv_norm), rcond, 0.0)
-
-
-def _inv_norm1_estimate(inv, inv_t, n: int, dtype, steps: int = 4) -> jax.Array:
-    """Hager–Higham estimate of ``‖M‖₁`` from products ``M V`` (``inv``) and ``Mᵀ V``.
-
-    From ``x = 1/n`` move to the unit vector where ``Mᵀ sign(M x)`` peaks, ``steps`` times at
-    most (stopping when that no longer increases ``‖M x‖₁``), and keep the larger of that and
-    ``2‖M v‖₁/(3n)`` for the alternating vector ``v = ((−1)ⁱ(1 + i/(n−1)))``. A lower bound,
-    in practice within a factor 3 of ``‖M‖₁``; for ``M = A⁻¹`` it equals LAPACK's figure.
-    """
-    def sign(v):
-        return jnp.where(v >= 0, 1.0, -1.0).astype(dtype)
-
-    i = jnp.arange(n, dtype=dtype)
-    alt = jnp.where(i % 2 == 0, 1.0, -1.0) * (1.0 + i / max(n - 1, 1))
-    x = jnp.full((n,), 1.0 / n, dtype)
-    Y = inv(jnp.stack([x, alt], axis=1))
-    est, xi = jnp.sum(jnp.abs(Y[:, 0])), sign(Y[:, 0])
-
-    def step(_, carry):
-        x, xi, est, done = carry
-        z = inv_t(xi[:, None])[:, 0]
-        j = jnp.argmax(jnp.abs(z))
-        done = done | (jnp.abs(z[j]) <= z @ x)
-        x_new = jax.nn.one_hot(j, n, dtype=dtype)
-        y = inv(x_new[:, None])[:, 0]
-        est_new, xi_new = jnp.sum(jnp.abs(y)), sign(y)
-        improves = ~done & (est_new > est) & jnp.any(xi_new != xi)
-        est = jnp.where(done, est, jnp.maximum(est, est_new))
-        done = done | ~improves
-        return jnp.where(done, x, x_new), jnp.where(done, xi, xi_new), est, done
-
-    _, _, est, _ = jax.lax.fori_loop(0, steps, step, (x, xi, est, jnp.zeros((), bool)))
-    return jnp.maximum(est, 2.0 * jnp.sum(jnp.abs(Y[:, 1])) / (3.0 * n))
-
-
-def _factorize_all(mats: Sequence[jax.Array], assume: str, *,
-                   zero_det_ok: bool = False) -> tuple[list[_Factor], Any]:
-    """Factor every factor, with the conditioning contract of ``Kron``.
-
-    Returns ``(factors, zero)``, ``zero`` true where some factor has an exact zero pivot.
-    Concrete values: :func:`kronkit._backend.check_factorizations` (raise for a singular
-    factor, warn for an ill-conditioned one; ``zero_det_ok`` for log-determinants). Abstract
-    values (``jit``, ``vmap``): a singular factor is replaced by NaN, so every result computed
-    from it is NaN (``logdet`` turns an exact zero pivot into −inf itself); no warning.
-    """
-    facs = [_Factor(M, k, assume) for k, M in enumerate(mats)]
-    if _backend.check_factorizations([f for f in facs if f.concrete], (_JAX_DIR,),
-                            zero_det_ok=zero_det_ok):
-        return facs, True
-    zero: Any = False
-    for f in facs:
-        if not f.concrete:
-            zero = zero | f.exact_zero
-            f.factor = jnp.where(f.singular, jnp.nan, f.factor)
-    return facs, zero
+try:  # the tracer of ``jit``'s own trace (public module; see _plain_traced)
+    from jax.interpreters.partial_eval import DynamicJaxprTracer as _JitTracer
+except ImportError:  # pragma: no cover - a JAX without it: "auto" keeps LU under jit
+    _JitTracer = None  # type: ignore[assignment,misc]
+_DynamicJaxprTracer: Any = _JitTracer
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,7 +141,7 @@ def _matvec_jvp(primals, tangents):
 
 
 def _solve_parts(assume: str, mats, y):
-    facs, _ = _factorize_all(mats, assume)
+    facs, _ = factorize_all(mats, assume)
     return facs, _backend.solve_modes(to_tensor(y, _dims(mats, 1)), facs)
 
 
@@ -347,32 +159,57 @@ def _solve_jvp(assume, primals, tangents):
     return to_vec(X, len(mats)), to_vec(dX, len(mats))
 
 
-def _inv_quad_parts(assume: str, mats, w):
-    facs, Z = _solve_parts(assume, mats, w)
+def _plain_traced(x: Any) -> bool:
+    """``x`` is an argument of the program ``jit`` traces, and nothing else transforms it
+    (no outer derivative, no ``vmap``): only then does ``"auto"`` choose at run time."""
+    return _DynamicJaxprTracer is not None and isinstance(x, _DynamicJaxprTracer)
+
+
+def _quad_parts(assume: str, mats, w, need, need_g: bool) -> QuadParts:
+    """:class:`~kronkit._jax_quad.QuadParts` of ``q = wᵀS⁻¹w``: the Cholesky route where every
+    factor is Cholesky, else the general one. ``"auto"`` with factors traced by ``jit`` alone:
+    both are compiled and ``lax.cond`` runs the Cholesky route where every traced factor is
+    symmetric positive definite (:func:`~kronkit._jax_factor.spd_test`), LU for it otherwise.
+    (Under an outer derivative or ``vmap`` a traced factor gets LU, as before: its second
+    derivatives are then exact in every direction.)"""
     W = to_tensor(w, _dims(mats, 1))
-    return facs, W, Z, _inner(W, Z, len(mats))
+
+    def parts(chols=None):
+        facs, _ = factorize_all(mats, assume, chols=chols)
+        if all(f.kind == "cholesky" for f in facs):
+            return chol_parts([f.factor for f in facs], W, need, need_g)
+        return general_parts(facs, mats, W, need, need_g)
+
+    if assume == "auto" and any(_concrete(M) is None for M in mats) and all(
+            _plain_traced(M) for M in mats if _concrete(M) is None):
+        ok, chols = spd_test(mats)
+        return jax.lax.cond(ok, lambda: parts(chols), parts)
+    return parts()
 
 
 @_static_assume
 def _inv_quad(assume: str, mats, w):
-    return _inv_quad_parts(assume, mats, w)[3]
+    return _quad_parts(assume, mats, w, [False] * len(mats), False).q
 
 
-@_inv_quad.defjvp
 def _inv_quad_jvp(assume, primals, tangents):
     mats, w = primals
     dmats, dw = tangents
     d = len(mats)
-    facs, W, Z, q = _inv_quad_parts(assume, mats, w)
-    U = Z if all(f.kind == "cholesky" for f in facs) else _backend.solve_modes(W, facs, trans=True)
-    dW = to_tensor(dw, _dims(mats, 1))
-    return q, _inner(Z + U, dW, d) - _inner(U, d_apply_modes(Z, mats, dmats), d)
+    need = [not isinstance(t, SymbolicZero) for t in dmats]
+    need_g = not isinstance(dw, SymbolicZero)
+    parts = _quad_parts(assume, mats, w, need, need_g)
+    dW = to_tensor(dw, _dims(mats, 1)) if need_g else dw
+    return parts.q, quad_tangent(parts, dmats, dW, d)
+
+
+_inv_quad.defjvp(_inv_quad_jvp, symbolic_zeros=True)
 
 
 def _logdet_parts(assume: str, mats, zero_det_ok: bool = True):
     """Factorisations and ``log det S = Σ_k (P/p_k) log|det A_k|``: −inf where a factor has
     an exact zero pivot (``det S = 0``), NaN where ``det S < 0``."""
-    facs, zero = _factorize_all(mats, assume, zero_det_ok=zero_det_ok)
+    facs, zero = factorize_all(mats, assume, zero_det_ok=zero_det_ok)
     parts = [f.slogdet() for f in facs]
     dims = _dims(mats, 0)
     sign = kron_sign([s for s, _ in parts], dims)
@@ -575,7 +412,8 @@ def log_quad(
 
 
 _ASSUME_DOC = _backend.ASSUME_DOC + """ Under ``jit`` / ``vmap``, where a factor's values are
-        not known, ``"auto"`` uses LU for it and ``"spd"`` gives NaN instead of raising."""
+        not known, ``"auto"`` uses LU for it (``inv_quad``/``log_quad`` under ``jit`` alone:
+        chosen at run time) and ``"spd"`` gives NaN instead of raising."""
 for _f in (solve, inv_quad, logdet, log_quad):
     if _f.__doc__:  # None under python -OO
         _f.__doc__ = _f.__doc__.replace("ASSUME", _ASSUME_DOC)
