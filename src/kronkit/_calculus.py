@@ -26,8 +26,16 @@ from ._dask import add_nested, is_dask_array, row_chunks, tree_reduce_chunks
 from ._errors import DomainError
 from ._factor import warn_ill_conditioned
 from ._grad_results import InvQuadGrad, LogQuadGrad
-from ._hot import BATCH_MIN, SPDBatch, TwoSPD, finite_sum
-from ._kron import Kron, as_kron, factorizations, overflow_checked, require_square, slogdet_with
+from ._hot import seed_grads
+from ._kron import (
+    Kron,
+    as_kron,
+    factorization,
+    factorizations,
+    overflow_checked,
+    require_square,
+    slogdet_with,
+)
 from ._quad import (
     QuadState,
     assemble_grads,
@@ -283,45 +291,25 @@ def _two_spd_fast(K: Any, y: Any, mu: Any, alpha: Any, reduce: Any) -> LogQuadGr
         return None
     if reduce is None and not single:
         return None
-    facs = factorizations(K, "log_quad_grad", warn=False)
+    A, B = K.factors
+    if A.shape[0] != A.shape[1] or B.shape[0] != B.shape[1]:
+        return None
+    facs = (factorization(K, 0), factorization(K, 1))
     if facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
-        return None  # the general path warns and answers
+        return None  # the general path checks, warns and answers
+    facs[0].check()
+    facs[1].check()
     W = (y if mu is None else y - mu).reshape(-1, P)
-    N = W.shape[0]
-    scale = 1.0 / N if (reduce == "mean" and not single) else 1.0
-    if N >= BATCH_MIN:  # one pass; checked afterwards (a bad q makes a bad c or gradient)
-        with overflow_checked():
-            q, c, (gA, gB), gy = SPDBatch(facs[0], facs[1], W).fused(lambda q: scale / (alpha + q))
-            beta = alpha + q
-        if not _q_in_range(q, beta):
-            return None
-        warn_ill_conditioned(facs, "log_quad_grad")
-    else:
-        with overflow_checked():
-            two = TwoSPD(facs[0], facs[1], W)
-            q = two.q
-            beta = alpha + q
-        if not _q_in_range(q, beta):
-            return None  # q over/underflows (rescaled there) or β ≤ 0 (raised there)
-        warn_ill_conditioned(facs, "log_quad_grad")
-        c = scale / beta
-        with overflow_checked():
-            (gA, gB), gy = two.grads(c)
-    if not (finite_sum(gA) and finite_sum(gB) and finite_sum(gy)):
-        return None  # the general path names the overflow
-    lam = np.log(beta)
+    scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
+    out = seed_grads(facs[0], facs[1], W, float(alpha), scale)
+    if out is None:
+        return None  # q out of range (rescaled there), β ≤ 0 (raised there), an overflow
+    warn_ill_conditioned(facs, "log_quad_grad")
+    beta, c, gA, gB, gy = out
     if single:
-        return LogQuadGrad(float(lam[0]), (gA, gB), gy[0], -gy[0], float(c[0]))
+        return LogQuadGrad(math.log(beta[0]), (gA, gB), gy[0], -gy[0], float(c[0]))
     g_mu = -gy if (mu is not None and mu.ndim == 2) else -gy.sum(axis=0)
-    return LogQuadGrad(float(lam.sum() * scale), (gA, gB), gy, g_mu, float(c.sum()))
-
-
-_TINY = {t.char: float(np.finfo(t).tiny) for t in _FAST_DTYPES}
-
-
-def _q_in_range(q: np.ndarray, beta: np.ndarray) -> bool:
-    """Every ``q_i`` finite and not underflowing, every ``β_i > 0`` (the fast path's domain)."""
-    return bool(q.min() >= _TINY[q.dtype.char] and math.isfinite(q.max()) and beta.min() > 0)
+    return LogQuadGrad(float(np.log(beta).sum() * scale), (gA, gB), gy, g_mu, float(c.sum()))
 
 
 def _uncell(K: Any) -> Any:

@@ -142,15 +142,19 @@ class TwoSPD:
 
     @staticmethod
     def _grads_tiny(X: list[np.ndarray], c: np.ndarray, Ma: np.ndarray, Mb: np.ndarray):
-        gA = gB = 0.0
-        rows = []
-        for Xi, ci in zip(X, c.tolist(), strict=True):
+        gA = gB = None
+        rows = np.empty((len(X), X[0].size), dtype=X[0].dtype)
+        for i, (Xi, ci) in enumerate(zip(X, c.tolist(), strict=True)):
             YA = Ma.T @ Xi  # M_Aᵀ X
             YB = Xi @ Mb  # X M_B
-            gA = gA - ci * (YA @ YA.T)
-            gB = gB - ci * (YB.T @ YB)
-            rows.append((2.0 * ci) * (YA @ Mb).reshape(-1))
-        return (gA, gB), np.array(rows)
+            GA = YA @ YA.T
+            GB = YB.T @ YB
+            GA *= -ci
+            GB *= -ci
+            np.multiply(YA @ Mb, 2.0 * ci, out=rows[i].reshape(Xi.shape))
+            gA = GA if gA is None else gA + GA
+            gB = GB if gB is None else gB + GB
+        return (gA, gB), rows
 
 
 def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.ndarray | None:
@@ -269,6 +273,64 @@ class SPDBatch:
             np.copyto(Z.reshape(p, n, q), rows.transpose(1, 0, 2))
             self._accumulate(Wt, Z, n)
         return self._finish(), self.rows
+
+
+def seed_grads(fa: Factorization, fb: Factorization, W: np.ndarray, alpha: float, scale: float):
+    """``(β, c, ∂/∂A, ∂/∂B, rows c_i ∂q_i/∂w_i)`` of ``Σ_i scale·log(α + q_i)`` with
+    ``c_i = scale/β_i``; ``None`` when some ``q_i`` over- or underflows, some ``β_i ≤ 0`` or a
+    gradient overflows (the general path then rescales or raises)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if W.shape[0] == 1 and W.size <= TINY:
+            return _tiny_seed(fa, fb, W, alpha, scale)
+        if W.shape[0] >= BATCH_MIN:  # one pass; a bad q shows in β or the gradients
+            q, c, (gA, gB), gy = SPDBatch(fa, fb, W).fused(lambda q: scale / (alpha + q))
+            beta = alpha + q
+        else:
+            two = TwoSPD(fa, fb, W)
+            q = two.q
+            beta = alpha + q
+            if not _in_range(q, beta):
+                return None
+            c = scale / beta
+            (gA, gB), gy = two.grads(c)
+    if not (_in_range(q, beta) and finite_sum(gA) and finite_sum(gB) and finite_sum(gy)):
+        return None
+    return beta, c, gA, gB, gy
+
+
+def _tiny_seed(fa: Factorization, fb: Factorization, W: np.ndarray, alpha: float, scale: float):
+    """:func:`seed_grads` for one observation on a tiny grid: nine NumPy products, no more
+    (at m = 8 every call costs about a microsecond, whatever its flops)."""
+    Ma, Mb = fa.tri_inverse(), fb.tri_inverse()
+    X = Ma @ W.reshape(fa.n, fb.n) @ Mb.T
+    q = float(np.vdot(X, X))
+    beta = alpha + q
+    if not (q >= _TINY[X.dtype.char] and math.isfinite(q) and beta > 0):
+        return None
+    c = scale / beta
+    YA = Ma.T @ X
+    YB = X @ Mb
+    gA = YA @ YA.T
+    gB = YB.T @ YB
+    gy = YA @ Mb
+    gA *= -c
+    gB *= -c
+    gy *= 2.0 * c
+    if not math.isfinite(np.add.reduce(gA, axis=None) + np.add.reduce(gB, axis=None)
+                         + np.add.reduce(gy, axis=None)):
+        return None
+    return np.array([beta]), np.array([c]), gA, gB, gy.reshape(1, -1)
+
+
+_TINY = {np.dtype(t).char: float(np.finfo(t).tiny) for t in (np.float64, np.float32)}
+
+
+def _in_range(q: np.ndarray, beta: np.ndarray) -> bool:
+    """Every ``q_i`` finite and not underflowing, every ``β_i > 0``."""
+    if q.shape[0] == 1:
+        q0 = float(q[0])
+        return q0 >= _TINY[q.dtype.char] and math.isfinite(q0) and float(beta[0]) > 0
+    return bool(q.min() >= _TINY[q.dtype.char] and math.isfinite(q.max()) and beta.min() > 0)
 
 
 def finite_sum(a: np.ndarray) -> bool:
