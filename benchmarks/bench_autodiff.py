@@ -2,25 +2,34 @@
 
 Times, in one run, on SPD factors and a single y (float64):
 
-* ``kronkit.jax``  — ``jax.jit(jax.grad(kronkit.jax.log_quad))`` w.r.t. (A, B), LU
-  (``assume="general"``) and Cholesky (``assume="spd"``);
-* ``kronkit numpy`` — the NumPy closed form ``kronkit.log_quad_grad`` (the ratio baseline);
-* ``jax dense``    — ``jax.jit(jax.grad(lambda A, B: jnp.log(1 + y @ jnp.linalg.solve(
+* ``kronkit numpy`` — the NumPy closed form ``kronkit.log_quad_grad(kronkit.Kron(A, B), y)``
+  (the ratio baseline; the ``Kron`` is built inside the timed call, as the JAX rows factor
+  inside theirs);
+* ``kronkit.jax`` — ``jax.jit(jax.grad(lambda A, B: kronkit.jax.log_quad([A, B], y),
+  argnums=(0, 1)))`` with the default ``assume="auto"`` (under ``jit`` it chooses Cholesky or
+  LU at run time), and with ``assume="general"`` (LU) and ``"spd"`` (Cholesky);
+* ``jax dense`` — ``jax.jit(jax.grad(lambda A, B: jnp.log(1 + y @ jnp.linalg.solve(
   jnp.kron(A, B), y))))`` (only where P = m·n ≤ 4096);
 * ``linear_operator`` — GPyTorch ``KroneckerProductLinearOperator(...).inv_quad(y)`` and
   ``backward`` to A and B, exact (``max_cholesky_size(10**9)``);
 * the PyTorch rows of ``benchmarks/_bench_autodiff_torch.py`` (``kronkit.torch``) if present.
 
-Each timing is the best of several repeats of a warm (compiled) call that waits for the
-result (``block_until_ready``). Ratios are seconds / seconds of the NumPy closed form.
+Each timing is the best over several rounds; within a size, every case runs once per round
+(alternately), so a busy spell of the shared machine slows all of them alike. JAX calls wait
+for their result (``block_until_ready``). Ratios are seconds / seconds of the NumPy closed
+form in the same run; the last lines print issue 14's target for ``kronkit.jax``.
 
-Threads: jaxlib's CPU LAPACK kernels (LU, Cholesky, triangular solves) call the OpenBLAS that
-SciPy ships, from inside XLA's own thread pool; if OpenBLAS also starts its threads the cores
-are oversubscribed and a 200×200 LU can take 100 ms instead of 0.5 ms. The JAX rows therefore
-run under ``threadpoolctl.threadpool_limits(--jax-blas-threads)`` (default 1; 0 leaves
-OpenBLAS alone). NumPy runs with its default threads, and once more with 1 BLAS thread.
+Threads: jaxlib's CPU LAPACK kernels (Cholesky, LU, triangular solves) call the OpenBLAS that
+SciPy ships, and XLA's CPU runtime starts independent operations together, so two LAPACK calls
+each with every BLAS thread used to share the cores (a 200×200 LU took 100 ms instead of
+0.5 ms); the benchmark therefore limited OpenBLAS to one thread for JAX. ``kronkit.jax`` now
+chains its LAPACK calls (one at a time), and with one BLAS thread its triangular solves run at
+half speed on two cores (1000×1000: 30 ms instead of 17 ms), so the JAX rows now run with
+OpenBLAS's default threads (``--jax-blas-threads 0``, the default; 1 reproduces the old setup).
+NumPy runs with its default threads, and once more with 1 BLAS thread.
 
-Usage: ``python benchmarks/bench_autodiff.py [--quick] [--sizes 32,64,200,1000]``.
+Usage: ``python benchmarks/bench_autodiff.py [--quick] [--sizes 32,64,200,1000]
+[--rounds 5] [--jax-blas-threads 0] [--native-blas]``.
 """
 
 from __future__ import annotations
@@ -33,10 +42,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import blas_report, native_blas_reexec
+
+native_blas_reexec()  # --native-blas: before NumPy loads OpenBLAS
+
+import numpy as np  # noqa: E402
 
 DENSE_MAX_P = 4096
 BASELINE = "kronkit numpy (closed form)"
+JAX_DEFAULT = "kronkit.jax grad (auto)"
+TARGET_M = 1000
+TARGET_RATIO = 1.2
 
 
 @contextlib.contextmanager
@@ -45,30 +62,35 @@ def blas_threads(n: int) -> Iterator[None]:
     if n <= 0:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("note: threadpoolctl is not installed; BLAS threads not limited")
-        yield
-        return
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=n):
         yield
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` (which must wait for its result)."""
+def once(fn: Callable[[], object], calls: int) -> float:
+    """Best wall time of ``calls`` calls of ``fn`` (which must wait for its result)."""
     best = np.inf
-    for _ in range(repeats):
+    for _ in range(calls):
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def repeats_for(m: int, quick: bool) -> int:
-    if quick:
-        return 3
-    return 7 if m <= 64 else (5 if m <= 200 else 3)
+def calls_for(m: int) -> int:
+    return 5 if m <= 64 else (3 if m <= 200 else 1)
+
+
+def alternate(cases: dict[str, tuple[Callable[[], object], int]], m: int,
+              rounds: int) -> dict[str, float]:
+    """``{case: best seconds}``: each round runs every case (``fn``, BLAS threads) in turn."""
+    best = dict.fromkeys(cases, np.inf)
+    for _ in range(rounds):
+        for case, (fn, threads) in cases.items():
+            with blas_threads(threads):
+                best[case] = min(best[case], once(fn, calls_for(m)))
+    return best
 
 
 def spd(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -89,67 +111,58 @@ def rel_diff(g: tuple, ref: tuple) -> float:
     )
 
 
-def numpy_rows(sizes: list[int], quick: bool) -> tuple[list[dict], dict[int, tuple]]:
-    rows: list[dict] = []
-    grads: dict[int, tuple] = {}
-    try:
-        from kronkit import log_quad_grad
-    except ImportError:
-        print("note: kronkit.log_quad_grad is not available yet; NumPy baseline skipped")
-        return rows, grads
-    for m in sizes:
-        A, B, y = problem(m)
-        res = log_quad_grad([A, B], y)
-        grads[m] = tuple(res.factors)
-        for case, threads in ((BASELINE, 0), ("kronkit numpy (closed form), 1 BLAS thread", 1)):
-            with blas_threads(threads):
-                sec = best_of(lambda A=A, B=B, y=y: log_quad_grad([A, B], y),
-                              repeats_for(m, quick))
-            rows.append({"m": m, "case": case, "seconds": sec})
-    return rows, grads
+def numpy_jax_rows(sizes: list[int], rounds: int, jax_threads: int
+                   ) -> tuple[list[dict], dict[int, tuple]]:
+    """The NumPy closed form and the JAX rows, timed alternately within each size."""
+    from kronkit import Kron, log_quad_grad
 
-
-def jax_rows(sizes: list[int], quick: bool, ref: dict[int, tuple], threads: int) -> list[dict]:
     try:
         import jax
         import jax.numpy as jnp
 
         import kronkit.jax as kj
+
+        jax.config.update("jax_enable_x64", True)
     except ImportError as exc:
         print(f"note: JAX rows skipped ({exc})")
-        return []
-    jax.config.update("jax_enable_x64", True)
+        jax = None
     rows: list[dict] = []
+    grads: dict[int, tuple] = {}
     for m in sizes:
-        A, B, y = (jnp.asarray(x) for x in problem(m))
-        cases: dict[str, Callable] = {}
-        for assume in ("general", "spd"):
-            def lam(A, B, y=y, assume=assume):
-                return kj.log_quad([A, B], y, assume=assume)
+        A, B, y = problem(m)
+        grads[m] = tuple(log_quad_grad(Kron(A, B), y).factors)
+        cases: dict[str, tuple[Callable[[], object], int]] = {
+            BASELINE: (lambda A=A, B=B, y=y: log_quad_grad(Kron(A, B), y), 0),
+            "kronkit numpy (closed form), 1 BLAS thread":
+                (lambda A=A, B=B, y=y: log_quad_grad(Kron(A, B), y), 1),
+        }
+        notes: dict[str, str] = {}
+        if jax is not None:
+            Aj, Bj, yj = (jnp.asarray(x) for x in (A, B, y))
+            fns: dict[str, Callable] = {}
+            for assume, label in (("auto", "auto"), ("general", "LU"), ("spd", "Cholesky")):
+                fns[f"kronkit.jax grad ({label})"] = (
+                    lambda A, B, yj=yj, assume=assume: kj.log_quad([A, B], yj, assume=assume))
+            if m * m <= DENSE_MAX_P:
+                fns["jax dense grad"] = (
+                    lambda A, B, yj=yj: jnp.log(1.0 + yj @ jnp.linalg.solve(jnp.kron(A, B), yj)))
+            else:
+                rows.append({"m": m, "case": "jax dense grad", "seconds": np.nan,
+                             "note": f"skipped: P = {m * m} > {DENSE_MAX_P} (P×P dense)"})
+            for case, f in fns.items():
+                g = jax.jit(jax.grad(f, argnums=(0, 1)))
+                with blas_threads(jax_threads):
+                    out = jax.block_until_ready(g(Aj, Bj))  # compile + warm
+                notes[case] = f"rel. diff to numpy {rel_diff(out, grads[m]):.1e}"
+                cases[case] = (lambda g=g, Aj=Aj, Bj=Bj: jax.block_until_ready(g(Aj, Bj)),
+                               jax_threads)
+        best = alternate(cases, m, rounds if m * m <= DENSE_MAX_P or m <= 1000 else 2)
+        rows += [{"m": m, "case": c, "seconds": t, **({"note": notes[c]} if c in notes else {})}
+                 for c, t in best.items()]
+    return rows, grads
 
-            cases[f"kronkit.jax grad ({'LU' if assume == 'general' else 'Cholesky'})"] = lam
-        if m * m <= DENSE_MAX_P:
-            def dense(A, B, y=y):
-                return jnp.log(1.0 + y @ jnp.linalg.solve(jnp.kron(A, B), y))
 
-            cases["jax dense grad"] = dense
-        else:
-            rows.append({"m": m, "case": "jax dense grad", "seconds": np.nan,
-                         "note": f"skipped: P = {m * m} > {DENSE_MAX_P} (P×P dense)"})
-        for case, f in cases.items():
-            g = jax.jit(jax.grad(f, argnums=(0, 1)))
-            with blas_threads(threads):
-                out = jax.block_until_ready(g(A, B))  # compile + warm
-                reps = repeats_for(m, quick) if "dense" not in case else 3  # dense: seconds
-                sec = best_of(lambda g=g, A=A, B=B: jax.block_until_ready(g(A, B)), reps)
-            row = {"m": m, "case": case, "seconds": sec}
-            if m in ref:
-                row["note"] = f"rel. diff to numpy {rel_diff(out, ref[m]):.1e}"
-            rows.append(row)
-    return rows
-
-
-def linear_operator_rows(sizes: list[int], quick: bool, ref: dict[int, tuple]) -> list[dict]:
+def linear_operator_rows(sizes: list[int], rounds: int, ref: dict[int, tuple]) -> list[dict]:
     try:
         import linear_operator
         import torch
@@ -170,7 +183,7 @@ def linear_operator_rows(sizes: list[int], quick: bool, ref: dict[int, tuple]) -
             return A.grad, B.grad
 
         out = run()
-        sec = best_of(run, repeats_for(m, quick))
+        sec = min(once(run, calls_for(m)) for _ in range(rounds))
         row = {"m": m, "case": "linear_operator (GPyTorch) backward", "seconds": sec}
         if m in ref:
             diff = rel_diff(tuple(t.numpy() for t in out), ref[m])
@@ -180,7 +193,6 @@ def linear_operator_rows(sizes: list[int], quick: bool, ref: dict[int, tuple]) -
 
 
 def torch_rows(sizes: list[int], quick: bool) -> list[dict]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
         mod = importlib.import_module("_bench_autodiff_torch")
     except ImportError as exc:
@@ -221,21 +233,21 @@ def print_table(rows: list[dict], sizes: list[int]) -> None:
 
 def print_targets(rows: list[dict], sizes: list[int]) -> None:
     sec = {(r["m"], r["case"]): r["seconds"] for r in rows}
-    jax_best = {}
-    for m in sizes:
-        cands = [s for (mm, c), s in sec.items() if mm == m and c.startswith("kronkit.jax")]
-        if cands:
-            jax_best[m] = min(cands)
     print("targets:")
     for m in sizes:
-        if m >= 200 and m in jax_best and (m, BASELINE) in sec:
-            r = jax_best[m] / sec[(m, BASELINE)]
-            print(f"  m = {m:5d}: kronkit.jax / numpy closed form = {r:.2f}  (target ≤ 2)")
+        base, ours = sec.get((m, BASELINE)), sec.get((m, JAX_DEFAULT))
+        if base is None or ours is None:
+            continue
+        line = f"kronkit.jax (jit) / NumPy closed form at m = {m} = {ours / base:.2f}"
+        if m == TARGET_M:
+            ok = "met" if ours / base <= TARGET_RATIO else "NOT met"
+            line = (f"kronkit.jax (jit) / NumPy closed form at m = {m} (target ≤ {TARGET_RATIO}): "
+                    f"{ours / base:.2f}  ({ok}; {ours * 1e3:.1f} ms vs {base * 1e3:.1f} ms)")
+        print("  " + line)
     for m in sizes:
         dense = sec.get((m, "jax dense grad"), np.nan)
-        if m in jax_best and dense == dense:
-            print(f"  m = {m:5d}: jax dense / kronkit.jax = {dense / jax_best[m]:.3g}"
-                  + ("  (target ≥ 1000)" if m == 64 else ""))
+        if (m, JAX_DEFAULT) in sec and dense == dense:
+            print(f"  m = {m:5d}: jax dense / kronkit.jax = {dense / sec[(m, JAX_DEFAULT)]:.3g}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,17 +255,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
     parser.add_argument("--sizes", type=str, default=None,
                         help="comma-separated m = n values (default 32,64,200,1000)")
-    parser.add_argument("--jax-blas-threads", type=int, default=1,
-                        help="OpenBLAS threads during the JAX timings (0: no limit; default 1)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of alternate timings per size (default 5; --quick 2)")
+    parser.add_argument("--jax-blas-threads", type=int, default=0,
+                        help="OpenBLAS threads during the JAX timings (0: no limit, the default)")
+    parser.add_argument("--native-blas", action="store_true",
+                        help="re-run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (benchmarks only)")
     args = parser.parse_args(argv)
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]
     else:
         sizes = [8, 16] if args.quick else [32, 64, 200, 1000]
-    rows, ref = numpy_rows(sizes, args.quick)
-    print(f"JAX rows: OpenBLAS threads limited to {args.jax_blas_threads or 'default'}")
-    rows += jax_rows(sizes, args.quick, ref, args.jax_blas_threads)
-    rows += linear_operator_rows(sizes, args.quick, ref)
+    rounds = args.rounds or (2 if args.quick else 5)
+    print(blas_report())
+    limit = args.jax_blas_threads
+    print(f"JAX rows: OpenBLAS threads {f'limited to {limit}' if limit > 0 else 'at their default'}")
+    rows, ref = numpy_jax_rows(sizes, rounds, args.jax_blas_threads)
+    rows += linear_operator_rows(sizes, rounds, ref)
     rows += torch_rows(sizes, args.quick)
     print_table(rows, sizes)
     print_targets(rows, sizes)
