@@ -270,9 +270,14 @@ def test_tri_inverse_is_cholesky_only(rng):
 
 
 @pytest.mark.parametrize("n", [5, 130])
-def test_inverse_view_is_symmetric_and_exact(rng, n):
+@pytest.mark.parametrize("tri_first", [False, True])
+def test_inverse_view_is_symmetric_and_exact(rng, n, tri_first):
+    """From the factor (potri) or from the cached triangular inverse (lauum)."""
     A = spd(rng, n)
-    inv = _factor.Factorization(A, 0).inverse_view()
+    f = _factor.Factorization(A, 0)
+    if tri_first:
+        f.tri_inverse()
+    inv = f.inverse_view()
     assert np.array_equal(inv, inv.T)
     assert not inv.flags.writeable
     assert_allclose(inv, np.linalg.inv(A), rtol=1e-12, atol=1e-12 * np.abs(inv).max())
