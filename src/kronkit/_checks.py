@@ -114,7 +114,9 @@ def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or Inf."""
     # one reduction and no temporary in the common case: the sum of finite entries is finite
     # unless it overflows, and only then (or with a NaN/Inf present) is each entry looked at
-    if arr.size and not (math.isfinite(np.add.reduce(arr, axis=None)) or np.isfinite(arr).all()):
+    if not arr.size or (arr.dtype.kind == "f" and math.isfinite(np.add.reduce(arr, axis=None))):
+        return
+    if not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise non_finite_error(name, bad)
 
