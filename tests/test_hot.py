@@ -19,9 +19,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 import kronkit
+from helpers import ATOL, RTOL, conditioned, dense_chain, spd
 from kronkit import _factor, _hot
 from kronkit._factor import tri_inverse_lower
-from helpers import ATOL, RTOL, conditioned, dense_chain, spd
 
 
 def dense_oracle(A, B, Y, mu=None, alpha=1.0):
@@ -267,6 +267,19 @@ def test_tri_inverse_is_cholesky_only(rng):
     assert f.kind == "lu"
     with pytest.raises(ValueError, match="Cholesky"):
         f.tri_inverse()
+
+
+@pytest.mark.parametrize("n", [3, 64, 65, 300, 600, 777])
+def test_exactly_symmetric(rng, n):
+    """Against NumPy's elementwise comparison, for a symmetric matrix and one entry off it."""
+    A = rng.standard_normal((n, n))
+    A = A + A.T
+    assert _factor.exactly_symmetric(A)
+    for i, j in [(n - 1, 0), (n // 2, n // 3), (0, n - 1)]:
+        B = A.copy()
+        B[i, j] += 1e-300 if i != j else 0.0
+        B[i, j] = np.nextafter(B[i, j], np.inf)
+        assert _factor.exactly_symmetric(B) == np.array_equal(B, B.T)
 
 
 @pytest.mark.parametrize("n", [5, 130])

@@ -22,9 +22,9 @@ from scipy.linalg.blas import get_blas_funcs
 from ._errors import IllConditionedWarning, SingularFactorError, warn_at_caller
 from ._vec import along_mode
 
-__all__ = ["FactorChecks", "Factorization", "blas_fn", "eps_of", "frozen", "is_symmetric", "kron_logdet",
-           "kron_sign", "lapack_fn", "mode_solve", "rcond_from_factor", "singular_error", "tri_inverse_lower",
-           "warn_ill_conditioned"]
+__all__ = ["FactorChecks", "Factorization", "blas_fn", "eps_of", "exactly_symmetric", "frozen",
+           "is_symmetric", "kron_logdet", "kron_sign", "lapack_fn", "mode_solve", "rcond_from_factor",
+           "singular_error", "tri_inverse_lower", "warn_ill_conditioned"]
 
 SYMMETRY_TOL = 16  # A counts as symmetric when max|A − Aᵀ| <= 16·eps·max|A|
 
@@ -33,6 +33,18 @@ SYMMETRY_TOL = 16  # A counts as symmetric when max|A − Aᵀ| <= 16·eps·max|
 def eps_of(dtype: np.dtype) -> float:
     """Machine epsilon of ``dtype`` (cached: asked on every solve)."""
     return float(np.finfo(dtype).eps)
+
+
+def exactly_symmetric(A: np.ndarray) -> bool:
+    """``A == Aᵀ`` entry for entry: by bytes for small ``A`` (cheaper than an elementwise
+    comparison), by row panels against column panels for large ones (cache-friendly), else
+    elementwise."""
+    n = A.shape[0]
+    if A.size <= 4096:
+        return A.tobytes() == A.T.tobytes()
+    if n < 512:
+        return bool(np.array_equal(A, A.T))
+    return all(np.array_equal(A[i : i + 256, i:], A[i:, i : i + 256].T) for i in range(0, n, 256))
 
 
 def is_symmetric(A: Any, eps: float) -> Any:
@@ -125,8 +137,7 @@ class Factorization(FactorChecks):
         self.exact_zero = False
         if scale is None:
             scale = max(float(A.max()), -float(A.min())) if A.size else 0.0
-        # small factors: comparing the bytes costs less than NumPy's elementwise comparison
-        exact = (A.tobytes() == A.T.tobytes()) if A.size <= 4096 else bool(np.array_equal(A, A.T))
+        exact = exactly_symmetric(A)
         self.symmetric = exact or bool(is_symmetric(A, eps_of(A.dtype)))
         self.kind = "lu"
         if self.symmetric:

@@ -97,7 +97,7 @@ class TwoSPD:
         trmm = blas_fn("trmm", W3.dtype)
         self.q = np.empty(N, dtype=W3.dtype)
         for i in range(N):
-            Xt = WORKSPACE.get(2 * i, (q, p), W3.dtype)
+            Xt = WORKSPACE.get(i, (q, p), W3.dtype)
             np.copyto(Xt, W3[i].T)  # Wᵀ, column-major: the same memory order as W
             trmm(1.0, Mb, Xt, side=0, lower=1, overwrite_b=1)  # M_B Wᵀ, in place
             trmm(1.0, Ma, Xt, side=1, lower=1, trans_a=1, overwrite_b=1)  # Xᵀ = M_B Wᵀ M_Aᵀ
@@ -124,14 +124,13 @@ class TwoSPD:
         gy = np.empty((N, p * q), dtype=self.W3.dtype)
         for i, Xt in enumerate(X):
             ci = float(c[i])
-            Yt = WORKSPACE.get(2 * i + 1, (q, p), Xt.dtype)
+            Yt = gy[i].reshape(p, q).T  # the output row, column-major: BLAS works in it
             np.copyto(Yt, Xt)
             trmm(1.0, Ma, Yt, side=1, lower=1, overwrite_b=1)  # Xᵀ M_A = (M_Aᵀ X)ᵀ
             GA = Yt.T @ Yt  # (M_Aᵀ X)(M_Aᵀ X)ᵀ: NumPy's syrk, filled symmetric
             trmm(1.0, Mb, Xt, side=0, lower=1, trans_a=1, overwrite_b=1)  # (X M_B)ᵀ
             GB = Xt @ Xt.T
-            trmm(2.0 * ci, Mb, Yt, side=0, lower=1, trans_a=1, overwrite_b=1)  # 2c Zᵀ
-            gy[i] = Yt.T.reshape(-1)
+            trmm(2.0 * ci, Mb, Yt, side=0, lower=1, trans_a=1, overwrite_b=1)  # 2c Zᵀ, in gy
             GA *= -ci
             GB *= -ci
             gA = GA if gA is None else gA + GA
