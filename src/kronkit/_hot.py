@@ -53,7 +53,7 @@ class Workspace(threading.local):
     is always a fresh array. Buffers larger than ``MAX_BYTES`` are not kept.
     """
 
-    MAX_BYTES = 1 << 27  # 128 MiB per buffer
+    MAX_BYTES = 1 << 25  # 32 MiB per buffer (m = n = 2000); larger ones are not kept
 
     def __init__(self) -> None:
         self.buffers: dict[tuple[int, str], np.ndarray] = {}
