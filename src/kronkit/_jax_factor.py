@@ -18,8 +18,8 @@ from ._factor import is_symmetric, rcond_from_factor
 from ._jax_common import concrete
 from ._jax_quad import after
 
-__all__ = ["EXACT_RCOND_MAX_N", "JAX_DIR", "JaxFactor", "factorize_all", "inv_norm1_estimate",
-           "spd_test", "traced_rcond"]
+__all__ = ["EXACT_RCOND_MAX_N", "JAX_DIR", "JaxFactor", "any_singular", "factorize_all",
+           "inv_norm1_estimate", "spd_test", "traced_rcond"]
 
 #: JAX's own files: warnings are attributed to the first frame outside them.
 JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__)) + os.sep
@@ -50,13 +50,18 @@ class JaxFactor(_backend.BackendFactor):
         a = concrete(A)
         self.concrete = a is not None
         if a is None:  # abstract: nothing can be raised, and LAPACK is out of reach
-            self.symmetric = is_symmetric(A, float(jnp.finfo(A.dtype).eps))
-            if assume == "spd" or chol is not None:
-                L = jax.lax.linalg.cholesky(A, symmetrize_input=False) if chol is None else chol
+            self.symmetric: Any
+            if chol is not None:  # spd_test has checked symmetry (and tells the caller)
+                self.symmetric, self.factor = jnp.ones((), bool), chol
+                self.kind, self.piv, self.exact_zero = "cholesky", None, jnp.zeros((), bool)
+            elif assume == "spd":
+                self.symmetric = is_symmetric(A, float(jnp.finfo(A.dtype).eps))
+                L = jax.lax.linalg.cholesky(A, symmetrize_input=False)
                 self.kind, self.piv = "cholesky", None
                 self.factor = jnp.where(self.symmetric, L, jnp.nan)
                 self.exact_zero = jnp.zeros((), bool)
             else:
+                self.symmetric = is_symmetric(A, float(jnp.finfo(A.dtype).eps))
                 self.kind = "lu"
                 self.factor, self.piv = jsl.lu_factor(A)
                 self.exact_zero = jnp.any(jnp.diagonal(self.factor) == 0)
@@ -175,8 +180,8 @@ def inv_norm1_estimate(inv, inv_t, n: int, dtype, steps: int = 4) -> jax.Array:
     Y = inv(jnp.stack([x, alt], axis=1))
     est, xi = jnp.sum(jnp.abs(Y[:, 0])), sign(Y[:, 0])
 
-    def step(_, carry):
-        x, xi, est, done = carry
+    def step(carry):
+        i, x, xi, est, done = carry
         z = inv_t(xi[:, None])[:, 0]
         j = jnp.argmax(jnp.abs(z))
         done = done | (jnp.abs(z[j]) <= z @ x)
@@ -186,40 +191,57 @@ def inv_norm1_estimate(inv, inv_t, n: int, dtype, steps: int = 4) -> jax.Array:
         improves = ~done & (est_new > est) & jnp.any(xi_new != xi)
         est = jnp.where(done, est, jnp.maximum(est, est_new))
         done = done | ~improves
-        return jnp.where(done, x, x_new), jnp.where(done, xi, xi_new), est, done
+        return i + 1, jnp.where(done, x, x_new), jnp.where(done, xi, xi_new), est, done
 
-    _, _, est, _ = jax.lax.fori_loop(0, steps, step, (x, xi, est, jnp.zeros((), bool)))
+    # a while loop: it stops when the estimate stops growing (usually after one or two steps)
+    _, _, _, est, _ = jax.lax.while_loop(lambda c: (c[0] < steps) & ~c[4], step,
+                                         (0, x, xi, est, jnp.zeros((), bool)))
     return jnp.maximum(est, 2.0 * jnp.sum(jnp.abs(Y[:, 1])) / (3.0 * n))
 
 
 def factorize_all(mats: Sequence[jax.Array], assume: str, *, zero_det_ok: bool = False,
-                  chols: Sequence[jax.Array | None] | None = None) -> tuple[list[JaxFactor], Any]:
+                  chols: Sequence[jax.Array | None] | None = None,
+                  nan_factors: bool = True) -> tuple[list[JaxFactor], Any]:
     """Factor every factor, with the conditioning contract of ``Kron``.
 
     Returns ``(factors, zero)``, ``zero`` true where some factor has an exact zero pivot.
     Concrete values: :func:`kronkit._backend.check_factorizations` (raise for a singular
     factor, warn for an ill-conditioned one; ``zero_det_ok`` for log-determinants). Abstract
     values (``jit``, ``vmap``): a singular factor is replaced by NaN, so every result computed
-    from it is NaN (``logdet`` turns an exact zero pivot into −inf itself); no warning.
+    from it is NaN (``logdet`` turns an exact zero pivot into −inf itself); no warning. With
+    ``nan_factors=False`` the factors are left as they are and the caller makes its result NaN
+    where :func:`any_singular` is true (one scalar instead of a pass over each factor).
     ``chols[k]``, if given, is the Cholesky factor of an abstract ``mats[k]`` (see
-    :class:`JaxFactor`).
+    :class:`JaxFactor`). Abstract factors are factored one after another (:func:`after`).
     """
     chols = [None] * len(mats) if chols is None else chols
-    facs, zero, prev = [], False, None
+    facs: list[JaxFactor] = []
+    zero: Any = False
+    prev: tuple[Any, ...] = ()
     for k, (M, L) in enumerate(zip(mats, chols, strict=True)):
         if concrete(M) is not None:
             facs.append(JaxFactor(M, k, assume, L))
             continue
-        # abstract: factored after the one before (one LAPACK call at a time) and made NaN
-        # where singular
-        f = JaxFactor(after(M, prev), k, assume, after(L, prev) if L is not None else None)
+        f = JaxFactor(after(M, *prev), k, assume, after(L, *prev) if L is not None else None)
         zero = zero | f.exact_zero
-        f.factor = prev = jnp.where(f.singular, jnp.nan, f.factor)
+        if nan_factors:
+            f.factor = jnp.where(f.singular, jnp.nan, f.factor)
+        prev = (f.factor, f.rcond)
         facs.append(f)
     if _backend.check_factorizations([f for f in facs if f.concrete], (JAX_DIR,),
                                      zero_det_ok=zero_det_ok):
         return facs, True
     return facs, zero
+
+
+def any_singular(facs: Sequence[JaxFactor]) -> Any:
+    """Whether some abstract factor is singular to working precision (a traced boolean; False
+    when every factor is concrete: those raise instead)."""
+    bad: Any = False
+    for f in facs:
+        if not f.concrete:
+            bad = bad | f.singular
+    return bad
 
 
 def spd_test(mats: Sequence[jax.Array]) -> tuple[Any, list[jax.Array | None]]:

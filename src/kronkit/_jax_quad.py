@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from ._backend import solve_modes
-from ._vec import along_mode, apply_modes, mode_apply, mode_split
+from ._vec import along_mode, apply_modes, mode_apply, mode_split, unfold
 
 __all__ = ["QuadParts", "after", "chol_parts", "general_parts", "inner", "quad_tangent",
            "tri_mode"]
@@ -130,6 +130,12 @@ def quad_tangent(parts: QuadParts, dmats: Sequence[Any], dW: Any, d: int) -> jax
     if not isinstance(dW, SymbolicZero):
         dq = dq + inner(parts.g, dW, d)
     for k, dM in enumerate(dmats):
-        if not isinstance(dM, SymbolicZero):
+        if isinstance(dM, SymbolicZero):
+            continue
+        if parts.q.ndim == 0:  # one vector: ⟨L_(k), dA R_(k)⟩, whose transpose L_(k) R_(k)ᵀ is
+            # a product of row-major operands (XLA's fast kernel; ``R_(k)ᵀ L_(k)`` is not)
+            left, right = unfold(parts.left[k], k, d), unfold(parts.right[k], k, d)
+            dq = dq - jnp.sum(left * (dM @ right))
+        else:
             dq = dq - inner(parts.left[k], mode_apply(parts.right[k], dM, k, d), d)
     return dq

@@ -98,7 +98,7 @@ from ._jax_common import check_finite as _check_finite
 from ._jax_common import concrete as _concrete
 from ._jax_common import log_beta
 from ._jax_common import real_array as _real_array
-from ._jax_factor import factorize_all, spd_test
+from ._jax_factor import any_singular, factorize_all, spd_test
 from ._jax_quad import QuadParts, chol_parts, general_parts, quad_tangent
 from ._kron import Kron
 from ._sum_spec import is_sum
@@ -175,10 +175,11 @@ def _quad_parts(assume: str, mats, w, need, need_g: bool) -> QuadParts:
     W = to_tensor(w, _dims(mats, 1))
 
     def parts(chols=None):
-        facs, _ = factorize_all(mats, assume, chols=chols)
+        facs, _ = factorize_all(mats, assume, chols=chols, nan_factors=False)
+        Wn = W + jnp.where(any_singular(facs), jnp.nan, 0.0).astype(W.dtype)  # NaN if singular
         if all(f.kind == "cholesky" for f in facs):
-            return chol_parts([f.factor for f in facs], W, need, need_g)
-        return general_parts(facs, mats, W, need, need_g)
+            return chol_parts([f.factor for f in facs], Wn, need, need_g)
+        return general_parts(facs, mats, Wn, need, need_g)
 
     if assume == "auto" and any(_concrete(M) is None for M in mats) and all(
             _plain_traced(M) for M in mats if _concrete(M) is None):
