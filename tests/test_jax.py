@@ -400,6 +400,27 @@ def test_auto_under_jit_chooses_at_run_time(rng, dims):
         tree_close(out[True], out[False])
 
 
+@pytest.mark.parametrize("dims", [(4, 3), (3, 1, 2), (2, 3, 4)])
+@pytest.mark.parametrize("assume", ["auto", "spd", "general"])
+def test_one_vector_gradients_under_jit(rng, dims, assume):
+    """One ``y`` (no batch axis: the factor gradients are products of mode unfoldings) under
+    jit, with respect to every argument and to one factor alone, against the dense oracle;
+    an ill-conditioned SPD factor (cond 1e6) included."""
+    mats, y, mu, _, _ = problem(rng, "spd", dims, batch=())
+    mats[0] = jnp.asarray(_rotated(np.geomspace(1.0, 1e-6, dims[0]), seed=5))
+    alpha = safe_alpha(mats, y - mu)
+
+    def both(f):
+        every = jax.value_and_grad(f, argnums=(0, 1, 2, 3))
+        last = jax.grad(lambda M, m, y, mu, a: f([*m[:-1], M], y, mu, a))
+        return lambda m, y, mu, a: (every(m, y, mu, a), last(m[-1], m, y, mu, a))
+
+    fns = {"ours": lambda m, y, mu, a: kj.log_quad(m, y, mu, a, assume=assume),
+           "dense": lambda m, y, mu, a: dense_lq(m, y, mu, a)}
+    out = jit_all(both, fns)(mats, y, mu, alpha)
+    tree_close(out["ours"], out["dense"])  # RTOL = 1e-10
+
+
 def test_auto_under_jit_second_derivatives_every_direction(rng):
     """Under an outer derivative (jit of jvp-of-grad, of grad-of-grad, of jax.hessian) "auto"
     keeps LU for traced factors, so second derivatives of SPD factors stay exact along
