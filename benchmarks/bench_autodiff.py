@@ -29,7 +29,8 @@ OpenBLAS's default threads (``--jax-blas-threads 0``, the default; 1 reproduces 
 NumPy runs with its default threads, and once more with 1 BLAS thread.
 
 Usage: ``python benchmarks/bench_autodiff.py [--quick] [--sizes 32,64,200,1000]
-[--rounds 5] [--jax-blas-threads 0] [--native-blas]``.
+[--rounds 5] [--jax-blas-threads 0] [--breakdown] [--native-blas]``. ``--breakdown`` times
+each kernel of ``kronkit.jax``'s Cholesky route alone (jitted) against its flops.
 """
 
 from __future__ import annotations
@@ -250,6 +251,57 @@ def print_targets(rows: list[dict], sizes: list[int]) -> None:
             print(f"  m = {m:5d}: jax dense / kronkit.jax = {dense / sec[(m, JAX_DEFAULT)]:.3g}")
 
 
+def jax_breakdown(m: int, rounds: int, threads: int) -> None:
+    """Each kernel of ``kronkit.jax``'s Cholesky route at size ``m``, jitted alone (best over
+    ``rounds``), against its flops, next to the whole jitted gradient and one m×m product."""
+    import jax
+    import jax.numpy as jnp
+
+    import kronkit.jax as kj
+    from kronkit._factor import is_symmetric
+    from kronkit._jax_factor import traced_rcond
+
+    jax.config.update("jax_enable_x64", True)
+    A, B, y = (jnp.asarray(x) for x in problem(m))
+    W = y.reshape(m, m)
+    C = jnp.linalg.cholesky(A)
+    tri = jax.lax.linalg.triangular_solve
+    eps = float(jnp.finfo(A.dtype).eps)
+    grad = jax.jit(jax.grad(lambda A, B: kj.log_quad([A, B], y), argnums=(0, 1)))
+    # arguments, not constants: XLA would fold constant operands at compile time
+    pieces: list[tuple[str, int, Callable, tuple, float]] = [
+        ("whole gradient (auto)", 1, grad, (A, B), 0.0),
+        ("Cholesky (potrf)", 2, jax.jit(jax.lax.linalg.cholesky), (A,), m**3 / 3),
+        ("triangular solve C⁻¹W (trsm)", 4,
+         jax.jit(lambda C, W: tri(C, W.T, left_side=False, lower=True).T), (C, W), m**3),
+        ("product PPᵀ (dot)", 2, jax.jit(lambda W: W @ W.T), (W,), 2 * m**3),
+        ("traced rcond (Hager–Higham)", 2,
+         jax.jit(lambda A, C: traced_rcond(A, C, "cholesky")), (A, C), 0.0),
+        ("symmetry test", 2, jax.jit(lambda A: is_symmetric(A, eps)), (A,), 0.0),
+        ("one m×m elementwise pass", 1, jax.jit(lambda W: W * 2.0), (W,), 0.0),
+    ]
+    best = dict.fromkeys(range(len(pieces)), np.inf)
+    with blas_threads(threads):
+        for _, _, fn, args, _ in pieces:
+            jax.block_until_ready(fn(*args))
+        for _ in range(rounds):
+            for i, (_, _, fn, args, _) in enumerate(pieces):
+                best[i] = min(best[i], once(lambda fn=fn, a=args: jax.block_until_ready(fn(*a)), 2))
+    a = np.random.default_rng(0).standard_normal((m, m))
+    gemm = min(once(lambda: a @ a, 2) for _ in range(rounds))
+    print(f"\nkronkit.jax breakdown at m = {m} (jitted kernels alone; one NumPy m×m product "
+          f"{gemm * 1e3:.2f} ms):")
+    total = 0.0
+    for i, (name, count, _, _, flops) in enumerate(pieces):
+        rate = f"{flops / best[i] / 1e9:6.1f} GFLOP/s" if flops else " " * 14
+        line = f"  {name:32s} {count} × {best[i] * 1e3:8.3f} ms  {rate}"
+        if i:
+            total += count * best[i]
+        print(line + (f"  = {best[i] / gemm:.2f} products" if not i else ""))
+    print(f"  {'sum of the kernels':32s}     {total * 1e3:8.3f} ms  (= {total / gemm:.2f} products; "
+          f"the rest of the whole is copies, scalings and scheduling)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run on small sizes")
@@ -259,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="rounds of alternate timings per size (default 5; --quick 2)")
     parser.add_argument("--jax-blas-threads", type=int, default=0,
                         help="OpenBLAS threads during the JAX timings (0: no limit, the default)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each kernel of kronkit.jax's Cholesky route at the largest m")
     parser.add_argument("--native-blas", action="store_true",
                         help="re-run without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (benchmarks only)")
     args = parser.parse_args(argv)
@@ -275,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     rows += torch_rows(sizes, args.quick)
     print_table(rows, sizes)
     print_targets(rows, sizes)
+    if args.breakdown:
+        jax_breakdown(max(sizes), rounds, args.jax_blas_threads)
 
 
 if __name__ == "__main__":
