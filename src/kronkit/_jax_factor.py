@@ -224,9 +224,9 @@ def factorize_all(mats: Sequence[jax.Array], assume: str, *, zero_det_ok: bool =
             continue
         f = JaxFactor(after(M, *prev), k, assume, after(L, *prev) if L is not None else None)
         zero = zero | f.exact_zero
+        prev = (f.factor, f.rcond)  # before the NaN: an exact zero pivot further on still counts
         if nan_factors:
             f.factor = jnp.where(f.singular, jnp.nan, f.factor)
-        prev = (f.factor, f.rcond)
         facs.append(f)
     if _backend.check_factorizations([f for f in facs if f.concrete], (JAX_DIR,),
                                      zero_det_ok=zero_det_ok):
