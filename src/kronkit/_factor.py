@@ -318,7 +318,7 @@ def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
     return 0.0 if info > 0 else rcond_from_factor(As, lu, cholesky=False)
 
 
-TRI_BLOCK = 96  # tri_inverse_lower: LAPACK trtri on blocks up to this size
+TRI_BLOCK = 64  # tri_inverse_lower: LAPACK trtri on blocks up to this size
 
 
 def tri_inverse_lower(L: np.ndarray) -> np.ndarray:
