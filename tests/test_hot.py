@@ -294,3 +294,22 @@ def test_inverse_view_is_symmetric_and_exact(rng, n, tri_first):
     assert np.array_equal(inv, inv.T)
     assert not inv.flags.writeable
     assert_allclose(inv, np.linalg.inv(A), rtol=1e-12, atol=1e-12 * np.abs(inv).max())
+
+
+@pytest.mark.parametrize("cond", [1e1, 1e5, 1e9, 1e14])
+def test_conditioning_certificate_agrees_with_the_estimate(rng, cond):
+    """With the triangular inverse cached, a well-conditioned factor is certified without
+    LAPACK's estimate; the answers (singular, ill-conditioned, the rcond reported) are the
+    estimate's in every case."""
+    A = conditioned(rng, 40, cond, "spd")
+    f = _factor.Factorization(A, 0)
+    f.tri_inverse()
+    singular, ill = f.singular, f.ill_conditioned
+    want = _factor.rcond_from_factor(A, np.asfortranarray(np.linalg.cholesky(A)), cholesky=True)
+    eps = np.finfo(float).eps
+    assert singular == (not want > eps)
+    assert ill == (eps < want < np.sqrt(eps))
+    assert f.rcond == pytest.approx(want, rel=1e-12)
+    M = f.tri_inverse()
+    exact = np.abs(np.linalg.inv(A)).sum(axis=0).max()  # ‖A⁻¹‖₁ ≤ ‖M‖_∞ ‖M‖₁ (the bound)
+    assert exact <= np.abs(M).sum(axis=1).max() * np.abs(M).sum(axis=0).max() * (1 + 1e-12)

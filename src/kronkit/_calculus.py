@@ -297,8 +297,9 @@ def _two_spd_fast(K: Any, y: Any, mu: Any, alpha: Any, reduce: Any) -> LogQuadGr
     facs = (factorization(K, 0), factorization(K, 1))
     if facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
         return None  # the general path checks, warns and answers
-    facs[0].check()
-    facs[1].check()
+    for f in facs:  # the triangular inverse first: it may certify the conditioning (no estimate)
+        f.tri_inverse()
+        f.check()
     W = (y if mu is None else y - mu).reshape(-1, P)
     scale = 1.0 / W.shape[0] if (reduce == "mean" and not single) else 1.0
     out = seed_grads(facs[0], facs[1], W, float(alpha), scale)

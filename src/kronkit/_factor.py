@@ -23,8 +23,8 @@ from ._errors import IllConditionedWarning, SingularFactorError, warn_at_caller
 from ._vec import along_mode
 
 __all__ = ["FactorChecks", "Factorization", "blas_fn", "eps_of", "exactly_symmetric", "frozen",
-           "is_symmetric", "kron_logdet", "kron_sign", "lapack_fn", "mode_solve", "rcond_from_factor",
-           "singular_error", "tri_inverse_lower", "warn_ill_conditioned"]
+           "is_symmetric", "kron_logdet", "kron_sign", "lapack_fn", "mode_solve", "one_norm",
+           "rcond_from_factor", "singular_error", "tri_inverse_lower", "warn_ill_conditioned"]
 
 SYMMETRY_TOL = 16  # A counts as symmetric when max|A − Aᵀ| <= 16·eps·max|A|
 
@@ -125,14 +125,17 @@ class Factorization(FactorChecks):
     built once under a lock.
     """
 
-    __slots__ = ("_inv", "_lock", "_tinv", "exact_zero", "factor", "index", "kind", "lower", "n",
-                 "piv", "rcond", "symmetric")
+    __slots__ = ("_anorm", "_cert", "_inv", "_lock", "_rcond", "_tinv", "exact_zero", "factor",
+                 "index", "kind", "lower", "n", "piv", "symmetric")
 
     def __init__(self, A: np.ndarray, index: int, scale: float | None = None):
         self.index = index
         self.n = A.shape[0]
         self._inv: np.ndarray | None = None
         self._tinv: np.ndarray | None = None
+        self._rcond: float | None = None
+        self._cert: bool | None = None
+        self._anorm = 0.0
         self._lock = threading.Lock()
         self.exact_zero = False
         if scale is None:
@@ -150,9 +153,9 @@ class Factorization(FactorChecks):
                 self.factor = frozen(c)  # lower-triangular L with A = L L^T
                 self.piv = None
                 self.lower = True
-                self.rcond = rcond_from_factor(A, c, cholesky=True)
+                self._anorm = one_norm(A)  # LAPACK's estimate: on first need (rcond)
                 if not 1e-100 < scale < 1e100:  # the estimate itself may over/underflow
-                    self.rcond = _rcond_rescaled(A, scale, "cholesky")
+                    self._rcond = _rcond_rescaled(A, scale, "cholesky")
                 return
         (getrf,) = lapack.get_lapack_funcs(("getrf",), (A,))
         lu, piv, info = getrf(A, overwrite_a=0)
@@ -161,11 +164,11 @@ class Factorization(FactorChecks):
         self.lower = False
         if info > 0:  # exact zero pivot: det A = 0 exactly in the computed factorisation
             self.exact_zero = True
-            self.rcond = 0.0
+            self._rcond = 0.0
         else:
-            self.rcond = rcond_from_factor(A, lu, cholesky=False)
+            self._rcond = rcond_from_factor(A, lu, cholesky=False)
             if not 1e-100 < scale < 1e100:
-                self.rcond = _rcond_rescaled(A, scale, "lu")
+                self._rcond = _rcond_rescaled(A, scale, "lu")
 
     # -- copies and pickles: no lock in the state; arrays come back read-only -------------
     def __getstate__(self):
@@ -177,6 +180,39 @@ class Factorization(FactorChecks):
                 v = frozen(np.array(v, copy=True))
             object.__setattr__(self, s, v)
         self._lock = threading.Lock()
+
+    # -- conditioning (check: see FactorChecks) --------------------------------------------
+    @property
+    def rcond(self) -> float:
+        """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` (``pocon`` / ``gecon``, O(n²); for a Cholesky
+        factorisation computed on first need)."""
+        rc = self._rcond
+        if rc is None:
+            pocon = lapack_fn("pocon", self.factor.dtype)
+            rc = self._rcond = float(pocon(self.factor, self._anorm, uplo="L")[0])
+        return rc
+
+    @property
+    def singular(self) -> bool:
+        return False if self._certified() else not self.rcond > self.eps
+
+    @property
+    def ill_conditioned(self) -> bool:
+        return False if self._certified() else self.eps < self.rcond < math.sqrt(self.eps)
+
+    def _certified(self) -> bool:
+        """True when ``rcond > sqrt(eps)`` is proven from the cached ``L⁻¹`` without the estimate:
+        ``‖A⁻¹‖₁ = ‖L⁻ᵀL⁻¹‖₁ ≤ ‖L⁻¹‖_∞ ‖L⁻¹‖₁`` (an upper bound, where the estimate is a lower
+        one, so both agree that nothing is to be raised or warned). Small factors only (up to
+        ``CERTIFY_MAX_N``), where the estimate costs more than the bound."""
+        if self._cert is None:
+            M = self._tinv
+            if self._rcond is not None or M is None or self.n > CERTIFY_MAX_N:
+                return False
+            aM = np.abs(M)
+            bound = self._anorm * float(aM.sum(axis=0).max()) * float(aM.sum(axis=1).max())
+            self._cert = bool(bound * math.sqrt(self.eps) < 1.0)
+        return self._cert
 
     # -- determinants -------------------------------------------------------------------
     def slogdet(self) -> tuple[float, float]:
@@ -273,12 +309,16 @@ def rcond_from_factor(A: np.ndarray, factor: np.ndarray, cholesky: bool) -> floa
     """LAPACK's estimate of ``1/(‖A‖₁‖A⁻¹‖₁)`` from ``A``'s lower Cholesky factor (``pocon``)
     or its packed LU factor (``gecon``), O(n²). The one estimate ``Kron``, ``kronkit.jax`` and
     ``kronkit.torch`` use."""
-    # ‖A‖₁ = ‖Aᵀ‖_∞, by LAPACK on the column-major view Aᵀ of a row-major A (no temporary)
-    At = A.T if A.flags.c_contiguous else np.asfortranarray(A).T
-    anorm = float(lapack_fn("lange", A.dtype)("I", At)) if A.size else 0.0
+    anorm = one_norm(A)
     if cholesky:
         return float(lapack_fn("pocon", factor.dtype)(factor, anorm, uplo="L")[0])
     return float(lapack_fn("gecon", factor.dtype)(factor, anorm, norm="1")[0])
+
+
+def one_norm(A: np.ndarray) -> float:
+    """``‖A‖₁ = ‖Aᵀ‖_∞``, by LAPACK on the column-major view ``Aᵀ`` of a row-major ``A``."""
+    At = A.T if A.flags.c_contiguous else np.asfortranarray(A).T
+    return float(lapack_fn("lange", A.dtype)("I", At)) if A.size else 0.0
 
 
 def lapack_fn(name: str, dtype: np.dtype) -> Any:
@@ -318,6 +358,7 @@ def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
     return 0.0 if info > 0 else rcond_from_factor(As, lu, cholesky=False)
 
 
+CERTIFY_MAX_N = 256  # Factorization._certified: the bound is cheaper than pocon up to here
 TRI_BLOCK = 64  # tri_inverse_lower: LAPACK trtri on blocks up to this size
 
 
