@@ -203,11 +203,11 @@ class Factorization(FactorChecks):
     def _certified(self) -> bool:
         """True when ``rcond > sqrt(eps)`` is proven from the cached ``L⁻¹`` without the estimate:
         ``‖A⁻¹‖₁ = ‖L⁻ᵀL⁻¹‖₁ ≤ ‖L⁻¹‖_∞ ‖L⁻¹‖₁`` (an upper bound, where the estimate is a lower
-        one, so both agree that nothing is to be raised or warned). Small factors only (up to
-        ``CERTIFY_MAX_N``), where the estimate costs more than the bound."""
+        one, so both agree that nothing is to be raised or warned). For factor sizes in
+        ``CERTIFY_N`` only, where the estimate costs more than the bound's few reductions."""
         if self._cert is None:
             M = self._tinv
-            if self._rcond is not None or M is None or self.n > CERTIFY_MAX_N:
+            if self._rcond is not None or M is None or not CERTIFY_N[0] <= self.n <= CERTIFY_N[1]:
                 return False
             aM = np.abs(M)
             bound = self._anorm * float(aM.sum(axis=0).max()) * float(aM.sum(axis=1).max())
@@ -358,7 +358,7 @@ def _rcond_rescaled(A: np.ndarray, scale: float, kind: str) -> float:
     return 0.0 if info > 0 else rcond_from_factor(As, lu, cholesky=False)
 
 
-CERTIFY_MAX_N = 256  # Factorization._certified: the bound is cheaper than pocon up to here
+CERTIFY_N = (24, 256)  # Factorization._certified: sizes where the bound costs less than pocon
 TRI_BLOCK = 64  # tri_inverse_lower: LAPACK trtri on blocks up to this size
 
 
