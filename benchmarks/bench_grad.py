@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -156,10 +157,26 @@ def section_peers(sizes, quick, md):
 
 
 def matmul1(m, seed=1):
-    """Seconds of one m×m matrix product (2m³ flops), best of several."""
+    """Seconds of one m×m matrix product (2m³ flops): the faster of NumPy's ``X @ Y`` and SciPy's
+    ``dgemm`` (NumPy and SciPy each ship their own OpenBLAS; kronkit's hot path runs on SciPy's),
+    each after a pause that lets the other library's idle threads stop spinning."""
+    from scipy.linalg import blas
+
     rng = np.random.default_rng(seed)
     X, Y = rng.standard_normal((2, m, m))
-    return best_of(lambda: X @ Y, repeat=5 if m < 1000 else 3)
+    Xf, Yf = np.asfortranarray(X), np.asfortranarray(Y)
+    reps = 5 if m < 1000 else 3
+    settle()
+    t_np = best_of(lambda: X @ Y, repeat=reps)
+    settle()
+    t_sp = best_of(lambda: blas.dgemm(1.0, Xf, Yf), repeat=reps)
+    return min(t_np, t_sp)
+
+
+def settle(seconds=0.3):
+    """Pause between phases: BLAS worker threads spin for a while after a call, and on two
+    cores they would slow whatever is timed next."""
+    time.sleep(seconds)
 
 
 HOT_TARGETS = {8: ("≤ 25 µs", None), 64: (None, 5.0), 200: ("≤ 8 products", 5.0),
@@ -172,9 +189,11 @@ def section_hot(sizes, md):
     t_k, t_1, t_lo, err = {}, {}, {}, {}
     for m in sizes:  # kronkit and the product first, each library in its own phase
         kronkit_grad(*probs[m])
+        settle()
         t_k[m] = best_of(lambda m=m: kronkit_grad(*probs[m]), repeat=7 if m < 1000 else 5)
         t_1[m] = matmul1(m)
     for m in sizes:
+        settle()
         t_lo[m] = best_of(lambda m=m: lo_grad(*probs[m]), repeat=5 if m < 1000 else 3)
         err[m] = rel(kronkit_grad(*probs[m]), dense_grad(*probs[m])) if m <= 64 else None
     rows = []
@@ -228,6 +247,7 @@ def section_breakdown(sizes, md):
             rate = f"{flops / t / 1e9:.1f}" if flops else "—"
             rows.append([str(m), name, str(count), fmt_time(t), rate,
                          f"{2 * m**3 / t1 / 1e9:.1f}", f"{count * t / t1:.2f}"])
+        settle()
         t_all = best_of(lambda A=A, B=B, y=y: kronkit_grad(A, B, y), repeat=5)
         rows.append([str(m), "sum of the calls", "", fmt_time(total), "", "", f"{total / t1:.2f}"])
         rows.append([str(m), "log_quad_grad (whole call)", "1", fmt_time(t_all), "", "",
