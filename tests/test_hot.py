@@ -313,3 +313,22 @@ def test_conditioning_certificate_agrees_with_the_estimate(rng, cond):
     M = f.tri_inverse()
     exact = np.abs(np.linalg.inv(A)).sum(axis=0).max()  # ‖A⁻¹‖₁ ≤ ‖M‖_∞ ‖M‖₁ (the bound)
     assert exact <= np.abs(M).sum(axis=1).max() * np.abs(M).sum(axis=0).max() * (1 + 1e-12)
+
+
+def test_interleaved_states_in_one_thread(rng):
+    """Two quadratic-form states alive at once in one thread (the general engine keeps one
+    between q and its gradients): each keeps its own scratch rows."""
+    A, B = spd(rng, 40), spd(rng, 30)
+    K = kronkit.Kron(A, B)
+    fa, fb = kronkit._kron.factorizations(K, "test")
+    W1, W2 = rng.standard_normal((2, 2, 1200))
+    s1 = _hot.TwoSPD(fa, fb, W1)
+    s2 = _hot.TwoSPD(fa, fb, W2)
+    c = np.array([0.5, 2.0])
+    (gA2, _), gy2 = s2.grads(c)
+    (gA1, _), gy1 = s1.grads(c)
+    for W, gA, gy in ((W1, gA1, gy1), (W2, gA2, gy2)):
+        Z = np.linalg.solve(np.kron(A, B), W.T).T
+        want_A = dense_chain(-(Z.T * c) @ Z, [A, B])[0]
+        assert_allclose(gA, want_A, rtol=RTOL, atol=ATOL * np.abs(want_A).max())
+        assert_allclose(gy, 2 * c[:, None] * Z, rtol=RTOL, atol=ATOL * np.abs(Z).max())

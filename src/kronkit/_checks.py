@@ -25,6 +25,7 @@ __all__ = [
     "float_dtype",
     "non_finite_error",
     "overflow_error",
+    "sum_is_finite",
 ]
 
 #: The largest dense array (in bytes) that kronkit allocates without being asked explicitly:
@@ -110,11 +111,16 @@ def non_finite_error(name: str, bad: int) -> ValueError:
                       f"{'y' if bad == 1 else 'ies'})")
 
 
+def sum_is_finite(a: np.ndarray) -> bool:
+    """True if the sum of the real array ``a`` is finite — then so is every entry (one reduction,
+    no temporary). False also when finite entries overflow the sum: callers that must not
+    reject those look entry by entry then."""
+    return math.isfinite(np.add.reduce(a, axis=None))
+
+
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if ``arr`` holds NaN or Inf."""
-    # one reduction and no temporary in the common case: the sum of finite entries is finite
-    # unless it overflows, and only then (or with a NaN/Inf present) is each entry looked at
-    if not arr.size or (arr.dtype.kind == "f" and math.isfinite(np.add.reduce(arr, axis=None))):
+    if not arr.size or (arr.dtype.kind == "f" and sum_is_finite(arr)):
         return
     if not np.isfinite(arr).all():
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))

@@ -35,9 +35,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._checks import sum_is_finite
 from ._factor import Factorization, blas_fn
 
-__all__ = ["BATCH_MIN", "WORKSPACE", "SPDBatch", "TwoSPD", "Workspace", "finite_sum", "spd_rows"]
+__all__ = ["BATCH_MIN", "WORKSPACE", "SPDBatch", "TwoSPD", "Workspace", "seed_grads", "spd_rows",
+           "symmetric", "tiny_grads", "tri_rows"]
 
 BATCH_MIN = 4  # from this many observations on, the GEMM batch path
 TINY = 1024  # up to this many cells per observation, plain NumPy products
@@ -58,15 +60,18 @@ class Workspace(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[tuple[int, str], np.ndarray] = {}
 
-    def get(self, slot: int, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
-        """A Fortran-ordered scratch array for ``slot`` (contents undefined)."""
-        key = (slot, dtype.char)
-        buf = self.buffers.get(key)
+    def take(self, slot: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A row-major scratch array for ``slot`` (contents undefined), out of the pool until
+        :meth:`give` returns it (so that a second user in the same thread gets another)."""
+        buf = self.buffers.pop((slot, dtype.char), None)
         if buf is None or buf.shape != shape:
-            buf = np.empty(shape, dtype=dtype, order="F")
-            if buf.nbytes <= self.MAX_BYTES:
-                self.buffers[key] = buf
+            buf = np.empty(shape, dtype=dtype)
         return buf
+
+    def give(self, slot: int, buf: np.ndarray) -> None:
+        """Return a buffer from :meth:`take` to the pool (kept if not larger than MAX_BYTES)."""
+        if buf.nbytes <= self.MAX_BYTES:
+            self.buffers[(slot, buf.dtype.char)] = buf
 
 
     def lower(self, slot: int, n: int, dtype: np.dtype) -> np.ndarray:
@@ -88,7 +93,7 @@ class TwoSPD:
     """Two SPD factors, a batch of N observations (rows of ``W``): ``q_i`` and the gradients
     of ``Σ c_i q_i``. ``W`` is never modified."""
 
-    __slots__ = ("N", "W3", "X", "batch", "batched", "fa", "fb", "p", "q", "q_dim")
+    __slots__ = ("N", "W3", "X", "batch", "batched", "buf", "fa", "fb", "p", "q", "q_dim")
 
     def __init__(self, fa: Factorization, fb: Factorization, W: np.ndarray):
         self.fa, self.fb = fa, fb
@@ -106,16 +111,10 @@ class TwoSPD:
             self.X = [Ma @ Wi @ Mb.T for Wi in W3]
             self.q = np.array([np.vdot(X, X) for X in self.X], dtype=W3.dtype)
             return
-        trmm, dot = blas_fn("trmm", W3.dtype), blas_fn("dot", W3.dtype)
-        self.q = np.empty(N, dtype=W3.dtype)
-        for i in range(N):
-            Xt = WORKSPACE.get(i, (q, p), W3.dtype)
-            np.copyto(Xt, W3[i].T)  # Wᵀ, column-major: the same memory order as W
-            trmm(1.0, Mb, Xt, side=0, lower=1, overwrite_b=1)  # M_B Wᵀ, in place
-            trmm(1.0, Ma, Xt, side=1, lower=1, trans_a=1, overwrite_b=1)  # Xᵀ = M_B Wᵀ M_Aᵀ
-            x = Xt.T.reshape(-1)  # X, row-major (Xᵀ is Fortran-ordered)
-            self.q[i] = dot(x, x)
-            self.X.append(Xt)
+        self.buf = X3 = tri_rows(Ma, Mb, W3, WORKSPACE.take(0, (N, p, q), W3.dtype), half=True)
+        dot = blas_fn("dot", W3.dtype)
+        self.q = np.array([dot(x, x) for x in X3.reshape(N, -1)], dtype=W3.dtype)
+        self.X = [Xi.T for Xi in X3]  # Xᵀ, column-major views for BLAS
 
     def grads(self, c: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
         """``(∂/∂A, ∂/∂B)`` of ``Σ c_i q_i`` and the rows ``c_i ∂q_i/∂w_i`` (N, P). Once."""
@@ -150,6 +149,7 @@ class TwoSPD:
             trmm(2.0 * ci, Mb, Yt, side=0, lower=1, trans_a=1, overwrite_b=1)  # 2c Zᵀ, in gy
             gA = GA if gA is None else gA + GA
             gB = GB if gB is None else gB + GB
+        WORKSPACE.give(0, self.buf)
         if gA is None or gB is None:  # pragma: no cover - N >= 1 here
             raise RuntimeError("no observations")
         return (gA, gB), gy
@@ -159,23 +159,31 @@ class TwoSPD:
         gA = gB = None
         rows = np.empty((len(X), X[0].size), dtype=X[0].dtype)
         for i, (Xi, ci) in enumerate(zip(X, c.tolist(), strict=True)):
-            YA = Ma.T @ Xi  # M_Aᵀ X
-            YB = Xi @ Mb  # X M_B
-            GA = YA @ YA.T
-            GB = YB.T @ YB
-            GA *= -ci
-            GB *= -ci
-            np.multiply(YA @ Mb, 2.0 * ci, out=rows[i].reshape(Xi.shape))
+            GA, GB, rows[i] = tiny_grads(Ma, Mb, Xi, ci)
             gA = GA if gA is None else gA + GA
             gB = GB if gB is None else gB + GB
         return (gA, gB), rows
 
 
+def tiny_grads(Ma: np.ndarray, Mb: np.ndarray, X: np.ndarray, c: float):
+    """One row on a tiny grid, from ``X = M_A W M_Bᵀ``: ``(−c (M_AᵀX)(M_AᵀX)ᵀ, −c (X M_B)ᵀ(X M_B),
+    2c M_AᵀX M_B flattened)`` by five NumPy products."""
+    YA = Ma.T @ X
+    YB = X @ Mb
+    gA = YA @ YA.T
+    gB = YB.T @ YB
+    gy = YA @ Mb
+    gA *= -c
+    gB *= -c
+    gy *= 2.0 * c
+    return gA, gB, gy.reshape(-1)
+
+
 def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.ndarray | None:
     """``A⁻¹ Y_i B⁻¹`` (``half``: ``L_A⁻¹ Y_i L_B⁻ᵀ``) for a few rows ``y`` (..., p·q) and two
-    Cholesky factorisations, as a tensor (..., p, q): four (two) triangular products per row on
-    its column-major view, written in place. ``None`` where this is not the better route (other
-    factors, tiny grids, many rows: the mode-wise solves batch those)."""
+    Cholesky factorisations, as a new tensor (..., p, q) (:func:`tri_rows`). ``None`` where this
+    is not the better route (other factors, tiny grids, many rows: the mode-wise solves batch
+    those)."""
     if len(facs) != 2 or facs[0].kind != "cholesky" or facs[1].kind != "cholesky":
         return None
     fa, fb = facs
@@ -183,18 +191,26 @@ def spd_rows(y: np.ndarray, facs: Sequence[Factorization], half: bool) -> np.nda
     rows = y.reshape(-1, p * q)
     if p * q <= TINY or rows.shape[0] >= BATCH_MIN or y.dtype != fa.factor.dtype:
         return None
-    trmm = blas_fn("trmm", y.dtype)
-    Ma, Mb = fa.tri_inverse(), fb.tri_inverse()
     out = np.empty((rows.shape[0], p, q), dtype=y.dtype)
-    for i in range(rows.shape[0]):
-        Xt = out[i].T  # column-major (q, p): BLAS writes into out itself
-        np.copyto(Xt, rows[i].reshape(p, q).T)
-        trmm(1.0, Mb, Xt, side=0, lower=1, overwrite_b=1)  # M_B Yᵀ
-        trmm(1.0, Ma, Xt, side=1, lower=1, trans_a=1, overwrite_b=1)  # (M_A Y M_Bᵀ)ᵀ
-        if not half:
-            trmm(1.0, Mb, Xt, side=0, lower=1, trans_a=1, overwrite_b=1)  # B⁻¹ Yᵀ M_Aᵀ
-            trmm(1.0, Ma, Xt, side=1, lower=1, overwrite_b=1)  # B⁻¹ Yᵀ A⁻¹ = (A⁻¹ Y B⁻¹)ᵀ
+    tri_rows(fa.tri_inverse(), fb.tri_inverse(), rows.reshape(-1, p, q), out, half)
     return out.reshape(*y.shape[:-1], p, q)
+
+
+def tri_rows(Ma: np.ndarray, Mb: np.ndarray, W3: np.ndarray, out: np.ndarray,
+             half: bool) -> np.ndarray:
+    """``out[i] = M_A W_i M_Bᵀ`` (``half``) or ``M_AᵀM_A W_i M_BᵀM_B`` for the rows of ``W3``
+    (N, p, q), with the triangular inverses ``M_A``, ``M_B``: two (four) triangular products
+    per row on the column-major view of ``out[i]``, in place. Returns ``out``."""
+    trmm = blas_fn("trmm", out.dtype)
+    for i in range(W3.shape[0]):
+        Xt = out[i].T  # column-major (q, p): BLAS writes into out itself
+        np.copyto(Xt, W3[i].T)
+        trmm(1.0, Mb, Xt, side=0, lower=1, overwrite_b=1)  # M_B Wᵀ
+        trmm(1.0, Ma, Xt, side=1, lower=1, trans_a=1, overwrite_b=1)  # (M_A W M_Bᵀ)ᵀ
+        if not half:
+            trmm(1.0, Mb, Xt, side=0, lower=1, trans_a=1, overwrite_b=1)  # B⁻¹ Wᵀ M_Aᵀ
+            trmm(1.0, Ma, Xt, side=1, lower=1, overwrite_b=1)  # B⁻¹ Wᵀ A⁻¹ = (A⁻¹ W B⁻¹)ᵀ
+    return out
 
 
 class SPDBatch:
@@ -307,7 +323,7 @@ def seed_grads(fa: Factorization, fb: Factorization, W: np.ndarray, alpha: float
                 return None
             c = scale / beta
             (gA, gB), gy = two.grads(c)
-    if not (_in_range(q, beta) and finite_sum(gA) and finite_sum(gB) and finite_sum(gy)):
+    if not (_in_range(q, beta) and sum_is_finite(gA) and sum_is_finite(gB) and sum_is_finite(gy)):
         return None
     return beta, c, gA, gB, gy
 
@@ -322,14 +338,7 @@ def _tiny_seed(fa: Factorization, fb: Factorization, W: np.ndarray, alpha: float
     if not (q >= _TINY[X.dtype.char] and math.isfinite(q) and beta > 0):
         return None
     c = scale / beta
-    YA = Ma.T @ X
-    YB = X @ Mb
-    gA = YA @ YA.T
-    gB = YB.T @ YB
-    gy = YA @ Mb
-    gA *= -c
-    gB *= -c
-    gy *= 2.0 * c
+    gA, gB, gy = tiny_grads(Ma, Mb, X, c)
     if not math.isfinite(np.add.reduce(gA, axis=None) + np.add.reduce(gB, axis=None)
                          + np.add.reduce(gy, axis=None)):
         return None
@@ -355,6 +364,3 @@ def symmetric(G: np.ndarray) -> np.ndarray:
     return S
 
 
-def finite_sum(a: np.ndarray) -> bool:
-    """True if the sum of ``a`` is finite (then every entry is: one reduction, no temporary)."""
-    return math.isfinite(np.add.reduce(a, axis=None))

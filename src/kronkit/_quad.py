@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg as sla
 
-from ._checks import as_float, check_choice, overflow_error
+from ._checks import as_float, check_choice, overflow_error, sum_is_finite
 from ._errors import DomainError
 from ._factor import Factorization, mode_solve
 from ._hot import TwoSPD
@@ -105,7 +105,7 @@ def check_q(q: np.ndarray, K: Kron, W: np.ndarray) -> None:
 def _all_finite(a: np.ndarray) -> bool:
     """``np.isfinite(a).all()``, by one reduction in the common case: the sum is NaN or ±inf
     whenever an entry is, and only a sum that overflowed needs the entrywise check."""
-    return math.isfinite(np.add.reduce(a, axis=None)) or bool(np.isfinite(a).all())
+    return sum_is_finite(a) or bool(np.isfinite(a).all())
 
 
 def check_outputs(K: Kron, W: np.ndarray, *arrays: Any) -> None:
