@@ -73,16 +73,13 @@ class Workspace(threading.local):
         if buf.nbytes <= self.MAX_BYTES:
             self.buffers[(slot, buf.dtype.char)] = buf
 
-
     def lower(self, slot: int, n: int, dtype: np.dtype) -> np.ndarray:
-        """An n×n column-major buffer for ``syrk(..., lower=1)`` results: zero above the
-        diagonal when made, and only ever written below it."""
-        key = (slot, dtype.char)
-        buf = self.buffers.get(key)
+        """An n×n column-major buffer for ``syrk(..., lower=1)`` results, kept in the pool:
+        zero above the diagonal when made, and only ever written below it."""
+        buf = self.buffers.get((slot, dtype.char))
         if buf is None or buf.shape != (n, n):
             buf = np.zeros((n, n), dtype=dtype, order="F")
-            if buf.nbytes <= self.MAX_BYTES:
-                self.buffers[key] = buf
+            self.give(slot, buf)
         return buf
 
 
